@@ -1,0 +1,114 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { ExitCode, isShardctlError, ShardctlError } from '../errors.js';
+import { redactText } from '../config/redact.js';
+import { registerAuditCommand } from './commands/audit.js';
+import { registerConfigCommands } from './commands/config.js';
+import { registerInitCommand } from './commands/init.js';
+import { registerSandboxCommands } from './commands/sandbox.js';
+import { registerShardCommands } from './commands/shard.js';
+
+const ISSUES_URL = 'https://github.com/shardctl/shardctl/issues';
+
+export function buildProgram(): Command {
+  const program = new Command('shardctl')
+    .description('Administer sharded PostgreSQL and the Redis Streams beside it.')
+    .version(packageVersion(), '-V, --version')
+    .option('-c, --config <path>', 'config file (default: discovered, e.g. ./shardctl.config.yaml)')
+    .option('--json', 'print the result as JSON on stdout; logs stay on stderr', false)
+    .option('-y, --yes', 'confirm destructive actions without asking', false)
+    .option('--no-color', 'no colour (also NO_COLOR, CI, or output that is not a terminal)')
+    .option('-q, --quiet', 'only warnings and errors on stderr', false)
+    .option('-v, --verbose', 'debug logs on stderr', false)
+    .addOption(new Option('--log-format <format>', 'stderr log format').choices(['text', 'json']).default('text'))
+    .option('--actor <name>', 'who to record in the audit log (default: OS user@host)')
+    .option('--lock-wait <duration>', 'how long a mutating command waits for the metadata lock before exiting 75', '0s')
+    .exitOverride()
+    .showHelpAfterError("(run with --help for usage)")
+    .configureOutput({ outputError: (text, write) => write(text) })
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ shardctl sandbox up --shards 4      # a local PostgreSQL to rehearse on
+  $ shardctl -c .shardctl/sandbox/shardctl.config.yaml init
+  $ shardctl shard list --stats
+  $ shardctl shard locate room-1 room-42 --json
+
+Exit codes: 0 ok, 1 failed, 2 usage/config error, 75 lock held, 130 interrupted.`,
+    );
+
+  registerInitCommand(program);
+  registerConfigCommands(program);
+  registerShardCommands(program);
+  registerAuditCommand(program);
+  registerSandboxCommands(program);
+  return program;
+}
+
+/** The single top-level handler: every error becomes an exit code of SPEC.md. */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  const wantsJson = argv.slice(2).some((a) => a === '--json');
+  let code: number = ExitCode.ok;
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    code = reportError(err, wantsJson);
+  }
+  // Flush and leave even if a driver left a socket open: the result is already written.
+  process.exitCode = code;
+  setImmediate(() => process.exit(code));
+}
+
+function reportError(err: unknown, json: boolean): number {
+  if (err instanceof CommanderError) {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+      return ExitCode.ok;
+    }
+    // commander already printed the message and the --help hint on stderr.
+    if (json) printJsonError('usage', err.message.replace(/^error: /, ''), ExitCode.usage, []);
+    return ExitCode.usage;
+  }
+  if (isShardctlError(err)) {
+    printHumanError(err.message, err.details);
+    if (json) printJsonError(err.kind, err.message, err.exitCode, err.details, extraFields(err));
+    return err.exitCode;
+  }
+  const message = redactText(err instanceof Error ? (err.stack ?? err.message) : String(err));
+  process.stderr.write(`shardctl: internal error (this is a bug; please report it at ${ISSUES_URL}):\n${message}\n`);
+  if (json) printJsonError('internal', redactText(err instanceof Error ? err.message : String(err)), ExitCode.failed, []);
+  return ExitCode.failed;
+}
+
+function printHumanError(message: string, details: string[]): void {
+  process.stderr.write(`shardctl: ${redactText(message)}\n`);
+  for (const line of details) process.stderr.write(`  - ${redactText(line)}\n`);
+}
+
+function printJsonError(
+  kind: string,
+  message: string,
+  exitCode: number,
+  details: string[],
+  extra: Record<string, unknown> = {},
+): void {
+  const error = { kind, message: redactText(message), exitCode, details: details.map(redactText), ...extra };
+  process.stdout.write(JSON.stringify({ ok: false, error }, null, 2) + '\n');
+}
+
+function extraFields(err: ShardctlError): Record<string, unknown> {
+  const extra: Record<string, unknown> = {};
+  if ('holder' in err && err.holder !== undefined) extra.holder = err.holder;
+  if (err.data !== undefined) extra.data = err.data;
+  return extra;
+}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    return pkg.version;
+  } catch {
+    return '0.0.0';
+  }
+}

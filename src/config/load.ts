@@ -1,0 +1,57 @@
+import path from 'node:path';
+import { ConfigError } from '../errors.js';
+import { formatPath, interpolateEnv } from './interpolate.js';
+import { configSchema, duplicateProblems, type ShardctlConfig } from './schema.js';
+
+export interface LoadedConfig {
+  config: ShardctlConfig;
+  /** The file it came from (absolute), for messages and relative paths. */
+  filepath: string;
+}
+
+/**
+ * Finds (cosmiconfig, name `shardctl`) or reads `explicitPath`, expands
+ * `${VAR}`, validates, and throws one ConfigError listing every problem.
+ */
+export async function loadConfig(
+  options: { explicitPath?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<LoadedConfig> {
+  const { cosmiconfig } = await import('cosmiconfig');
+  const explorer = cosmiconfig('shardctl');
+  let found: { config: unknown; filepath: string; isEmpty?: boolean } | null;
+  try {
+    found = options.explicitPath
+      ? await explorer.load(path.resolve(options.cwd ?? process.cwd(), options.explicitPath))
+      : await explorer.search(options.cwd ?? process.cwd());
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new ConfigError(`config file not found: ${options.explicitPath}`);
+    throw new ConfigError(`cannot read the config file: ${(err as Error).message}`);
+  }
+  if (!found) {
+    throw new ConfigError(
+      'no shardctl config found (looked for shardctl.config.yaml, .shardctlrc.yaml, .shardctlrc.json, a "shardctl" key in package.json, …); pass -c PATH',
+    );
+  }
+  return { config: parseConfig(found.config ?? {}, found.filepath, options.env ?? process.env), filepath: found.filepath };
+}
+
+export function parseConfig(raw: unknown, filepath: string, env: NodeJS.ProcessEnv): ShardctlConfig {
+  const { value, missing } = interpolateEnv(raw, env);
+  const result = configSchema.safeParse(value);
+  const problems = [...missing];
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      if (issue.code === 'unrecognized_keys') {
+        for (const key of issue.keys) problems.push(`${formatPath([...issue.path, key])}: unknown key`);
+      } else {
+        problems.push(`${formatPath(issue.path)}: ${issue.message}`);
+      }
+    }
+  }
+  problems.push(...duplicateProblems(value));
+  if (problems.length > 0 || !result.success) {
+    throw new ConfigError(`invalid config ${filepath} (${problems.length} problem${problems.length === 1 ? '' : 's'})`, problems);
+  }
+  return result.data;
+}

@@ -1,0 +1,129 @@
+import { z } from 'zod';
+import { DURATION_PATTERN } from './duration.js';
+import { IDENTIFIER_PATTERN as IDENTIFIER, QUALIFIED_NAME_PATTERN as QUALIFIED_NAME, SHARD_ID_PATTERN } from './patterns.js';
+
+/**
+ * The configuration file's shape: a contract with users, whose files must keep
+ * working. Sections that later commands fill in are already fixed here.
+ */
+
+export { SHARD_ID_PATTERN };
+
+const postgresUrl = z
+  .string()
+  .refine((s) => /^postgres(ql)?:\/\/.+/.test(s) && URL.canParse(s), 'expected a postgres:// URL');
+const redisUrl = z
+  .string()
+  .refine((s) => /^rediss?:\/\/.+/.test(s) && URL.canParse(s), 'expected a redis:// URL');
+const duration = z
+  .string()
+  .regex(DURATION_PATTERN, 'expected a duration such as 500ms, 5s, 10m, 12h, 90d');
+const identifier = z.string().regex(IDENTIFIER, 'expected a plain SQL identifier (letters, digits, _)');
+const qualifiedName = z
+  .string()
+  .regex(QUALIFIED_NAME, 'expected a table name such as public.messages');
+
+const shard = z.object({
+  id: z
+    .string()
+    .regex(SHARD_ID_PATTERN, 'expected a shard id of letters, digits, "-" and "_" (at most 63)'),
+  url: postgresUrl,
+  weight: z.number().min(0).max(1000).default(1),
+});
+
+const threshold = z.object({
+  warning: z.union([z.number(), z.string()]).optional(),
+  critical: z.union([z.number(), z.string()]).optional(),
+});
+
+export const configSchema = z
+  .object({
+    metadata: z.object({ url: postgresUrl }),
+    redis: z
+      .object({
+        url: redisUrl.optional(),
+        nodes: z.array(redisUrl).min(1).optional(),
+        /** Prefix of every key and channel shardctl writes (the ring key, its channel). */
+        prefix: z.string().min(1).default('shardctl:'),
+      })
+      .refine((r) => !(r.url && r.nodes), 'give either url or nodes, not both')
+      .optional(),
+    ring: z
+      .object({ vnodes: z.number().int().min(1).max(100_000).optional() })
+      .default({}),
+    shards: z.array(shard).default([]),
+    tables: z.array(z.object({ name: qualifiedName, key: identifier })).default([]),
+    migration: z
+      .object({
+        batchSize: z.number().int().min(1).max(10_000_000).default(10_000),
+        parallel: z.number().int().min(1).max(64).default(2),
+        maxRowsPerSecond: z.number().min(0).default(0),
+      })
+      .default({ batchSize: 10_000, parallel: 2, maxRowsPerSecond: 0 }),
+    partitions: z
+      .array(
+        z.object({
+          table: qualifiedName,
+          column: identifier,
+          interval: z.enum(['hourly', 'daily', 'weekly', 'monthly', 'yearly']),
+          premake: z.number().int().min(0).max(1000).default(7),
+          retention: duration.optional(),
+          retentionMode: z.enum(['drop', 'detach', 'archive']).default('detach'),
+          archiveSchema: identifier.default('archive'),
+        }),
+      )
+      .default([]),
+    streams: z
+      .array(
+        z.object({
+          match: z.string().min(1),
+          maxLen: z.number().int().min(0).optional(),
+          maxAge: duration.optional(),
+          approximate: z.boolean().default(true),
+        }),
+      )
+      .default([]),
+    health: z
+      .object({
+        timeout: duration.default('5s'),
+        thresholds: z.record(z.string(), threshold).default({}),
+      })
+      .default({ timeout: '5s', thresholds: {} }),
+    migrate: z
+      .object({
+        dir: z.string().min(1).default('./db/migrations'),
+        targets: z.enum(['shards', 'metadata', 'all']).default('shards'),
+        parallel: z.number().int().min(1).max(64).default(4),
+        lockTimeout: duration.default('5s'),
+      })
+      .default({ dir: './db/migrations', targets: 'shards', parallel: 4, lockTimeout: '5s' }),
+  })
+  .strict();
+
+/**
+ * Cross-item rules, checked on the raw value so that they are reported with
+ * every other problem (zod skips refinements of an object that has issues).
+ */
+export function duplicateProblems(raw: unknown): string[] {
+  const problems: string[] = [];
+  const cfg = (raw ?? {}) as { shards?: unknown; tables?: unknown };
+  const seen = new Map<string, number>();
+  (Array.isArray(cfg.shards) ? cfg.shards : []).forEach((s: { id?: unknown }, i) => {
+    if (typeof s?.id !== 'string') return;
+    const first = seen.get(s.id);
+    if (first !== undefined) problems.push(`shards[${i}].id: duplicate shard id "${s.id}" (also shards[${first}])`);
+    else seen.set(s.id, i);
+  });
+  const tables = new Set<string>();
+  (Array.isArray(cfg.tables) ? cfg.tables : []).forEach((t: { name?: unknown }, i) => {
+    if (typeof t?.name !== 'string') return;
+    const name = t.name.includes('.') ? t.name : `public.${t.name}`;
+    if (tables.has(name)) problems.push(`tables[${i}].name: duplicate table ${name}`);
+    tables.add(name);
+  });
+  return problems;
+}
+
+export type ShardctlConfig = z.infer<typeof configSchema>;
+export type ShardConfig = ShardctlConfig['shards'][number];
+export type TableConfig = ShardctlConfig['tables'][number];

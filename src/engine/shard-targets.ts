@@ -1,0 +1,29 @@
+import { redactUrl } from '../config/redact.js';
+import type { ShardctlConfig } from '../config/schema.js';
+import type { ShardRecord, ShardState } from '../metadata/store.js';
+
+export interface ShardTarget {
+  id: string;
+  /** What to connect with: the config's URL (it may carry a password) or the registry's. */
+  url: string;
+  /** Safe to print. */
+  displayUrl: string;
+  state: ShardState | 'unregistered';
+  weight: number;
+}
+
+/**
+ * The shards a command talks to: every registered shard that is not retired,
+ * connected with the config's URL when the config names it (passwords live
+ * there or in the environment, never in the registry), else the registry's
+ * password-less URL (PGPASSWORD / ~/.pgpass supply the rest).
+ */
+export function resolveShardTargets(config: ShardctlConfig, records: ShardRecord[]): ShardTarget[] {
+  const fromConfig = new Map(config.shards.map((s) => [s.id, s]));
+  return records
+    .filter((r) => r.state !== 'retired')
+    .map((r) => {
+      const url = fromConfig.get(r.id)?.url ?? r.url;
+      return { id: r.id, url, displayUrl: redactUrl(url), state: r.state, weight: r.weight };
+    });
+}

@@ -1,0 +1,199 @@
+import { fileURLToPath } from 'node:url';
+import { stripPassword } from '../config/redact.js';
+import type { RingMember, RingSpec } from '../core/ring.js';
+import { connect, databaseOf, withClient, withDatabase, type PgClient } from '../postgres/connect.js';
+import { quoteIdent } from '../postgres/ident.js';
+import { applyMigrationFile, planOn, readMigrationFiles } from '../postgres/migrator.js';
+import { OperationError } from '../errors.js';
+
+/** The package's own metadata schema files, next to dist/ and src/. */
+export const METADATA_MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
+const TRACKING_TABLE = { schema: 'shardctl', name: 'tool_migrations' };
+
+export type ShardState = 'pending' | 'active' | 'draining' | 'retired';
+
+export interface ShardRecord {
+  id: string;
+  /** Without password. */
+  url: string;
+  weight: number;
+  state: ShardState;
+}
+
+export interface RingEpoch extends RingSpec {
+  epoch: number;
+  reason: string;
+  createdBy: string;
+  createdAt: Date;
+}
+
+export interface AuditRecord {
+  id: number;
+  actor: string;
+  command: string;
+  commandLine: string;
+  startedAt: Date;
+  finishedAt: Date | null;
+  outcome: string;
+  exitCode: number | null;
+  summary: unknown;
+}
+
+/**
+ * The control-plane database: shard registry, ring epochs, audit log. Every
+ * statement shardctl sends to it is in this file.
+ */
+export class MetadataStore {
+  readonly #client: PgClient;
+  readonly url: string;
+
+  private constructor(client: PgClient, url: string) {
+    this.#client = client;
+    this.url = url;
+  }
+
+  static async open(url: string, options: { applicationName?: string; createDatabase?: boolean } = {}): Promise<MetadataStore> {
+    const appName = options.applicationName ?? 'shardctl';
+    try {
+      return new MetadataStore(await connect(url, { applicationName: appName, label: 'the metadata database' }), url);
+    } catch (err) {
+      const code = (err as { cause?: { code?: string } }).cause?.code;
+      if (code !== '3D000' || !options.createDatabase) {
+        if (code === '3D000') {
+          throw new OperationError(`the metadata database "${databaseOf(url)}" does not exist: run \`shardctl init\` first`);
+        }
+        throw err;
+      }
+    }
+    // The database itself is missing: create it from the server's maintenance database.
+    await withClient(withDatabase(url, 'postgres'), { applicationName: appName, label: 'the metadata server' }, (c) =>
+      c.query(`CREATE DATABASE ${quoteIdent(databaseOf(url))}`),
+    );
+    return new MetadataStore(await connect(url, { applicationName: appName, label: 'the metadata database' }), url);
+  }
+
+  get client(): PgClient {
+    return this.#client;
+  }
+
+  async close(): Promise<void> {
+    await this.#client.end().catch(() => {});
+  }
+
+  /** Creates or upgrades the schema from migrations/; returns the files it applied. */
+  async migrateSchema(appliedBy: string): Promise<{ applied: string[]; current: number }> {
+    const files = await readMigrationFiles(METADATA_MIGRATIONS_DIR);
+    const plan = await planOn(this.#client, TRACKING_TABLE, files);
+    if (plan.changed.length || plan.missing.length) {
+      throw new OperationError('the metadata schema does not match this version of shardctl', {
+        details: [
+          ...plan.changed.map((e) => `${e.version}_${e.name}: applied file changed since it ran (checksum differs)`),
+          ...plan.missing.map((e) => `${e.version}_${e.name}: applied but not shipped with this shardctl (downgrade?)`),
+        ],
+      });
+    }
+    const applied: string[] = [];
+    for (const file of plan.pending) {
+      const sql = files.find((f) => f.version === file.version)!;
+      await applyMigrationFile(this.#client, TRACKING_TABLE, sql, { appliedBy, lockTimeoutMs: 10_000 });
+      applied.push(sql.filename);
+    }
+    return { applied, current: files.length };
+  }
+
+  async isInitialised(): Promise<boolean> {
+    const { rows } = await this.#client.query<{ ok: boolean }>(`SELECT to_regclass('shardctl.ring_epochs') IS NOT NULL AS ok`);
+    return !!rows[0]?.ok;
+  }
+
+  async listShards(): Promise<ShardRecord[]> {
+    const { rows } = await this.#client.query<ShardRecord>(
+      `SELECT id, url, weight, state FROM shardctl.shards ORDER BY id`,
+    );
+    return rows;
+  }
+
+  /** Inserts a shard that is not registered yet; returns false if it already was. */
+  async registerShard(shard: { id: string; url: string; weight: number; state: ShardState }): Promise<boolean> {
+    const { rowCount } = await this.#client.query(
+      `INSERT INTO shardctl.shards (id, url, weight, state) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
+      [shard.id, stripPassword(shard.url), shard.weight, shard.state],
+    );
+    return rowCount === 1;
+  }
+
+  async currentRing(): Promise<RingEpoch | null> {
+    const { rows } = await this.#client.query<{
+      epoch: number;
+      vnodes: number;
+      members: RingMember[];
+      reason: string;
+      created_by: string;
+      created_at: Date;
+    }>(`SELECT epoch, vnodes, members, reason, created_by, created_at FROM shardctl.ring_epochs ORDER BY epoch DESC LIMIT 1`);
+    const row = rows[0];
+    if (!row) return null;
+    return {
+      epoch: row.epoch,
+      vnodes: row.vnodes,
+      members: row.members,
+      reason: row.reason,
+      createdBy: row.created_by,
+      createdAt: row.created_at,
+    };
+  }
+
+  /**
+   * Records a new ring as the next epoch. `expectedEpoch` is the epoch the
+   * caller planned from: if another epoch was written meanwhile, the primary
+   * key makes this insert fail instead of silently overwriting.
+   */
+  async insertRingEpoch(ring: RingSpec, expectedEpoch: number, reason: string, createdBy: string): Promise<number> {
+    const epoch = expectedEpoch + 1;
+    await this.#client.query(
+      `INSERT INTO shardctl.ring_epochs (epoch, vnodes, members, reason, created_by) VALUES ($1, $2, $3, $4, $5)`,
+      [epoch, ring.vnodes, JSON.stringify(ring.members), reason, createdBy],
+    );
+    return epoch;
+  }
+
+  async auditStart(entry: { actor: string; command: string; commandLine: string }): Promise<number> {
+    const { rows } = await this.#client.query<{ id: number }>(
+      `INSERT INTO shardctl.audit_log (actor, command, command_line) VALUES ($1, $2, $3) RETURNING id`,
+      [entry.actor, entry.command, entry.commandLine],
+    );
+    return rows[0]!.id;
+  }
+
+  async auditFinish(id: number, outcome: string, exitCode: number, summary: unknown): Promise<void> {
+    await this.#client.query(
+      `UPDATE shardctl.audit_log SET finished_at = now(), outcome = $2, exit_code = $3, summary = $4 WHERE id = $1`,
+      [id, outcome, exitCode, JSON.stringify(summary ?? null)],
+    );
+  }
+
+  async listAudit(options: { limit: number; command?: string; since?: Date }): Promise<AuditRecord[]> {
+    const { rows } = await this.#client.query<{
+      id: number; actor: string; command: string; command_line: string; started_at: Date;
+      finished_at: Date | null; outcome: string; exit_code: number | null; summary: unknown;
+    }>(
+      `SELECT id, actor, command, command_line, started_at, finished_at, outcome, exit_code, summary
+         FROM shardctl.audit_log
+        WHERE ($2::text IS NULL OR command = $2 OR command LIKE $2 || ' %')
+          AND ($3::timestamptz IS NULL OR started_at >= $3)
+        ORDER BY id DESC LIMIT $1`,
+      [options.limit, options.command ?? null, options.since ?? null],
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      actor: r.actor,
+      command: r.command,
+      commandLine: r.command_line,
+      startedAt: r.started_at,
+      finishedAt: r.finished_at,
+      outcome: r.outcome,
+      exitCode: r.exit_code,
+      summary: r.summary,
+    }));
+  }
+}

@@ -1,0 +1,29 @@
+import { defineConfig } from 'vitest/config';
+
+// Unit tests (pure src/core) run fully parallel. Integration and CLI tests share
+// one PostgreSQL and one Redis on a 2-core machine, so they run a few files at
+// a time; each test makes its own uniquely named databases and key prefixes.
+export default defineConfig({
+  test: {
+    // Two cores: at most two test files at once across both projects.
+    maxWorkers: 2,
+    minWorkers: 1,
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts', 'test/cli/**/*.test.ts'],
+          globalSetup: ['test/support/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
+  },
+});
