@@ -8,6 +8,9 @@ export default defineConfig({
     // Two cores: at most two test files at once across both projects.
     maxWorkers: 2,
     minWorkers: 1,
+    // The JSON report is what .ci/run counts ("N passed, N failed").
+    reporters: ['default', 'json'],
+    outputFile: { json: '.vitest-report.json' },
     projects: [
       {
         test: {

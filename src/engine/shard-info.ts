@@ -83,11 +83,16 @@ async function tableStats(
     const out: TableStats[] = [];
     for (const t of tables) {
       const { rows } = await client.query<{ exists: boolean; rows: number | null; bytes: number | null }>(
-        `SELECT to_regclass($1) IS NOT NULL AS exists,
-                (SELECT CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples)::bigint END
-                   FROM pg_partition_tree(to_regclass($1)) p JOIN pg_class c ON c.oid = p.relid WHERE p.isleaf) AS rows,
-                (SELECT sum(pg_total_relation_size(p.relid))::bigint
-                   FROM pg_partition_tree(to_regclass($1)) p) AS bytes`,
+        // A plain table is its own only leaf; a partitioned one sums its leaf partitions.
+        `WITH t AS (SELECT to_regclass($1) AS oid),
+              leaves AS (
+                SELECT p.relid FROM t, pg_partition_tree(t.oid) p WHERE p.isleaf
+                UNION
+                SELECT t.oid FROM t JOIN pg_class c ON c.oid = t.oid WHERE c.relkind <> 'p')
+         SELECT (SELECT oid FROM t) IS NOT NULL AS exists,
+                CASE WHEN bool_and(c.reltuples >= 0) THEN sum(c.reltuples)::bigint END AS rows,
+                sum(pg_total_relation_size(c.oid))::bigint AS bytes
+           FROM leaves l JOIN pg_class c ON c.oid = l.relid`,
         [quoteQualified(t.name)],
       );
       const row = rows[0]!;

@@ -1,3 +1,4 @@
+import chalk from 'chalk';
 import type { Command } from 'commander';
 import { action } from '../action.js';
 import { examples } from '../help.js';
@@ -26,7 +27,7 @@ export function registerConfigCommands(program: Command): void {
     .action(
       action(async (ctx) => {
         const { config: cfg, filepath } = await ctx.loadConfig();
-        ctx.out.result(ctx.name, { file: filepath, valid: true, shards: cfg.shards.length }, (r) => `${r.file}: valid (${r.shards} shards)`);
+        ctx.out.result(ctx.name, { file: filepath, valid: true, shards: cfg.shards.length }, (r) => `${r.file}: ${chalk.green('valid')} (${r.shards} shards)`);
       }),
     );
 }
