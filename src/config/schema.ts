@@ -114,6 +114,15 @@ export function duplicateProblems(raw: unknown): string[] {
     if (first !== undefined) problems.push(`shards[${i}].id: duplicate shard id "${s.id}" (also shards[${first}])`);
     else seen.set(s.id, i);
   });
+  // Two shards in one database would share rows: a move between them would delete what it copied.
+  const databases = new Map<string, number>();
+  (Array.isArray(cfg.shards) ? cfg.shards : []).forEach((s: { url?: unknown }, i) => {
+    const where = typeof s?.url === 'string' ? databaseIdentity(s.url) : undefined;
+    if (!where) return;
+    const first = databases.get(where);
+    if (first !== undefined) problems.push(`shards[${i}].url: the same database as shards[${first}]`);
+    else databases.set(where, i);
+  });
   const tables = new Set<string>();
   (Array.isArray(cfg.tables) ? cfg.tables : []).forEach((t: { name?: unknown }, i) => {
     if (typeof t?.name !== 'string') return;
@@ -122,6 +131,14 @@ export function duplicateProblems(raw: unknown): string[] {
     tables.add(name);
   });
   return problems;
+}
+
+function databaseIdentity(url: string): string | undefined {
+  if (!URL.canParse(url)) return undefined;
+  const u = new URL(url);
+  const port = u.port || '5432';
+  const host = u.hostname === 'localhost' ? '127.0.0.1' : u.hostname;
+  return `${host}:${port}/${decodeURIComponent(u.pathname.slice(1))}`;
 }
 
 export type ShardctlConfig = z.infer<typeof configSchema>;

@@ -7,7 +7,7 @@ import { listAudit } from '../../src/engine/audit.js';
 import { listShards } from '../../src/engine/shard-info.js';
 import { LockHeldError, OperationError } from '../../src/errors.js';
 import { LOCK_NAMESPACE, LOCKS } from '../../src/postgres/advisory-lock.js';
-import { redisUrl } from '../support/databases.js';
+import { createTestDatabase, redisUrl } from '../support/databases.js';
 import { createDeployment, testRun, type TestDeployment } from '../support/deployment.js';
 
 async function query<T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
@@ -84,10 +84,15 @@ describe('init', () => {
 
   it('registers a shard added to the config later as pending, leaving the ring alone', async () => {
     await init(d.config, testRun());
+    const extra = await createTestDatabase('sct_s9');
     await d.rewrite((raw) => {
-      (raw.shards as unknown[]).push({ id: 'shard-9', url: d.shardUrls[2], weight: 1 });
+      (raw.shards as unknown[]).push({ id: 'shard-9', url: extra.url, weight: 1 });
     });
     const again = await init(d.config, testRun());
+    await d.rewrite((raw) => {
+      (raw.shards as unknown[]).pop();
+    });
+    await extra.drop();
     expect(again.ring).toMatchObject({ epoch: 1, members: 3 });
     expect(again.warnings.join('\n')).toMatch(/shard-9 is new: registered as pending/);
     const list = await listShards(d.config);

@@ -61,6 +61,18 @@ describe('config', () => {
     expect(problems.length).toBeGreaterThanOrEqual(6);
   });
 
+  it('refuses two shards in the same database', () => {
+    const problems = problemsOf({
+      ...minimal,
+      shards: [
+        { id: 'a', url: 'postgres://u@localhost/app' },
+        { id: 'b', url: 'postgres://v:pw@127.0.0.1:5432/app' },
+        { id: 'c', url: 'postgres://u@127.0.0.1:5433/app' },
+      ],
+    });
+    expect(problems).toEqual(['shards[1].url: the same database as shards[0]']);
+  });
+
   it('expands ${VAR} and ${VAR:-default}, and reports unset variables by path', () => {
     const raw = { metadata: { url: 'postgres://app:${PW}@${HOST:-localhost}/meta' }, shards: [{ id: 's', url: 'postgres://${NOPE}@h/db' }] };
     expect(problemsOf(raw, { PW: 'x' })).toContain('shards[0].url: environment variable NOPE is not set');

@@ -1,0 +1,177 @@
+#!/usr/bin/env node
+// The shardctl tour: a 4-shard sandbox, the metadata store, a few hundred
+// thousand co-located rows placed by the ring, then list, simulate and locate.
+// `npm run demo` builds first. The sandbox is torn down at the end, on error
+// and on Ctrl-C alike.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import pg from 'pg';
+import YAML from 'yaml';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = path.join(ROOT, 'bin', 'shardctl');
+const DEMO_DIR = '.shardctl/demo';
+const CONFIG = path.join(DEMO_DIR, 'shardctl.config.yaml');
+
+const ROOMS = 5_000;
+// Rooms hold 30..90 messages (60 on average): 300,000 messages; every third gets a reaction.
+const MIN_MESSAGES_PER_ROOM = 30;
+const MESSAGE_SPREAD = 61;
+const REACTION_EVERY = 3;
+
+const tty = process.stdout.isTTY && !process.env.NO_COLOR;
+const bold = (s) => (tty ? `\x1b[1m${s}\x1b[0m` : s);
+const dim = (s) => (tty ? `\x1b[2m${s}\x1b[0m` : s);
+
+const openClients = new Set();
+let interrupted = false;
+
+process.on('SIGINT', () => {
+  if (interrupted) {
+    console.error(`\nsecond interrupt: leaving now; clean up with: shardctl --yes sandbox down --dir ${DEMO_DIR}`);
+    process.exit(130);
+  }
+  interrupted = true;
+  console.error('\ninterrupted: stopping, then tearing the sandbox down (Ctrl-C again to leave it running)');
+  // Pending queries fail at once; the shardctl children got the same SIGINT from the terminal.
+  for (const client of openClients) client.connection.stream.destroy();
+});
+
+let stepNumber = 0;
+async function step(title, fn) {
+  if (interrupted) throw new Error('interrupted');
+  stepNumber += 1;
+  console.log(`\n${bold(`── ${stepNumber}. ${title}`)}`);
+  const started = performance.now();
+  const value = await fn();
+  console.log(dim(`   (${((performance.now() - started) / 1000).toFixed(1)}s)`));
+  return value;
+}
+
+/** The built CLI, from the repo root, with the user seeing its output. */
+function shardctl(args, options = {}) {
+  console.log(dim(`$ shardctl ${args.join(' ')}`));
+  return execa('node', [BIN, ...args], { cwd: ROOT, stdio: 'inherit', ...options });
+}
+
+async function withShard(url, fn) {
+  const client = new pg.Client({ connectionString: url, application_name: 'shardctl demo' });
+  client.on('error', () => {});
+  openClients.add(client);
+  try {
+    await client.connect();
+    return await fn(client);
+  } finally {
+    openClients.delete(client);
+    await client.end().catch(() => {});
+  }
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS public.messages (
+    room_id    bigint      NOT NULL,
+    id         bigint      NOT NULL,
+    body       text        NOT NULL,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (room_id, id)
+  );
+  -- Co-located child: same shard key, so a room's reactions live beside its messages.
+  CREATE TABLE IF NOT EXISTS public.reactions (
+    room_id    bigint NOT NULL,
+    message_id bigint NOT NULL,
+    emoji      text   NOT NULL,
+    user_id    bigint NOT NULL,
+    PRIMARY KEY (room_id, message_id, emoji, user_id),
+    FOREIGN KEY (room_id, message_id) REFERENCES public.messages (room_id, id)
+  );
+  TRUNCATE public.reactions, public.messages;
+`;
+
+/** One shard's rows: the rooms the ring gives it (located once each), their messages, their reactions. */
+async function loadShard(shard, ringSql) {
+  return withShard(shard.url, async (client) => {
+    await client.query(SCHEMA);
+    await client.query(ringSql); // creates shardctl_ring and shardctl_locate(text)
+    await client.query('CREATE TEMP TABLE my_rooms (room_id bigint PRIMARY KEY)');
+    const rooms = await client.query(
+      'INSERT INTO my_rooms SELECT r FROM generate_series(1, $1::int) r WHERE shardctl_locate(r::text) = $2',
+      [ROOMS, shard.id],
+    );
+    const messages = await client.query(
+      `INSERT INTO public.messages (room_id, id, body, created_at)
+       SELECT r.room_id, m.id,
+              'message ' || m.id || ' in room ' || r.room_id,
+              now() - ((r.room_id * 97 + m.id * 13) % 43200) * interval '1 minute'
+         FROM my_rooms r
+        CROSS JOIN LATERAL generate_series(1, $1::int + (r.room_id % $2::int)::int) AS m(id)`,
+      [MIN_MESSAGES_PER_ROOM, MESSAGE_SPREAD],
+    );
+    const reactions = await client.query(
+      `INSERT INTO public.reactions (room_id, message_id, emoji, user_id)
+       SELECT room_id, id, (ARRAY['👍', '🎉', '❤️', '😂'])[1 + (id % 4)::int], 1000 + (room_id * 7 + id) % 500
+         FROM public.messages
+        WHERE id % $1::int = 0`,
+      [REACTION_EVERY],
+    );
+    await client.query('ANALYZE public.messages, public.reactions');
+    return { shard: shard.id, rooms: rooms.rowCount, messages: messages.rowCount, reactions: reactions.rowCount };
+  });
+}
+
+async function main() {
+  const started = performance.now();
+  let failure;
+  try {
+    await step('start a 4-shard sandbox (embedded PostgreSQL, and Redis when installed)', () =>
+      shardctl(['sandbox', 'up', '--shards', '4', '--dir', DEMO_DIR]),
+    );
+
+    await step('create the metadata store, register the shards, make the ring', () => shardctl(['-c', CONFIG, 'init']));
+
+    await step(`load ${ROOMS.toLocaleString('en-US')} rooms of messages and reactions, each room on the shard the ring gives it`, async () => {
+      const config = YAML.parse(await readFile(path.join(ROOT, CONFIG), 'utf8'));
+      console.log(dim(`$ shardctl -c ${CONFIG} shard ring --format sql   # run on every shard`));
+      const ring = await execa('node', [BIN, '-c', CONFIG, 'shard', 'ring', '--format', 'sql'], { cwd: ROOT, stderr: 'inherit' });
+      const loaded = await Promise.all(config.shards.map((shard) => loadShard(shard, ring.stdout)));
+      const total = { rooms: 0, messages: 0, reactions: 0 };
+      for (const r of loaded) {
+        console.log(`   ${r.shard}: ${fmt(r.rooms)} rooms, ${fmt(r.messages)} messages, ${fmt(r.reactions)} reactions`);
+        for (const k of Object.keys(total)) total[k] += r[k];
+      }
+      console.log(`   total:   ${fmt(total.rooms)} rooms, ${fmt(total.messages)} messages, ${fmt(total.reactions)} reactions`);
+    });
+
+    await step('the shards, with rows and bytes per sharded table', () => shardctl(['-c', CONFIG, 'shard', 'list', '--stats']));
+
+    await step('what adding a fifth shard would move (writes nothing)', () =>
+      shardctl(['-c', CONFIG, 'shard', 'simulate', '--add', 'shard-4', '--keys', '200000']),
+    );
+
+    await step('where keys live', () => shardctl(['-c', CONFIG, 'shard', 'locate', 'room-1', '42']));
+  } catch (err) {
+    failure = err;
+  } finally {
+    console.log(`\n${bold('── tear down')}`);
+    try {
+      await shardctl(['--yes', '-c', CONFIG, 'sandbox', 'down']);
+    } catch (err) {
+      console.error(`tear down failed: ${err.shortMessage ?? err.message}; run: shardctl --yes sandbox down --dir ${DEMO_DIR}`);
+      failure ??= err;
+    }
+  }
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  if (failure) {
+    console.error(`\ndemo ${interrupted ? 'interrupted' : 'failed'} after ${seconds}s${interrupted ? '' : `: ${failure.shortMessage ?? failure.message}`}`);
+    process.exitCode = interrupted ? 130 : 1;
+    return;
+  }
+  console.log(`\n${bold(`demo finished in ${seconds}s`)}`);
+}
+
+function fmt(n) {
+  return Number(n).toLocaleString('en-US');
+}
+
+await main();
