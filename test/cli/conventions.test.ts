@@ -6,6 +6,9 @@ import { ANSI, runCli, runCliInTty } from '../support/cli.js';
 
 const COMMANDS = [
   ['init'],
+  ['config'],
+  ['shard'],
+  ['sandbox'],
   ['config', 'show'],
   ['config', 'validate'],
   ['shard', 'list'],

@@ -4,7 +4,10 @@ import { action } from '../action.js';
 import { examples } from '../help.js';
 
 export function registerConfigCommands(program: Command): void {
-  const config = program.command('config').description('the effective configuration');
+  const config = program
+    .command('config')
+    .description('the effective configuration')
+    .addHelpText('after', examples('config show', 'config validate'));
 
   config
     .command('show')

@@ -14,7 +14,8 @@ const MAX_SHARDS = 64;
 export function registerSandboxCommands(program: Command): void {
   const sandbox = program
     .command('sandbox')
-    .description('a local embedded PostgreSQL (and Redis when installed) to rehearse on');
+    .description('a local embedded PostgreSQL (and Redis when installed) to rehearse on')
+    .addHelpText('after', examples('sandbox up --shards 4', 'sandbox status', 'sandbox down --yes'));
 
   sandbox
     .command('up')

@@ -6,7 +6,10 @@ import { action, positiveInt } from '../action.js';
 import { examples } from '../help.js';
 
 export function registerShardCommands(program: Command): void {
-  const shard = program.command('shard').description('the shard registry and the consistent-hash ring');
+  const shard = program
+    .command('shard')
+    .description('the shard registry and the consistent-hash ring')
+    .addHelpText('after', examples('shard list --stats', 'shard locate room-1', 'shard simulate --add shard-4'));
 
   shard
     .command('list')
