@@ -1,10 +1,11 @@
 // `npm run bench`: every benchmark as JSON lines on stdout, each beside the peer
 // or baseline it is compared with, measured in the same run.
 import { benchRing } from './bench-ring.mjs';
+import { benchMigrate } from './bench-migrate.mjs';
 import { benchStartup } from './bench-startup.mjs';
 
 const only = process.argv[2];
-const suites = { startup: benchStartup, ring: benchRing };
+const suites = { startup: benchStartup, ring: benchRing, migrate: benchMigrate };
 for (const [name, run] of Object.entries(suites)) {
   if (only && only !== name) continue;
   await run();

@@ -5,6 +5,7 @@ import { redactText } from '../config/redact.js';
 import { registerAuditCommand } from './commands/audit.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerInitCommand } from './commands/init.js';
+import { registerMigrateCommands } from './commands/migrate.js';
 import { registerSandboxCommands } from './commands/sandbox.js';
 import { registerShardCommands } from './commands/shard.js';
 
@@ -41,6 +42,7 @@ Exit codes: 0 ok, 1 failed, 2 usage/config error, 75 lock held, 130 interrupted.
   registerInitCommand(program);
   registerConfigCommands(program);
   registerShardCommands(program);
+  registerMigrateCommands(program);
   registerAuditCommand(program);
   registerSandboxCommands(program);
   return program;

@@ -9,7 +9,8 @@ export interface MigrationSource {
   checksum: string;
 }
 
-export type MigrationState = 'applied' | 'pending' | 'changed' | 'missing';
+/** pending = not applied; failed = not applied, and its last attempt failed; changed = applied, file differs since; missing = applied, file gone. */
+export type MigrationState = 'applied' | 'pending' | 'failed' | 'changed' | 'missing';
 
 export interface MigrationEntry {
   version: string;
@@ -37,7 +38,11 @@ export function compareVersions(a: string, b: string): number {
   return diff < 0n ? -1 : diff > 0n ? 1 : 0;
 }
 
-export function planMigrations(files: MigrationSource[], applied: MigrationSource[]): MigrationPlan {
+export function planMigrations(
+  files: MigrationSource[],
+  applied: MigrationSource[],
+  failedVersions: ReadonlySet<string> = new Set(),
+): MigrationPlan {
   const appliedByVersion = new Map(applied.map((a) => [a.version, a]));
   const fileVersions = new Set(files.map((f) => f.version));
   const entries: MigrationEntry[] = [];
@@ -49,7 +54,7 @@ export function planMigrations(files: MigrationSource[], applied: MigrationSourc
     const done = appliedByVersion.get(file.version);
     if (!done) {
       pending.push(file);
-      entries.push({ version: file.version, name: file.name, state: 'pending' });
+      entries.push({ version: file.version, name: file.name, state: failedVersions.has(file.version) ? 'failed' : 'pending' });
     } else if (done.checksum !== file.checksum) {
       const entry = { version: file.version, name: file.name, state: 'changed' as const };
       changed.push(entry);
@@ -79,4 +84,31 @@ export function duplicateVersions(files: MigrationSource[]): string[] {
     else seen.set(f.version, f.name);
   }
   return dups;
+}
+
+/**
+ * The version for a new file: a UTC timestamp (YYYYMMDDHHMMSS) when asked or
+ * when the directory already uses timestamps, otherwise the next number,
+ * zero-padded to the width in use (at least 4).
+ */
+export function nextVersion(existing: string[], options: { timestamp?: boolean; now: Date }): string {
+  const usesTimestamps = existing.some((v) => v.length >= 14);
+  if (options.timestamp || usesTimestamps) {
+    const stamp = options.now.toISOString().replace(/[-:T]/g, '').slice(0, 14);
+    const latest = existing.reduce((max, v) => (compareVersions(v, max) > 0 ? v : max), '0');
+    // Two files created in the same second still get distinct, ordered versions.
+    return compareVersions(stamp, latest) > 0 ? stamp : (BigInt(latest) + 1n).toString();
+  }
+  const width = Math.max(4, ...existing.map((v) => v.length));
+  const max = existing.reduce((m, v) => (BigInt(v) > m ? BigInt(v) : m), 0n);
+  return (max + 1n).toString().padStart(width, '0');
+}
+
+/** "Add users table!" → "add_users_table": the name part of a migration file. */
+export function migrationSlug(name: string): string {
+  const slug = name
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '_')
+    .replace(/^_+|_+$/g, '');
+  return slug.slice(0, 80);
 }

@@ -3,7 +3,8 @@ import { stripPassword } from '../config/redact.js';
 import type { RingMember, RingSpec } from '../core/ring.js';
 import { connect, databaseOf, withClient, withDatabase, type PgClient } from '../postgres/connect.js';
 import { quoteIdent } from '../postgres/ident.js';
-import { applyMigrationFile, planOn, readMigrationFiles } from '../postgres/migrator.js';
+import { applyMigrationFile, ensureTrackingTable, readApplied, readMigrationFiles } from '../postgres/migrator.js';
+import { planMigrations } from '../core/migration-plan.js';
 import { OperationError } from '../errors.js';
 
 /** The package's own metadata schema files, next to dist/ and src/. */
@@ -83,7 +84,8 @@ export class MetadataStore {
   /** Creates or upgrades the schema from migrations/; returns the files it applied. */
   async migrateSchema(appliedBy: string): Promise<{ applied: string[]; current: number }> {
     const files = await readMigrationFiles(METADATA_MIGRATIONS_DIR);
-    const plan = await planOn(this.#client, TRACKING_TABLE, files);
+    await ensureTrackingTable(this.#client, TRACKING_TABLE);
+    const plan = planMigrations(files, await readApplied(this.#client, TRACKING_TABLE));
     if (plan.changed.length || plan.missing.length) {
       throw new OperationError('the metadata schema does not match this version of shardctl', {
         details: [
