@@ -65,7 +65,7 @@ export async function benchMigrate() {
       shards: shards.map((db, i) => ({ id: `shard-${i}`, url: urlOf(db) })),
       migrate: { dir: migDir },
     }));
-    execFileSync('node', [BIN, '-c', config, '-q', 'init'], { stdio: 'inherit' });
+    execFileSync('node', [BIN, '-c', config, '-q', 'init'], { stdio: ['ignore', 'ignore', 'inherit'] });
     const urls = shards.map(urlOf);
     const files = Array.from({ length: FILES }, (_, i) => path.join(migDir, `${String(i + 1).padStart(4, '0')}_bench_${i + 1}.sql`));
 

@@ -109,10 +109,9 @@ export class MetadataStore {
   }
 
   async listShards(): Promise<ShardRecord[]> {
-    const { rows } = await this.#client.query<ShardRecord>(
-      `SELECT id, url, weight, state FROM shardctl.shards ORDER BY id`,
-    );
-    return rows;
+    const { rows } = await this.#client.query<ShardRecord>(`SELECT id, url, weight, state FROM shardctl.shards`);
+    // shard-2 before shard-10: the order people read ids in.
+    return rows.sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }));
   }
 
   /** Inserts a shard that is not registered yet; returns false if it already was. */

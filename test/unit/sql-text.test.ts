@@ -171,6 +171,7 @@ $$`;
       'SELECT 2',
     ]);
     expect(texts('SELECT 1 -- /* not a block comment\n; SELECT 2')).toEqual(['SELECT 1', 'SELECT 2']);
+    expect(texts('SELECT 1 -- a lone CR ends the line too\r; SELECT 2')).toEqual(['SELECT 1', 'SELECT 2']);
   });
 
   it('nests block comments as PostgreSQL does', () => {
