@@ -1,0 +1,138 @@
+import { randomBytes } from 'node:crypto';
+import { estimateShare, planMisplacedMoves, planRingChange, rangesByShard, type Interval, type MoveMode } from '../../core/move-plan.js';
+import { Ring, type RingMember, type RingSpec } from '../../core/ring.js';
+import type { PlanKind } from '../../metadata/journal.js';
+import { mapWithConcurrency } from '../concurrency.js';
+import { countInRanges, misplacedByOwner } from '../../mover/verify.js';
+import { quoteQualified } from '../../postgres/ident.js';
+import { withConnections, type MoveEnv } from './env.js';
+
+export interface MovePlanEntry {
+  source: string;
+  target: string;
+  mode: MoveMode;
+  ranges: Interval[];
+  fraction: number;
+  estRows: number;
+  estBytes: number;
+  /** Per table, rows and bytes the move should carry. */
+  tables: Array<{ table: string; rows: number; bytes: number }>;
+}
+
+/** A reviewable plan: what `--plan-out` writes and `shard apply` reads. */
+export interface PlanDocument {
+  format: 'shardctl-plan/1';
+  kind: PlanKind;
+  fromEpoch: number;
+  targetRing: RingSpec;
+  /** For `shard add`: the shard to register (URL without password). */
+  addShard?: { id: string; url: string; weight: number };
+  removeShard?: string;
+  estimate: 'statistics' | 'exact';
+  moves: MovePlanEntry[];
+  createdAt: string;
+  createdBy: string;
+}
+
+export interface RingChange {
+  kind: PlanKind;
+  add?: RingMember;
+  remove?: string;
+  weights?: RingMember[];
+  vnodes?: number;
+}
+
+/** The target ring of a change, from the current one. */
+export function targetRingOf(current: RingSpec, change: RingChange): RingSpec {
+  const members = new Map(current.members.map((m) => [m.id, m.weight]));
+  if (change.add) members.set(change.add.id, change.add.weight);
+  if (change.remove) members.delete(change.remove);
+  for (const w of change.weights ?? []) members.set(w.id, w.weight);
+  return { vnodes: change.vnodes ?? current.vnodes, members: [...members].filter(([, w]) => w > 0).map(([id, weight]) => ({ id, weight })) };
+}
+
+/** Moves for a ring change, with estimates from statistics (or counted, with `exact`). */
+export async function planChange(env: MoveEnv, change: RingChange, options: { exact?: boolean; extra?: Pick<PlanDocument, 'addShard' | 'removeShard'> } = {}): Promise<PlanDocument> {
+  const current = await env.currentRing();
+  const target = targetRingOf(current, change);
+  const moves = planRingChange(Ring.build(current), Ring.build(target));
+  return {
+    format: 'shardctl-plan/1',
+    kind: change.kind,
+    fromEpoch: current.epoch,
+    targetRing: target,
+    ...options.extra,
+    estimate: options.exact ? 'exact' : 'statistics',
+    moves: await estimate(env, moves, !!options.exact),
+    createdAt: new Date().toISOString(),
+    createdBy: env.run.actor,
+  };
+}
+
+/**
+ * `shard rebalance` with no ring change: rows sitting on a shard the ring does
+ * not give them to go home (merge moves; the ring stays as it is).
+ */
+export async function planMisplaced(env: MoveEnv, shards: string[]): Promise<PlanDocument> {
+  const current = await env.currentRing();
+  const ring = Ring.build(current);
+  const owned = rangesByShard(ring);
+  const pairs = await mapWithConcurrency(shards, 4, (shard) =>
+    withConnections([env.connect(shard, 'shard rebalance')], async (client) => {
+      const owners = new Set<string>();
+      for (const table of env.tables) {
+        const shape = await env.shapeOn(client!, shard, table);
+        for (const [owner] of await misplacedByOwner(client!, shape, shard, owned)) owners.add(owner);
+      }
+      return [...owners].map((owner) => ({ shard, owner }));
+    }),
+  );
+  const moves = planMisplacedMoves(ring, pairs.flat());
+  return {
+    format: 'shardctl-plan/1',
+    kind: 'rebalance',
+    fromEpoch: current.epoch,
+    targetRing: { vnodes: current.vnodes, members: current.members },
+    estimate: 'exact',
+    moves: await estimate(env, moves, true),
+    createdAt: new Date().toISOString(),
+    createdBy: env.run.actor,
+  };
+}
+
+async function estimate(env: MoveEnv, moves: ReturnType<typeof planRingChange>, exact: boolean): Promise<MovePlanEntry[]> {
+  return mapWithConcurrency(moves, 4, (move) =>
+    withConnections([env.connect(move.source, 'shard plan')], async (client) => {
+      const tables: MovePlanEntry['tables'] = [];
+      for (const table of env.tables) {
+        const shape = await env.shapeOn(client!, move.source, table);
+        const { rows } = await client!.query<{ rows: number; bytes: number }>(
+          `SELECT greatest(c.reltuples, 0)::bigint AS rows, pg_total_relation_size(c.oid)::bigint AS bytes FROM pg_class c WHERE c.oid = to_regclass($1)`,
+          [quoteQualified(table.name)],
+        );
+        const stats = rows[0] ?? { rows: 0, bytes: 0 };
+        if (exact) {
+          const n = await countInRanges(client!, shape, move.ranges);
+          tables.push({ table: table.name, rows: n, bytes: stats.rows > 0 ? Math.round((stats.bytes / stats.rows) * n) : 0 });
+        } else {
+          tables.push({ table: table.name, ...estimateShare(move.fraction, stats) });
+        }
+      }
+      return {
+        source: move.source,
+        target: move.target,
+        mode: move.mode,
+        ranges: move.ranges,
+        fraction: move.fraction,
+        estRows: tables.reduce((s, t) => s + t.rows, 0),
+        estBytes: tables.reduce((s, t) => s + t.bytes, 0),
+        tables,
+      };
+    }),
+  );
+}
+
+export function newPlanId(fromEpoch: number): string {
+  const stamp = new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14);
+  return `p${fromEpoch}-${stamp}-${randomBytes(2).toString('hex')}`;
+}

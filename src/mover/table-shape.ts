@@ -1,0 +1,81 @@
+import type { TableConfig } from '../config/schema.js';
+import { OperationError } from '../errors.js';
+import type { PgClient } from '../postgres/connect.js';
+import { parseQualifiedName, quoteIdent, quoteQualified } from '../postgres/ident.js';
+
+/** What the mover needs to know of a sharded table to copy, compare and delete its rows. */
+export interface TableShape {
+  /** As in the config: "public.messages". */
+  name: string;
+  /** Quoted, for SQL text. */
+  sqlName: string;
+  key: string;
+  /** Columns to copy, in the source's order (generated columns are left to the target to compute). */
+  columns: Array<{ name: string; type: string }>;
+  /** Every column, for row checksums (generated ones included: both sides compute them alike). */
+  allColumns: Array<{ name: string; type: string }>;
+  primaryKey: Array<{ name: string; type: string }>;
+}
+
+/** Reads a table's columns and primary key; null when the table does not exist. */
+export async function describeTable(client: PgClient, table: TableConfig): Promise<TableShape | null> {
+  const qualified = parseQualifiedName(table.name);
+  const { rows } = await client.query<{ attname: string; type: string; generated: string; pk: boolean }>(
+    `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attgenerated AS generated,
+            coalesce(a.attnum = ANY (i.indkey), false) AS pk
+       FROM pg_attribute a
+       LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attnum`,
+    [quoteQualified(qualified)],
+  );
+  if (!rows.length) return null;
+  const { rows: pkOrder } = await client.query<{ attname: string }>(
+    `SELECT a.attname FROM pg_index i
+       JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord) ON true
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      WHERE i.indrelid = to_regclass($1) AND i.indisprimary ORDER BY k.ord`,
+    [quoteQualified(qualified)],
+  );
+  const byName = new Map(rows.map((r) => [r.attname, r]));
+  return {
+    name: table.name,
+    sqlName: quoteQualified(qualified),
+    key: table.key,
+    columns: rows.filter((r) => r.generated === '').map((r) => ({ name: r.attname, type: r.type })),
+    allColumns: rows.map((r) => ({ name: r.attname, type: r.type })),
+    primaryKey: pkOrder.map((p) => ({ name: p.attname, type: byName.get(p.attname)!.type })),
+  };
+}
+
+/** The problems that stop a table from being moved between these two shards (empty: it can be). */
+export function shapeProblems(table: string, source: TableShape | null, target: TableShape | null, names: { source: string; target: string }): string[] {
+  if (!source) return [`${table} does not exist on ${names.source}`];
+  if (!target) return [`${table} does not exist on ${names.target}`];
+  const problems: string[] = [];
+  if (!source.allColumns.some((c) => c.name === source.key)) problems.push(`${table}: key column ${source.key} does not exist on ${names.source}`);
+  if (!source.primaryKey.length) problems.push(`${table} has no primary key on ${names.source}: shardctl needs one to confirm rows before deleting them`);
+  const describe = (s: TableShape) => s.allColumns.map((c) => `${c.name} ${c.type}`).join(', ');
+  if (describe(source) !== describe(target)) {
+    problems.push(`${table} differs between ${names.source} (${describe(source)}) and ${names.target} (${describe(target)})`);
+  }
+  return problems;
+}
+
+export function assertMovable(problems: string[]): void {
+  if (problems.length) throw new OperationError('tables cannot be moved as they are', { details: problems });
+}
+
+/** shardctl.route_hash(key::text): the expression an index must use to serve the mover's range scans. */
+export function hashExpression(shape: Pick<TableShape, 'key'>): string {
+  return `shardctl.route_hash((${quoteIdent(shape.key)})::text)`;
+}
+
+export function columnList(columns: Array<{ name: string }>): string {
+  return columns.map((c) => quoteIdent(c.name)).join(', ');
+}
+
+/** md5 of the row's columns as text, in the source's column order: equal rows give equal digests on any shard. */
+export function rowDigest(shape: TableShape, alias = 't'): string {
+  return `md5(ROW(${shape.allColumns.map((c) => `${alias}.${quoteIdent(c.name)}`).join(', ')})::text)`;
+}
