@@ -142,6 +142,31 @@ export class Output {
     if (!ok) throw new UsageError('cancelled; nothing was done');
   }
 
+  /**
+   * Progress of a long operation: a JSON line on stderr with --log-format json
+   * (even under --json, which keeps stdout for the report), a spinner on a
+   * TTY, otherwise an info line at most every `everyMs`.
+   */
+  progress(text: string, fields: Record<string, unknown>, spinner?: Spinner, everyMs = 5000): void {
+    if (this.#opts.quiet) return;
+    const now = Date.now();
+    if (this.#opts.logFormat === 'json') {
+      if (now - this.#lastProgress < 1000) return;
+      this.#lastProgress = now;
+      this.#io.stderr.write(JSON.stringify({ ts: new Date(now).toISOString(), level: 'info', msg: 'progress', ...fields }) + '\n');
+      return;
+    }
+    if (spinner && this.decorated) {
+      spinner.update(text);
+      return;
+    }
+    if (now - this.#lastProgress < everyMs) return;
+    this.#lastProgress = now;
+    this.info(text);
+  }
+
+  #lastProgress = 0;
+
   writeStdout(text: string): void {
     this.#io.stdout.write(text);
   }

@@ -17,7 +17,20 @@ export async function loadConfig(
   options: { explicitPath?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<LoadedConfig> {
   const { cosmiconfig } = await import('cosmiconfig');
-  const explorer = cosmiconfig('shardctl');
+  // cosmiconfig's defaults do not include shardctl.config.yaml; the search walks up from the working directory.
+  const explorer = cosmiconfig('shardctl', {
+    searchStrategy: 'global',
+    searchPlaces: [
+      'shardctl.config.yaml',
+      'shardctl.config.yml',
+      'shardctl.config.json',
+      '.shardctlrc',
+      '.shardctlrc.yaml',
+      '.shardctlrc.yml',
+      '.shardctlrc.json',
+      'package.json',
+    ],
+  });
   let found: { config: unknown; filepath: string; isEmpty?: boolean } | null;
   try {
     found = options.explicitPath

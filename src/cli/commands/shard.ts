@@ -1,9 +1,10 @@
-import { InvalidArgumentError, Option, type Command } from 'commander';
-import { SHARD_ID_PATTERN } from '../../config/patterns.js';
+import { Option, type Command } from 'commander';
 import type { RingMember } from '../../core/ring.js';
 import { UsageError } from '../../errors.js';
 import { action, positiveInt } from '../action.js';
+import { collectMember, collectShardId, collectWeight } from '../flags.js';
 import { examples } from '../help.js';
+import { registerShardMoveCommands } from './shard-moves.js';
 
 export function registerShardCommands(program: Command): void {
   const shard = program
@@ -67,7 +68,7 @@ export function registerShardCommands(program: Command): void {
     .command('simulate')
     .description('what a ring change would move, and how balanced the result is; writes nothing')
     .option('--add <id[:weight]>', 'a shard to add (repeatable)', collectMember, [])
-    .option('--remove <id>', 'a shard to remove (repeatable)', collectId, [])
+    .option('--remove <id>', 'a shard to remove (repeatable)', collectShardId, [])
     .option('--weight <id=weight>', 'a weight change (repeatable)', collectWeight, [])
     .option('--keys <n>', 'random sample keys', positiveInt('--keys'), 1_000_000)
     .option('--seed <n>', 'seed of the sample keys', positiveInt('--seed'), 1)
@@ -89,30 +90,6 @@ export function registerShardCommands(program: Command): void {
         ctx.out.result(ctx.name, result, renderSimulation);
       }),
     );
-}
 
-function shardId(value: string): string {
-  if (!SHARD_ID_PATTERN.test(value)) throw new InvalidArgumentError(`"${value}" is not a shard id (letters, digits, "-", "_")`);
-  return value;
-}
-
-function weightOf(text: string): number {
-  const w = Number(text);
-  if (!Number.isFinite(w) || w < 0 || w > 1000) throw new InvalidArgumentError(`"${text}" is not a weight (a number from 0 to 1000)`);
-  return w;
-}
-
-function collectMember(value: string, previous: RingMember[]): RingMember[] {
-  const [id = '', weight] = value.split(':');
-  return [...previous, { id: shardId(id), weight: weight === undefined ? 1 : weightOf(weight) }];
-}
-
-function collectId(value: string, previous: string[]): string[] {
-  return [...previous, shardId(value)];
-}
-
-function collectWeight(value: string, previous: RingMember[]): RingMember[] {
-  const [id = '', weight] = value.split('=');
-  if (weight === undefined) throw new InvalidArgumentError(`expected ID=WEIGHT, got "${value}"`);
-  return [...previous, { id: shardId(id), weight: weightOf(weight) }];
+  registerShardMoveCommands(shard);
 }

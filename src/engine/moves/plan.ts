@@ -63,7 +63,7 @@ export async function planChange(env: MoveEnv, change: RingChange, options: { ex
     targetRing: target,
     ...options.extra,
     estimate: options.exact ? 'exact' : 'statistics',
-    moves: await estimate(env, moves, !!options.exact),
+    moves: await estimate(env, moves, !!options.exact, Ring.build(current).ownership()),
     createdAt: new Date().toISOString(),
     createdBy: env.run.actor,
   };
@@ -94,13 +94,18 @@ export async function planMisplaced(env: MoveEnv, shards: string[]): Promise<Pla
     fromEpoch: current.epoch,
     targetRing: { vnodes: current.vnodes, members: current.members },
     estimate: 'exact',
-    moves: await estimate(env, moves, true),
+    moves: await estimate(env, moves, true, ring.ownership()),
     createdAt: new Date().toISOString(),
     createdBy: env.run.actor,
   };
 }
 
-async function estimate(env: MoveEnv, moves: ReturnType<typeof planRingChange>, exact: boolean): Promise<MovePlanEntry[]> {
+/**
+ * Rows a move carries: the source's rows times the part of the source's own
+ * hash space that moves (hashes are uniform, and the source holds only its own
+ * ranges), or counted with `exact`.
+ */
+async function estimate(env: MoveEnv, moves: ReturnType<typeof planRingChange>, exact: boolean, ownership: Map<string, number>): Promise<MovePlanEntry[]> {
   return mapWithConcurrency(moves, 4, (move) =>
     withConnections([env.connect(move.source, 'shard plan')], async (client) => {
       const tables: MovePlanEntry['tables'] = [];
@@ -115,7 +120,8 @@ async function estimate(env: MoveEnv, moves: ReturnType<typeof planRingChange>, 
           const n = await countInRanges(client!, shape, move.ranges);
           tables.push({ table: table.name, rows: n, bytes: stats.rows > 0 ? Math.round((stats.bytes / stats.rows) * n) : 0 });
         } else {
-          tables.push({ table: table.name, ...estimateShare(move.fraction, stats) });
+          const share = Math.min(1, move.fraction / Math.max(ownership.get(move.source) ?? 1, 1e-9));
+          tables.push({ table: table.name, ...estimateShare(share, stats) });
         }
       }
       return {

@@ -1,0 +1,104 @@
+import chalk from 'chalk';
+import type { MoveEvent, ExecutionReport } from '../../engine/moves/execute.js';
+import type { PlanDocument } from '../../engine/moves/plan.js';
+import type { ShardChangeResult } from '../../engine/shard-change.js';
+import type { IndexReport } from '../../engine/shard-index.js';
+import type { VerifyReport } from '../../engine/shard-verify.js';
+import type { PlanRecord } from '../../metadata/journal.js';
+import { formatBytes, formatCount, formatPercent, renderTable, statusMark } from './table.js';
+
+export function renderPlan(plan: PlanDocument): string {
+  const head = `${plan.kind} plan from ring epoch ${plan.fromEpoch}: ${plan.moves.length} move(s), estimates from ${plan.estimate}`;
+  if (!plan.moves.length) return `${head}\nnothing to move`;
+  const table = renderTable(
+    ['#', 'source', 'target', 'mode', 'ranges', 'hash share', 'est. rows', 'est. bytes'],
+    plan.moves.map((m, i) => [i + 1, m.source, m.target, m.mode, m.ranges.length, formatPercent(m.fraction, 2), formatCount(m.estRows), formatBytes(m.estBytes)]),
+  );
+  const totalRows = plan.moves.reduce((s, m) => s + m.estRows, 0);
+  const totalBytes = plan.moves.reduce((s, m) => s + m.estBytes, 0);
+  return `${head}\n${table}\ntotal: ${formatCount(totalRows)} rows, ${formatBytes(totalBytes)}`;
+}
+
+export function renderChange(r: ShardChangeResult): string {
+  if (r.nothingToDo) return 'nothing to do: the ring matches the config and every row is where the ring says';
+  const parts = [renderPlan(r.plan)];
+  if (r.dryRun) parts.push(chalk.dim('dry run: nothing was changed'));
+  if (r.execution) parts.push('', renderExecution(r.execution));
+  return parts.join('\n');
+}
+
+export function isExecutionReport(value: unknown): value is ExecutionReport {
+  return typeof value === 'object' && value !== null && 'planId' in value && 'moves' in value && 'status' in value;
+}
+
+export function renderExecution(r: ExecutionReport): string {
+  const rows = r.moves.map((m) => [
+    m.moveNo,
+    `${m.source} → ${m.target}`,
+    statusMark(m.state === 'cleaned' ? 'ok' : m.state),
+    formatCount(m.rowsCopied),
+    formatBytes(m.bytesCopied),
+    formatCount(m.rowsDeleted),
+    m.rowsLeft ? chalk.yellow(formatCount(m.rowsLeft)) : '0',
+    m.error ?? '',
+  ]);
+  const lines = [renderTable(['#', 'move', 'state', 'copied', 'bytes', 'deleted', 'left', 'error'], rows)];
+  const status = r.status === 'done' ? chalk.green('done') : r.status === 'partial' ? chalk.yellow(`partial (${r.stoppedBy})`) : chalk.red(r.status);
+  lines.push(
+    `plan ${r.planId}: ${status}; ring epoch ${r.epoch}; ${formatCount(r.rowsCopied)} rows in ${r.seconds.toFixed(1)}s = ${formatCount(r.rowsPerSecond)} rows/s, ${r.mbPerSecond} MB/s (copy, verify, switch, cleanup)`,
+  );
+  const left = r.moves.reduce((s, m) => s + m.rowsLeft, 0);
+  if (left) lines.push(chalk.yellow(`${left} row(s) written to a source after its copy were left in place; the next \`shard rebalance\` moves them`));
+  if (r.status === 'partial') lines.push('run the same command again, or `shard resume`, to continue');
+  if (r.published?.status === 'error') lines.push(chalk.yellow(`the ring could not be published to Redis: ${r.published.reason}`));
+  return lines.join('\n');
+}
+
+export function formatProgress(e: Extract<MoveEvent, { type: 'progress' }>): string {
+  const eta = e.etaSeconds === null ? '' : ` ETA ${e.etaSeconds}s`;
+  return `move ${e.moveNo} ${e.source} → ${e.target} ${e.phase} ${e.table}: ${formatCount(e.rows)}/${formatCount(e.estRows)} rows, ${formatCount(e.rowsPerSecond)} rows/s${eta}`;
+}
+
+export function renderStatus(r: { plans: PlanRecord[] }): string {
+  if (!r.plans.length) return 'no plans yet';
+  const out: string[] = [];
+  for (const p of r.plans) {
+    out.push(`${chalk.bold(p.id)}  ${p.kind}  ${statusMark(p.state === 'done' ? 'ok' : p.state)}  epoch ${p.fromEpoch}${p.switchedEpoch !== null ? ` → ${p.switchedEpoch}` : ''}  by ${p.createdBy} at ${p.createdAt.toISOString().slice(0, 19).replace('T', ' ')}`);
+    if (p.moves.length) {
+      out.push(
+        renderTable(
+          ['#', 'move', 'state', 'copied / est.', 'deleted', 'left', 'error'],
+          p.moves.map((m) => {
+            const copied = m.tables.reduce((s, t) => s + t.rowsCopied, 0);
+            return [m.moveNo, `${m.source} → ${m.target}`, statusMark(m.state), `${formatCount(copied)} / ${formatCount(m.estRows)}`, formatCount(m.tables.reduce((s, t) => s + t.rowsDeleted, 0)), formatCount(m.tables.reduce((s, t) => s + (t.rowsLeft ?? 0), 0)), m.error ?? ''];
+          }),
+        ).split('\n').map((l) => `  ${l}`).join('\n'),
+      );
+    }
+  }
+  return out.join('\n');
+}
+
+export function renderVerify(r: VerifyReport): string {
+  const rows: Array<Array<string | number>> = [];
+  for (const s of r.shards) {
+    if (s.error) rows.push([s.shard, '-', chalk.red('error'), s.error]);
+    for (const t of s.tables) {
+      const misplaced = Object.entries(t.misplaced).map(([owner, n]) => `${n} → ${owner}`).join(', ');
+      rows.push([s.shard, t.table, misplaced ? chalk.red(misplaced) : chalk.green('0'), t.inFlightCopies ? `${t.inFlightCopies} in-flight copies` : '']);
+    }
+  }
+  const lines = [`ring epoch ${r.epoch}`, renderTable(['shard', 'table', 'misplaced (rows → owner)', 'note'], rows)];
+  for (const m of r.mismatches) {
+    lines.push(chalk.red(`plan ${m.plan} move ${m.moveNo} ${m.source} → ${m.target} ${m.table}: source ${m.source_.rows} rows / ${m.source_.sum}, target ${m.target_.rows} rows / ${m.target_.sum}`));
+  }
+  lines.push(r.ok ? chalk.green('every row is where the ring says') : chalk.red(`${r.misplacedRows} misplaced row(s), ${r.mismatches.length} mismatching in-flight cop${r.mismatches.length === 1 ? 'y' : 'ies'}: \`shard rebalance\` moves misplaced rows home`));
+  return lines.join('\n');
+}
+
+export function renderIndex(r: IndexReport): string {
+  return renderTable(
+    ['shard', 'table', 'index', 'status'],
+    r.shards.flatMap((s) => s.tables.map((t) => [s.shard, t.table, t.index, t.status === 'error' ? chalk.red(`error: ${t.error}`) : statusMark(t.status === 'created' || t.status === 'exists' ? 'ok' : t.status)])),
+  );
+}
