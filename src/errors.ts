@@ -55,6 +55,16 @@ export class OperationError extends ShardctlError {
   readonly kind = 'operation';
 }
 
+/**
+ * The command already printed its result (a report that says what is wrong:
+ * `shard verify`, `migrate status --check`); only the exit code is left to set.
+ * Under --json no second document is printed.
+ */
+export class CheckFailed extends ShardctlError {
+  readonly exitCode = ExitCode.failed;
+  readonly kind = 'check-failed';
+}
+
 /** Another run holds the metadata lock; nothing was done, so cron may simply retry. */
 export class LockHeldError extends ShardctlError {
   readonly exitCode = ExitCode.lockHeld;

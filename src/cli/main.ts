@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { ExitCode, isShardctlError, ShardctlError } from '../errors.js';
+import { CheckFailed, ExitCode, isShardctlError, ShardctlError } from '../errors.js';
 import { redactText } from '../config/redact.js';
 import { registerAuditCommand } from './commands/audit.js';
 import { registerConfigCommands } from './commands/config.js';
@@ -74,7 +74,8 @@ function reportError(err: unknown, json: boolean): number {
   }
   if (isShardctlError(err)) {
     printHumanError(err.message, err.details);
-    if (json) printJsonError(err.kind, err.message, err.exitCode, err.details, extraFields(err));
+    // A failed check has already printed its report as the result document.
+    if (json && !(err instanceof CheckFailed)) printJsonError(err.kind, err.message, err.exitCode, err.details, extraFields(err));
     return err.exitCode;
   }
   const message = redactText(err instanceof Error ? (err.stack ?? err.message) : String(err));

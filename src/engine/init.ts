@@ -129,11 +129,11 @@ async function registerShardsAndRing(
       newlyRegistered.add(s.id);
       warnings.push(`${s.id} is new: registered as pending; \`shardctl shard add ${s.id}\` moves its ranges to it`);
     } else if (known.weight !== s.weight && known.state === 'active') {
-      warnings.push(`${s.id}: weight is ${s.weight} in the config but ${known.weight} in the ring; \`shardctl shard rebalance\` applies it`);
+      warnings.push(`${s.id}: weight is ${s.weight} in the config but ${known.weight} in the ring; \`shardctl shard rebalance --from-config\` applies it`);
     }
   }
   if (config.ring.vnodes !== undefined && config.ring.vnodes !== current.vnodes) {
-    warnings.push(`ring.vnodes is ${config.ring.vnodes} in the config but the ring uses ${current.vnodes}; \`shardctl shard rebalance\` applies it`);
+    warnings.push(`ring.vnodes is ${config.ring.vnodes} in the config but the ring uses ${current.vnodes}; \`shardctl shard rebalance --from-config\` applies it`);
   }
   return { epoch: current.epoch, created: false, vnodes: current.vnodes, members: current.members.length };
 }

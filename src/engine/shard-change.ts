@@ -81,14 +81,20 @@ export async function shardRemove(config: ShardctlConfig, run: RunInfo, options:
 }
 
 /**
- * `shard rebalance [--weight ID=W …]`: applies weight changes (from flags,
- * or where the config's weights or ring.vnodes differ from the ring's); with
- * none, moves misplaced rows home; with nothing to do, says so.
+ * `shard rebalance [--weight ID=W …] [--from-config]`: applies weight changes
+ * (flags; with --from-config also the config's weights and ring.vnodes where
+ * they differ from the ring); with none, moves misplaced rows home; with
+ * nothing to do, says so. The ring, not the config, is the authority: an
+ * hourly rebalance never undoes a --weight given by hand.
  */
-export async function shardRebalance(config: ShardctlConfig, run: RunInfo, options: ChangeOptions & { weights?: RingMember[] }): Promise<ShardChangeResult> {
+export async function shardRebalance(
+  config: ShardctlConfig,
+  run: RunInfo,
+  options: ChangeOptions & { weights?: RingMember[]; fromConfig?: boolean },
+): Promise<ShardChangeResult> {
   return withMetadata(config, async (store) => {
     const current = await requireRing(store);
-    const change = rebalanceChange(config, current, options.weights ?? []);
+    const change = rebalanceChange(config, current, options.weights ?? [], !!options.fromConfig);
     const plan = async (env: Awaited<ReturnType<typeof moveEnv>>) =>
       change ? planChange(env, change, { exact: !!options.exact }) : planMisplaced(env, current.members.map((m) => m.id));
     if (options.dryRun) {
@@ -106,14 +112,14 @@ export async function shardRebalance(config: ShardctlConfig, run: RunInfo, optio
   });
 }
 
-function rebalanceChange(config: ShardctlConfig, current: { vnodes: number; members: RingMember[] }, flags: RingMember[]): RingChange | null {
+function rebalanceChange(config: ShardctlConfig, current: { vnodes: number; members: RingMember[] }, flags: RingMember[], fromConfig: boolean): RingChange | null {
   const inRing = new Map(current.members.map((m) => [m.id, m.weight]));
   for (const w of flags) if (!inRing.has(w.id)) throw new UsageError(`--weight ${w.id}: not in the ring (\`shard add\` adds shards)`);
   const weights = new Map<string, number>();
-  for (const s of config.shards) if (inRing.has(s.id) && inRing.get(s.id) !== s.weight) weights.set(s.id, s.weight);
+  if (fromConfig) for (const s of config.shards) if (inRing.has(s.id) && inRing.get(s.id) !== s.weight) weights.set(s.id, s.weight);
   for (const w of flags) weights.set(w.id, w.weight);
   for (const [id, w] of weights) if (inRing.get(id) === w) weights.delete(id);
-  const vnodes = config.ring.vnodes !== undefined && config.ring.vnodes !== current.vnodes ? config.ring.vnodes : undefined;
+  const vnodes = fromConfig && config.ring.vnodes !== undefined && config.ring.vnodes !== current.vnodes ? config.ring.vnodes : undefined;
   if (!weights.size && vnodes === undefined) return null;
   return { kind: 'rebalance', weights: [...weights].map(([id, weight]) => ({ id, weight })), ...(vnodes !== undefined ? { vnodes } : {}) };
 }

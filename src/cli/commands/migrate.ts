@@ -75,8 +75,8 @@ export function registerMigrateCommands(program: Command): void {
         const { renderStatus } = await import('../render/migrate.js');
         ctx.out.result(ctx.name, status, renderStatus);
         if (opts.check && !status.clean) {
-          const { OperationError } = await import('../../errors.js');
-          throw new OperationError('migrate status --check: not every target is up to date');
+          const { CheckFailed } = await import('../../errors.js');
+          throw new CheckFailed('migrate status --check: not every target is up to date');
         }
       }),
     );

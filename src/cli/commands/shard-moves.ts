@@ -51,8 +51,9 @@ export function registerShardMoveCommands(shard: Command): void {
     );
 
   withMoveFlags(shard.command('rebalance'))
-    .description('apply weight changes (flags, or config weights/vnodes that differ from the ring); with none, move misplaced rows home')
+    .description('apply weight changes; with none, move misplaced rows home; with nothing to do, say so (exit 0)')
     .option('--weight <id=w>', 'a new weight (repeatable)', collectWeight, [])
+    .option('--from-config', "also apply the config's shard weights and ring.vnodes where they differ from the ring", false)
     .addHelpText(
       'after',
       examples('shard rebalance', 'shard rebalance --weight shard-1=2', 'shard rebalance --max-duration 50m -q   # hourly from cron') +
@@ -60,8 +61,8 @@ export function registerShardMoveCommands(shard: Command): void {
     )
     .action(
       action(async (ctx, cmd) => {
-        const opts = cmd.opts<MoveFlags & { weight: RingMember[] }>();
-        await runChange(ctx, opts, (engine, config, run, moveOptions) => engine.shardRebalance(config, run, { weights: opts.weight, ...moveOptions }));
+        const opts = cmd.opts<MoveFlags & { weight: RingMember[]; fromConfig: boolean }>();
+        await runChange(ctx, opts, (engine, config, run, moveOptions) => engine.shardRebalance(config, run, { weights: opts.weight, fromConfig: opts.fromConfig, ...moveOptions }));
       }),
     );
 
@@ -172,8 +173,8 @@ export function registerShardMoveCommands(shard: Command): void {
         const { renderVerify } = await import('../render/moves.js');
         ctx.out.result(ctx.name, report, renderVerify);
         if (!report.ok) {
-          const { OperationError } = await import('../../errors.js');
-          throw new OperationError(`shard verify found ${report.misplacedRows} misplaced row(s) and ${report.mismatches.length} mismatching cop${report.mismatches.length === 1 ? 'y' : 'ies'}`);
+          const { CheckFailed } = await import('../../errors.js');
+          throw new CheckFailed(`shard verify found ${report.misplacedRows} misplaced row(s) and ${report.mismatches.length} mismatching cop${report.mismatches.length === 1 ? 'y' : 'ies'}`);
         }
       }),
     );
@@ -194,8 +195,8 @@ export function registerShardMoveCommands(shard: Command): void {
         ctx.out.result(ctx.name, report, renderIndex);
         const failed = report.shards.flatMap((s) => s.tables.filter((t) => t.status === 'error').map((t) => `${s.shard} ${t.table}: ${t.error}`));
         if (failed.length) {
-          const { OperationError } = await import('../../errors.js');
-          throw new OperationError('some indexes could not be built', { details: failed });
+          const { CheckFailed } = await import('../../errors.js');
+          throw new CheckFailed('some indexes could not be built', { details: failed });
         }
       }),
     );

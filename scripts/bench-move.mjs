@@ -1,0 +1,403 @@
+// shard add throughput: move >= BENCH_MOVE_ROWS rows (~250 bytes each) from two
+// shards to a new third, end to end (plan + copy + verify + switch + cleanup),
+// beside what the same move costs, in this run and on the same data:
+//   (a) the raw limit: `psql \copy (SELECT … WHERE hash in ranges) TO STDOUT |
+//       psql \copy … FROM STDIN` per source, then a DELETE of those rows on the
+//       source (the two sources at once, and one after the other);
+//   (b) the naive way: keyset-paginated SELECT and multi-row INSERTs from Node,
+//       then batched DELETEs on the source.
+// The data is loaded once into template databases and every run gets fresh
+// clones (CREATE DATABASE … TEMPLATE), so each run starts from the same bytes.
+// Every run is checked (rows and checksum on the target, nothing left in the
+// moved ranges on the sources) so none is faster by being wrong.
+// Then shardctl alone on BENCH_MOVE_RSS_ROWS rows, for peak RSS against row
+// count. Prints JSON lines.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = path.join(ROOT, 'bin/shardctl');
+/** Rows to move (at least): the load holds about three times as many, the new shard takes about a third. */
+const ROWS = Number(process.env.BENCH_MOVE_ROWS ?? 1_000_000);
+/** Rows to move in the RSS comparison run (0 skips it). */
+const RSS_ROWS = Number(process.env.BENCH_MOVE_RSS_ROWS ?? 4_000_000);
+/** BENCH_MOVE_HASH_INDEX=1: build the routing-hash index (`shard index`'s) on the sources first. */
+const HASH_INDEX = process.env.BENCH_MOVE_HASH_INDEX === '1';
+const PER_ROOM = 20;
+const NAIVE_PAGE = 10_000;
+const NAIVE_INSERT_ROWS = 1_000;
+const COLS = 'room_id, id, payload, created_at';
+const SCHEMA_SQL = `CREATE TABLE public.events (
+  room_id bigint NOT NULL, id bigint NOT NULL, payload text NOT NULL, created_at timestamptz NOT NULL,
+  PRIMARY KEY (room_id, id))`;
+const GNU_TIME = '/usr/bin/time';
+
+const baseUrl = process.env.SHARDCTL_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const urlOf = (db) => { const u = new URL(baseUrl); u.pathname = `/${db}`; return u.toString(); };
+
+async function withClient(url, fn, options = {}) {
+  const c = new pg.Client({ connectionString: url, ...options });
+  await c.connect();
+  try { return await fn(c); } finally { await c.end(); }
+}
+
+/** Runs a command; resolves with its exit code and output (rejects on a non-zero exit unless allowed). */
+function run(cmd, args, { env, allowFail = false, onSpawn } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    onSpawn?.(child);
+    const out = [];
+    const err = [];
+    child.stdout.on('data', (d) => out.push(d));
+    child.stderr.on('data', (d) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const r = { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+      if (code !== 0 && !allowFail) reject(new Error(`${cmd} ${args.slice(0, 6).join(' ')} … exited ${code}: ${r.stderr.slice(-2000)}`));
+      else resolve(r);
+    });
+  });
+}
+
+async function shardctl(config, args) {
+  const r = await run('node', [BIN, '-c', config, '--json', ...args]);
+  return JSON.parse(r.stdout).data;
+}
+
+const seconds = (t0) => Number(process.hrtime.bigint() - t0) / 1e9;
+const multirange = (ranges) => `{${ranges.map((r) => `[${r.start},${r.end}]`).join(',')}}`;
+const filterSql = (literal) => `'${literal}'::int8multirange @> shardctl.route_hash(room_id::text)`;
+const CHECKSUM = `count(*)::bigint AS rows, coalesce(sum(('x' || left(md5(ROW(t.room_id, t.id, t.payload, t.created_at)::text), 15))::bit(60)::bigint), 0)::text AS sum`;
+
+/**
+ * One data set: template databases (two loaded shards, an empty third),
+ * the plan shardctl makes for `shard add shard-2`, and what each run must end with.
+ */
+async function prepareDataset(admin, dbs, dir, rows, tag, suffix) {
+  const name = (what) => `bench_mv${tag}_${what}_${suffix}`;
+  const tmpl = [0, 1, 2].map((i) => name(`t${i}`));
+  const meta = name('tmeta');
+  for (const db of [...tmpl, meta]) { dbs.add(db); await admin.query(`CREATE DATABASE "${db}"`); }
+  await Promise.all(tmpl.map((db) => withClient(urlOf(db), (c) => c.query(SCHEMA_SQL))));
+  const config = path.join(dir, `template-${tag}.yaml`);
+  writeFileSync(config, JSON.stringify({
+    metadata: { url: urlOf(meta) },
+    shards: [{ id: 'shard-0', url: urlOf(tmpl[0]) }, { id: 'shard-1', url: urlOf(tmpl[1]) }],
+    tables: [{ name: 'public.events', key: 'room_id' }],
+    migration: { batchSize: 10_000, parallel: 2 },
+  }));
+  await run('node', [BIN, '-c', config, '-q', 'init']);
+
+  // The ring init made, and the moves shardctl plans for adding shard-2 (ranges do not depend on the data).
+  const { Ring } = await import(path.join(ROOT, 'dist/core/ring.js'));
+  const exported = JSON.parse((await shardctl(config, ['shard', 'ring', '--format', 'json'])).text);
+  const before = { vnodes: exported.vnodes, members: exported.shards.map((s) => ({ id: s.id, weight: s.weight })) };
+  const after = { vnodes: before.vnodes, members: [...before.members, { id: 'shard-2', weight: 1 }] };
+  const plan = (await shardctl(config, ['shard', 'plan', '--add', 'shard-2', '--url', urlOf(tmpl[2])])).plan;
+  const moves = plan.moves.map((m) => ({ source: m.source, target: m.target, literal: multirange(m.ranges), ranges: m.ranges.length }));
+  if (moves.length !== 2 || moves.some((m) => m.target !== 'shard-2') || new Set(moves.map((m) => m.source)).size !== 2) {
+    throw new Error(`unexpected plan: ${JSON.stringify(plan.moves.map((m) => [m.source, m.target]))}`);
+  }
+
+  // Rooms 1 … R, R the first count at which the rooms the new shard takes hold >= rows rows.
+  const ringAfter = Ring.build(after);
+  let rooms = 0;
+  let movedRooms = 0;
+  while (movedRooms * PER_ROOM < rows) {
+    rooms++;
+    if (ringAfter.locate(String(rooms)) === 'shard-2') movedRooms++;
+  }
+  const owned = new Map();
+  for (const r of Ring.build(before).ranges()) owned.set(r.shardId, [...(owned.get(r.shardId) ?? []), r]);
+
+  const t0 = process.hrtime.bigint();
+  // Server-side, each shard its own rooms; rows of a room are stored together (kind to the naive keyset scan).
+  await Promise.all(['shard-0', 'shard-1'].map((id, i) => withClient(urlOf(tmpl[i]), async (c) => {
+    await c.query(
+      `INSERT INTO public.events (${COLS})
+       SELECT r, i, left(repeat(md5(r::text || ':' || i::text), 8), 200 + ((r + i) % 41)::int),
+              timestamptz '2026-01-01 00:00:00+00' + ((r * ${PER_ROOM} + i) * interval '1.000317 second')
+         FROM (SELECT r FROM generate_series(1, $2::bigint) r WHERE $1::int8multirange @> shardctl.route_hash(r::text)) rooms
+        CROSS JOIN LATERAL generate_series(1, ${PER_ROOM}) i`,
+      [multirange(owned.get(id)), rooms],
+    );
+    if (HASH_INDEX) await c.query('CREATE INDEX events_shardctl_route_hash ON public.events (shardctl.route_hash((room_id)::text))');
+    await c.query('VACUUM (FREEZE, ANALYZE) public.events');
+  })));
+  await withClient(urlOf(tmpl[2]), (c) => c.query('VACUUM (FREEZE, ANALYZE) public.events'));
+  const loadSeconds = seconds(t0);
+
+  // What every run must end with: per source, its total and the moved rows' count, checksum and COPY-text bytes.
+  const expect = { sources: {}, moved: 0, sum: 0n, bytes: 0 };
+  await Promise.all(moves.map((m) => withClient(urlOf(tmpl[Number(m.source.slice(-1))]), async (c) => {
+    const { rows: [total] } = await c.query('SELECT count(*)::bigint AS n FROM public.events');
+    const { rows: [moved] } = await c.query(
+      `SELECT ${CHECKSUM}, coalesce(sum(octet_length(room_id::text) + octet_length(id::text) + octet_length(payload) + octet_length(created_at::text) + 4), 0)::bigint AS bytes
+         FROM public.events t WHERE ${filterSql(m.literal)}`,
+    );
+    expect.sources[m.source] = { total: Number(total.n), moved: Number(moved.rows) };
+    expect.moved += Number(moved.rows);
+    expect.sum += BigInt(moved.sum);
+    expect.bytes += Number(moved.bytes);
+  })));
+  // The SQL filter and the ring in Node must agree on what moves (the routing contract).
+  if (expect.moved !== movedRooms * PER_ROOM) throw new Error(`moved rows by SQL filter ${expect.moved} != by ring ${movedRooms * PER_ROOM}`);
+  await admin.query(`DROP DATABASE "${meta}" WITH (FORCE)`);
+  dbs.delete(meta);
+  const totalRows = Object.values(expect.sources).reduce((s, x) => s + x.total, 0);
+  return { tag, tmpl, moves, expect, rooms, totalRows, loadSeconds };
+}
+
+/** Fresh clones of the templates (and, for shardctl, a fresh metadata database with `init` run). */
+async function clone(admin, dbs, dir, ds, runTag, { init = false } = {}) {
+  const names = ds.tmpl.map((t, i) => t.replace(/_t\d_/, `_${runTag}${i}_`));
+  for (let i = 0; i < 3; i++) {
+    dbs.add(names[i]);
+    await admin.query(`CREATE DATABASE "${names[i]}" TEMPLATE "${ds.tmpl[i]}" STRATEGY FILE_COPY`);
+  }
+  const urls = { 'shard-0': urlOf(names[0]), 'shard-1': urlOf(names[1]), 'shard-2': urlOf(names[2]) };
+  let config;
+  if (init) {
+    const meta = ds.tmpl[0].replace(/_t\d_/, `_${runTag}m_`);
+    names.push(meta);
+    dbs.add(meta);
+    await admin.query(`CREATE DATABASE "${meta}"`);
+    config = path.join(dir, `${runTag}.yaml`);
+    writeFileSync(config, JSON.stringify({
+      metadata: { url: urlOf(meta) },
+      shards: [{ id: 'shard-0', url: urls['shard-0'] }, { id: 'shard-1', url: urls['shard-1'] }],
+      tables: [{ name: 'public.events', key: 'room_id' }],
+      migration: { batchSize: 10_000, parallel: 2 },
+    }));
+    await run('node', [BIN, '-c', config, '-q', 'init']);
+  }
+  await admin.query('CHECKPOINT');
+  return { names, urls, config };
+}
+
+async function dropClones(admin, dbs, names) {
+  for (const db of names) { await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`); dbs.delete(db); }
+}
+
+/** The target holds exactly the moved rows (count and checksum); the sources hold everything else and nothing in the moved ranges. */
+async function verifyRun(impl, ds, urls) {
+  const problems = [];
+  await withClient(urls['shard-2'], async (c) => {
+    const { rows: [t] } = await c.query(`SELECT ${CHECKSUM} FROM public.events t`);
+    if (Number(t.rows) !== ds.expect.moved || BigInt(t.sum) !== ds.expect.sum) {
+      problems.push(`target holds ${t.rows} rows (sum ${t.sum}), expected ${ds.expect.moved} (sum ${ds.expect.sum})`);
+    }
+  });
+  await Promise.all(ds.moves.map((m) => withClient(urls[m.source], async (c) => {
+    const { rows: [s] } = await c.query(`SELECT count(*)::bigint AS total, count(*) FILTER (WHERE ${filterSql(m.literal)})::bigint AS left FROM public.events`);
+    const want = ds.expect.sources[m.source];
+    if (Number(s.left) !== 0 || Number(s.total) !== want.total - want.moved) {
+      problems.push(`${m.source} holds ${s.total} rows (${s.left} in moved ranges), expected ${want.total - want.moved} (0)`);
+    }
+  })));
+  if (problems.length) throw new Error(`${impl}: wrong result: ${problems.join('; ')}`);
+}
+
+/** `shard add` as a user runs it: one process, timed end to end, its peak RSS from GNU time (or /proc VmHWM). */
+async function runShardctl(cl) {
+  const args = [BIN, '-c', cl.config, '--json', '--log-format', 'json', '-v', 'shard', 'add', 'shard-2', '--url', cl.urls['shard-2']];
+  const useTime = existsSync(GNU_TIME);
+  let hwmKb = 0;
+  let poll;
+  const startedMs = Date.now();
+  const t0 = process.hrtime.bigint();
+  const r = await run(useTime ? GNU_TIME : 'node', useTime ? ['-f', 'BENCH_MAXRSS_KB=%M', 'node', ...args] : args, {
+    allowFail: true,
+    onSpawn: (child) => {
+      if (useTime) return;
+      poll = setInterval(() => {
+        try {
+          const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+          if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
+        } catch { /* exited */ }
+      }, 20);
+    },
+  });
+  const wall = seconds(t0);
+  const endedMs = Date.now();
+  clearInterval(poll);
+  if (r.code !== 0) throw new Error(`shard add exited ${r.code}: ${r.stdout.slice(-2000)} ${r.stderr.slice(-3000)}`);
+  const lines = r.stderr.split('\n');
+  if (useTime) hwmKb = Number(/BENCH_MAXRSS_KB=(\d+)/.exec(r.stderr)?.[1] ?? NaN);
+  const execution = JSON.parse(r.stdout).data.execution;
+  if (execution.status !== 'done') throw new Error(`shard add ended ${execution.status}`);
+  return { wall, peakRssMb: +(hwmKb / 1024).toFixed(1), execution, phases: phasesOf(lines, startedMs, endedMs) };
+}
+
+/** Where the time went, from the move-state debug lines (`-v --log-format json`). */
+function phasesOf(lines, startedMs, endedMs) {
+  const at = {};
+  const byMove = {};
+  for (const line of lines) {
+    if (!line.startsWith('{')) continue;
+    let e;
+    try { e = JSON.parse(line); } catch { continue; }
+    const m = /^move (\d+) \S+ → \S+: (\w+)$/.exec(e.msg ?? '');
+    if (!m) continue;
+    (at[m[2]] ??= []).push(Date.parse(e.ts));
+    (byMove[m[1]] ??= {})[m[2]] = Date.parse(e.ts);
+  }
+  const first = (st) => (at[st] ? Math.min(...at[st]) : NaN);
+  const last = (st) => (at[st] ? Math.max(...at[st]) : NaN);
+  const s = (a, b) => +((b - a) / 1000).toFixed(2);
+  const moves = Object.values(byMove);
+  return {
+    startupPrepareAndPlan: s(startedMs, first('copying')),
+    copy: s(first('copying'), last('copied')),
+    verifyAfterLastCopy: s(last('copied'), last('verified')),
+    switchAndCleanup: s(last('verified'), last('cleaned')),
+    exit: s(last('cleaned'), endedMs),
+    perMove: {
+      copy: moves.map((m) => s(m.copying, m.copied)),
+      verify: moves.map((m) => s(m.copied, m.verified)),
+      cleanup: moves.map((m) => s(last('verified'), m.cleaned)),
+    },
+  };
+}
+
+/** (a) per source: psql \copy out | psql \copy in, then DELETE on the source; the sources at once or one by one. */
+async function runPsqlPipe(ds, urls, concurrent) {
+  const one = async (m) => {
+    const env = {
+      SRC: urls[m.source],
+      TGT: urls['shard-2'],
+      OUT: `\\copy (SELECT ${COLS} FROM public.events WHERE ${filterSql(m.literal)}) to pstdout`,
+      IN: `\\copy public.events (${COLS}) from pstdin`,
+      DEL: `DELETE FROM public.events WHERE ${filterSql(m.literal)}`,
+    };
+    await run('bash', ['-c', 'set -eo pipefail; psql -X -q -v ON_ERROR_STOP=1 -d "$SRC" -c "$OUT" | psql -X -q -v ON_ERROR_STOP=1 -d "$TGT" -c "$IN"; psql -X -q -v ON_ERROR_STOP=1 -d "$SRC" -c "$DEL"'], { env });
+  };
+  const t0 = process.hrtime.bigint();
+  if (concurrent) await Promise.all(ds.moves.map(one));
+  else for (const m of ds.moves) await one(m);
+  return seconds(t0);
+}
+
+/** (b) per source: keyset-paginated SELECT, multi-row INSERTs, then DELETE page by page; the sources at once. */
+async function runNaive(ds, urls) {
+  // Exact values: bigint and timestamptz as text (a JS Date would drop the microseconds).
+  const types = { getTypeParser: (oid, format) => (oid === 1184 || oid === 20 ? (v) => v : pg.types.getTypeParser(oid, format)) };
+  const one = (m) => withClient(urls[m.source], (src) => withClient(urls['shard-2'], async (tgt) => {
+    const pages = [];
+    let after = null;
+    for (;;) {
+      const { rows } = after
+        ? await src.query(`SELECT ${COLS} FROM public.events WHERE ${filterSql(m.literal)} AND (room_id, id) > ($1, $2) ORDER BY room_id, id LIMIT ${NAIVE_PAGE}`, after)
+        : await src.query(`SELECT ${COLS} FROM public.events WHERE ${filterSql(m.literal)} ORDER BY room_id, id LIMIT ${NAIVE_PAGE}`);
+      if (!rows.length) break;
+      for (let i = 0; i < rows.length; i += NAIVE_INSERT_ROWS) {
+        const chunk = rows.slice(i, i + NAIVE_INSERT_ROWS);
+        const values = chunk.map((_, j) => `($${j * 4 + 1}, $${j * 4 + 2}, $${j * 4 + 3}, $${j * 4 + 4})`).join(', ');
+        await tgt.query(`INSERT INTO public.events (${COLS}) VALUES ${values}`, chunk.flatMap((r) => [r.room_id, r.id, r.payload, r.created_at]));
+      }
+      const lastRow = rows[rows.length - 1];
+      pages.push({ from: after, to: [lastRow.room_id, lastRow.id] });
+      after = [lastRow.room_id, lastRow.id];
+      if (rows.length < NAIVE_PAGE) break;
+    }
+    for (const p of pages) {
+      if (p.from) await src.query(`DELETE FROM public.events WHERE ${filterSql(m.literal)} AND (room_id, id) > ($1, $2) AND (room_id, id) <= ($3, $4)`, [...p.from, ...p.to]);
+      else await src.query(`DELETE FROM public.events WHERE ${filterSql(m.literal)} AND (room_id, id) <= ($1, $2)`, p.to);
+    }
+  }, { types }), { types });
+  const t0 = process.hrtime.bigint();
+  await Promise.all(ds.moves.map(one));
+  return seconds(t0);
+}
+
+export async function benchMove() {
+  const suffix = `${process.pid}_${Date.now().toString(36)}`;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'shardctl-bench-move-'));
+  const admin = new pg.Client({ connectionString: baseUrl });
+  await admin.connect();
+  const dbs = new Set();
+  try {
+    const ds = await prepareDataset(admin, dbs, dir, ROWS, 'a', suffix);
+    const { moved: rows, bytes } = ds.expect;
+    const results = [];
+    const record = (impl, secs, extra = {}) => {
+      const r = { impl, seconds: secs, ...extra };
+      results.push(r);
+      return r;
+    };
+
+    // shardctl, then the raw pipe (both ways), then the naive loop: fresh clones for each.
+    let cl = await clone(admin, dbs, dir, ds, 'r1', { init: true });
+    const sc = await runShardctl(cl);
+    await verifyRun('shardctl shard add', ds, cl.urls);
+    if (sc.execution.rowsCopied !== rows) throw new Error(`shardctl reports ${sc.execution.rowsCopied} rows copied, expected ${rows}`);
+    await dropClones(admin, dbs, cl.names);
+    const shardctlRun = record('shardctl shard add', sc.wall, { peakRssMb: sc.peakRssMb });
+
+    cl = await clone(admin, dbs, dir, ds, 'r2');
+    const pipe = record('psql pipe + DELETE (concurrent)', await runPsqlPipe(ds, cl.urls, true));
+    await verifyRun(pipe.impl, ds, cl.urls);
+    await dropClones(admin, dbs, cl.names);
+
+    cl = await clone(admin, dbs, dir, ds, 'r3');
+    const pipeSeq = record('psql pipe + DELETE (sequential)', await runPsqlPipe(ds, cl.urls, false));
+    await verifyRun(pipeSeq.impl, ds, cl.urls);
+    await dropClones(admin, dbs, cl.names);
+
+    cl = await clone(admin, dbs, dir, ds, 'r4');
+    const naive = record('naive keyset SELECT + INSERT', await runNaive(ds, cl.urls));
+    await verifyRun(naive.impl, ds, cl.urls);
+    await dropClones(admin, dbs, cl.names);
+
+    const rate = (r) => rows / r.seconds;
+    for (const r of results) {
+      const line = {
+        bench: 'move', impl: r.impl, rows, bytes, totalRows: ds.totalRows, sources: 2,
+        seconds: +r.seconds.toFixed(2), rowsPerSec: Math.round(rate(r)), mbPerSec: +(bytes / 1e6 / r.seconds).toFixed(2),
+        peakRssMb: r.peakRssMb ?? null,
+        ratioToRawPipe: +(rate(r) / rate(pipe)).toFixed(2),
+        ratioToRawPipeSequential: +(rate(r) / rate(pipeSeq)).toFixed(2),
+        ratioToNaive: +(rate(r) / rate(naive)).toFixed(2),
+        hashIndex: HASH_INDEX,
+      };
+      if (r === shardctlRun) {
+        Object.assign(line, {
+          goal: '>= 0.7x psql pipe (concurrent) rows/s, >= 1.5x naive, peak RSS < 200 MB',
+          meetsGoal: { rawPipe: line.ratioToRawPipe >= 0.7, naive: line.ratioToNaive >= 1.5, rss: r.peakRssMb < 200 },
+          phases: sc.phases,
+          reported: { seconds: +sc.execution.seconds.toFixed(2), rowsPerSecond: sc.execution.rowsPerSecond, mbPerSecond: sc.execution.mbPerSecond },
+        });
+      }
+      console.log(JSON.stringify(line));
+    }
+
+    if (RSS_ROWS > 0) {
+      // Free the first data set's disk before loading the bigger one.
+      await dropClones(admin, dbs, ds.tmpl);
+      const big = await prepareDataset(admin, dbs, dir, RSS_ROWS, 'b', suffix);
+      const bcl = await clone(admin, dbs, dir, big, 'r5', { init: true });
+      const bsc = await runShardctl(bcl);
+      await verifyRun('shardctl shard add (RSS run)', big, bcl.urls);
+      const line = {
+        bench: 'move.rss', impl: 'shardctl shard add', rows: big.expect.moved, bytes: big.expect.bytes, totalRows: big.totalRows,
+        seconds: +bsc.wall.toFixed(2), rowsPerSec: Math.round(big.expect.moved / bsc.wall), mbPerSec: +(big.expect.bytes / 1e6 / bsc.wall).toFixed(2),
+        peakRssMb: bsc.peakRssMb,
+        baseline: { rows, peakRssMb: sc.peakRssMb, rowsPerSec: Math.round(rate(shardctlRun)) },
+        goal: 'peak RSS < 200 MB, and no higher than at the baseline row count',
+        meetsGoal: bsc.peakRssMb < 200 && bsc.peakRssMb <= sc.peakRssMb * 1.05,
+        phases: bsc.phases,
+      };
+      console.log(JSON.stringify(line));
+    }
+  } finally {
+    for (const db of dbs) await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`).catch((e) => console.error(`drop ${db}: ${e.message}`));
+    await admin.end();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await benchMove();
