@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The shardctl tour: a 4-shard sandbox, the metadata store, a few hundred
-// thousand co-located rows placed by the ring, then list, simulate and locate.
+// thousand co-located rows placed by the ring, list and simulate, then the
+// main job: plan and add a fifth shard, verify, list again.
 // `npm run demo` builds first. The sandbox is torn down at the end, on error
 // and on Ctrl-C alike.
 import { readFile } from 'node:fs/promises';
@@ -149,7 +150,28 @@ async function main() {
       shardctl(['-c', CONFIG, 'shard', 'simulate', '--add', 'shard-4', '--keys', '200000']),
     );
 
+    const config = YAML.parse(await readFile(path.join(ROOT, CONFIG), 'utf8'));
+    const newShardUrl = databaseUrl(config.shards[0].url, 'shard_4');
+    await step('a fifth database with the same tables (what a DBA provisions before adding a shard)', async () => {
+      await withShard(databaseUrl(config.shards[0].url, 'postgres'), (client) => client.query('CREATE DATABASE shard_4'));
+      await withShard(newShardUrl, (client) => client.query(SCHEMA));
+    });
+
+    await step('review the plan: which hash ranges move, from where, how many rows (writes nothing)', () =>
+      shardctl(['-c', CONFIG, 'shard', 'plan', '--add', 'shard-4', '--url', newShardUrl]),
+    );
+
+    await step('add it: copy in batches by hash, verify checksums, switch the ring, delete confirmed rows from the sources', () =>
+      shardctl(['-c', CONFIG, 'shard', 'add', 'shard-4', '--url', newShardUrl]),
+    );
+
+    await step('check: every row on the shard the new ring names, nothing lost', () => shardctl(['-c', CONFIG, 'shard', 'verify']));
+
+    await step('the five shards now', () => shardctl(['-c', CONFIG, 'shard', 'list', '--stats', '--exact']));
+
     await step('where keys live', () => shardctl(['-c', CONFIG, 'shard', 'locate', 'room-1', '42']));
+
+    await step('who did what', () => shardctl(['-c', CONFIG, 'audit']));
   } catch (err) {
     failure = err;
   } finally {
@@ -168,6 +190,12 @@ async function main() {
     return;
   }
   console.log(`\n${bold(`demo finished in ${seconds}s`)}`);
+}
+
+function databaseUrl(url, database) {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
 }
 
 function fmt(n) {

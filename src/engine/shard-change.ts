@@ -184,7 +184,7 @@ export async function shardAbort(config: ShardctlConfig, run: RunInfo, planId: s
         if (move.mode === 'fresh' && state !== 'planned') {
           removed = await withConnections([env.connect(move.target, 'shard abort')], async (target) => {
             let n = 0;
-            for (const table of env.tables) {
+            for (const table of [...env.tables].reverse()) {
               const shape = await env.shapeOn(target!, move.target, table);
               const { rowCount } = await target!.query(`DELETE FROM ${shape.sqlName} WHERE $1::int8multirange @> ${hashExpression(shape)}`, [multirangeLiteral(move.ranges)]);
               n += rowCount ?? 0;

@@ -11,7 +11,7 @@ export interface CleanupOptions {
   cursor: number;
   batchSize: number;
   /** Called after each batch of deletes commits; journal here. Return false to stop. */
-  onBatch: (batch: { cursor: number; deleted: number }) => Promise<boolean>;
+  onBatch: (batch: { cursor: number; deleted: number; kept: number }) => Promise<boolean>;
 }
 
 export interface CleanupResult {
@@ -60,7 +60,7 @@ export async function cleanupRange(
   const flush = async (): Promise<boolean> => {
     if (pending.length) deleted += await deleteConfirmed(sourceWriter, shape, pending.splice(0));
     cursor = lastHash;
-    return options.onBatch({ cursor, deleted });
+    return options.onBatch({ cursor, deleted, kept });
   };
 
   let group: Map<string, string> = new Map();

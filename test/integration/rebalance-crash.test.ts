@@ -20,7 +20,7 @@ import { startSecondServer, type SecondServer } from '../support/second-server.j
  * of rows (count and checksum per table, over every shard) is what it was.
  */
 
-const ROOMS = 300;
+const ROOMS = 400;
 const PER_ROOM = 20;
 const BATCH = 200;
 
@@ -100,16 +100,6 @@ async function waitFor<T>(what: string, probe: () => Promise<T | null | undefine
   }
 }
 
-interface Trial {
-  d: TestDeployment;
-  extra: TestDatabase;
-  /** shard id → URL, shard-2 (the one being added) included. */
-  urls: Record<string, string>;
-  ring: RingSpec;
-  before: Placement;
-  addArgs: string[];
-}
-
 async function currentRing(metaUrl: string) {
   const store = await MetadataStore.open(metaUrl);
   try {
@@ -119,52 +109,93 @@ async function currentRing(metaUrl: string) {
   }
 }
 
-/** Two loaded shards and an empty database for shard-2, with small batches so a move has many cursors. */
-async function newTrial(options: { newShardUrl?: string } = {}): Promise<Trial> {
-  const d = await createDeployment({ shards: 2, redis: false, vnodes: 64 });
-  const extra = await createTestDatabase('sct_s2');
-  await d.rewrite((raw) => {
-    raw.migration = { batchSize: BATCH, parallel: 2 };
-  });
-  await init(d.config, testRun());
-  const newShardUrl = options.newShardUrl ?? extra.url;
-  await createSchema([...d.shardUrls, newShardUrl]);
-  const ring = await currentRing(d.metaUrl);
-  const urls: Record<string, string> = { 'shard-0': d.shardUrls[0]!, 'shard-1': d.shardUrls[1]!, 'shard-2': newShardUrl };
-  await loadRooms(ring, urls, { rooms: ROOMS, perRoom: PER_ROOM });
-  const before = await placement(ring, urls);
-  return { d, extra, urls, ring, before, addArgs: ['-c', d.configPath, 'shard', 'add', 'shard-2', '--url', newShardUrl] };
+/**
+ * Two loaded shards and an empty database for shard-2, with small batches so
+ * a move has many cursors. The databases are made once and reset between
+ * trials (metadata schema dropped and `init` run again, sharded tables
+ * truncated and reloaded): dropping and creating four databases per trial
+ * costs seconds, the reset a fraction of one.
+ */
+interface Bench {
+  d: TestDeployment;
+  /** shard id → URL, shard-2 (the one being added) included. */
+  urls: Record<string, string>;
+  /** `shard add shard-2 --url …` with the config. */
+  addArgs: string[];
+  /** Where the rows are before the add: set by reset(). */
+  before: Placement;
+  reset(): Promise<void>;
+  dispose(): Promise<void>;
 }
 
-async function disposeTrial(t: Trial | undefined): Promise<void> {
-  await t?.extra.drop();
-  await t?.d.cleanup();
+async function createBench(options: { newShardUrl?: string; rooms: number; perRoom: number }): Promise<Bench> {
+  const d = await createDeployment({ shards: 2, redis: false, vnodes: 64 });
+  let extra: TestDatabase | undefined;
+  try {
+    if (!options.newShardUrl) extra = await createTestDatabase('sct_s2');
+    await d.rewrite((raw) => {
+      raw.migration = { batchSize: BATCH, parallel: 2 };
+    });
+  } catch (err) {
+    await d.cleanup();
+    throw err;
+  }
+  const newShardUrl = options.newShardUrl ?? extra!.url;
+  const urls: Record<string, string> = { 'shard-0': d.shardUrls[0]!, 'shard-1': d.shardUrls[1]!, 'shard-2': newShardUrl };
+  let initialised = false;
+  const bench: Bench = {
+    d,
+    urls,
+    addArgs: ['-c', d.configPath, 'shard', 'add', 'shard-2', '--url', newShardUrl],
+    before: { totals: {}, misplaced: 0, perShard: {} },
+    async reset() {
+      if (initialised) await sql(d.metaUrl, 'DROP SCHEMA shardctl CASCADE');
+      await init(d.config, testRun());
+      initialised = true;
+      await createSchema(Object.values(urls));
+      for (const url of Object.values(urls)) await sql(url, 'TRUNCATE public.messages, public.reactions');
+      const ring = await currentRing(d.metaUrl);
+      await loadRooms(ring, urls, { rooms: options.rooms, perRoom: options.perRoom });
+      bench.before = await placement(ring, urls);
+      expect(bench.before.misplaced).toBe(0);
+    },
+    async dispose() {
+      await extra?.drop();
+      await d.cleanup();
+    },
+  };
+  return bench;
 }
 
 /** `shard status --json`, parsed. */
-async function statusOf(t: Trial): Promise<{ result: CliResult; plans: any[] }> {
-  const result = await runCli(['-c', t.d.configPath, 'shard', 'status', '--json']);
+async function statusOf(b: Bench): Promise<any[]> {
+  const result = await runCli(['-c', b.d.configPath, 'shard', 'status', '--json']);
   expect(result.exitCode, result.stderr).toBe(0);
-  return { result, plans: JSON.parse(result.stdout).data.plans };
+  return JSON.parse(result.stdout).data.plans;
 }
 
 /**
  * Recovery as an operator (or a cron job) would do it: `shard resume` while a
  * plan is in progress; `shard add` again when the crash came before the plan
- * was journaled. Optionally the first recovery run is SIGKILLed too.
+ * was journaled. With `killFirst`, the first recovery run is SIGKILLed too,
+ * once the journal shows it has made progress.
  */
-async function recover(t: Trial, options: { killFirstAfterMs?: number } = {}): Promise<{ runs: string[] }> {
+async function recover(b: Bench, options: { killFirst?: { jitterMs: number } } = {}): Promise<string[]> {
   const runs: string[] = [];
   for (let round = 0; round < 8; round++) {
-    const j = await readJournal(t.d.metaUrl);
-    if (j.plan?.state === 'done') return { runs };
-    const args = j.plan ? ['-c', t.d.configPath, 'shard', 'resume'] : t.addArgs;
+    const j = await readJournal(b.d.metaUrl);
+    if (j.plan?.state === 'done') return runs;
+    const args = j.plan ? ['-c', b.d.configPath, 'shard', 'resume'] : b.addArgs;
     const name = j.plan ? 'resume' : 'add';
-    if (round === 0 && options.killFirstAfterMs !== undefined) {
+    if (round === 0 && options.killFirst) {
       const child = startCli(args);
-      await sleep(options.killFirstAfterMs);
-      const { exitCode } = await killHard(child);
-      runs.push(`${name}(killed${exitCode !== undefined ? `, had exited ${exitCode}` : ''})`);
+      let exited = false;
+      void child.finally(() => (exited = true));
+      const seen = JSON.stringify(j);
+      await waitFor(`${name} to make progress`, async () => JSON.stringify(await readJournal(b.d.metaUrl)) !== seen, { everyMs: 2, unless: () => exited });
+      await sleep(options.killFirst.jitterMs);
+      const killed = await killHard(child);
+      runs.push(killed.signal === 'SIGKILL' ? `${name} killed in ${phaseOf(await readJournal(b.d.metaUrl))}` : `${name}=${killed.exitCode} (finished before the kill)`);
       continue;
     }
     const result = await runCli(args);
@@ -179,23 +210,23 @@ async function recover(t: Trial, options: { killFirstAfterMs?: number } = {}): P
   throw new Error(`the plan did not finish after ${runs.join(', ')}`);
 }
 
-/** The end state every recovery must reach, whatever the crash point. */
-async function expectCompleted(t: Trial): Promise<void> {
-  const { plans } = await statusOf(t);
+/** The end state every recovery must reach, whatever the crash point: one add plan, done; every row where ring epoch 2 says; the same rows as before. */
+async function expectCompleted(b: Bench): Promise<void> {
+  const plans = await statusOf(b);
   expect(plans.map((p) => [p.kind, p.state])).toEqual([['add', 'done']]);
   const plan = plans[0];
   expect(plan.switchedEpoch).toBe(2);
   expect(plan.moves.length).toBeGreaterThan(0);
   for (const m of plan.moves) {
     expect(m.state, `move ${m.moveNo}`).toBe('cleaned');
-    for (const table of m.tables) expect(table.rowsLeft, `move ${m.moveNo} ${table.table}`).toBe(0);
+    for (const table of m.tables) expect(table.rowsLeft, `move ${m.moveNo} ${table.table}: rows left on the source`).toBe(0);
   }
-  const ring = await currentRing(t.d.metaUrl);
+  const ring = await currentRing(b.d.metaUrl);
   expect(ring.epoch).toBe(2);
   expect(ring.members.map((m) => m.id)).toEqual(['shard-0', 'shard-1', 'shard-2']);
-  const after = await placement(ring, t.urls);
-  expect(after.misplaced).toBe(0);
-  expect(after.totals).toEqual(t.before.totals);
+  const after = await placement(ring, b.urls);
+  expect(after.misplaced, 'rows on a shard the new ring does not give them to').toBe(0);
+  expect(after.totals, 'rows lost or duplicated').toEqual(b.before.totals);
   expect(after.perShard['shard-2']!.messages).toBeGreaterThan(0);
 }
 
@@ -204,81 +235,93 @@ type KillPoint =
   | { kind: 'from-start'; delayMs: number }
   /** A delay from the moment the plan is journaled, spread over the move's measured duration. */
   | { kind: 'in-move'; delayMs: number }
-  /** As soon as the journal shows this phase (plus a few ms of jitter). */
+  /** As soon as the journal shows this phase, plus a few ms of jitter. */
   | { kind: 'at-phase'; phase: 'copying' | 'copied/verified' | 'cleanup'; jitterMs: number };
 
+function describePoint(p: KillPoint): string {
+  if (p.kind === 'from-start') return `${p.delayMs} ms after start`;
+  if (p.kind === 'in-move') return `${p.delayMs} ms after the plan`;
+  return `at ${p.phase} +${p.jitterMs} ms`;
+}
+
+/** Whether the journal shows `phase` (or, for a short one, that it went past it). */
+function reachedPhase(j: JournalView, phase: 'copying' | 'copied/verified' | 'cleanup'): boolean {
+  const states = j.moves.map((m) => m.state);
+  const switched = j.plan?.state === 'switched' || j.plan?.state === 'done';
+  if (phase === 'copying') return !switched && j.moves.some((m) => m.state === 'copying' && m.rows_copied > 0);
+  if (phase === 'copied/verified') return switched || states.some((s) => s === 'copied' || s === 'verified');
+  return j.moves.some((m) => m.rows_deleted > 0) || j.plan?.state === 'done';
+}
+
 describe('shard add under crashes', () => {
-  // Measured on one uninterrupted run: process start → plan journaled, and plan journaled → process exit.
+  let bench: Bench | undefined;
+  // Measured on one uninterrupted run: process start → plan journaled, and plan journaled → exit.
   let startupMs = 0;
   let moveMs = 0;
 
   beforeAll(async () => {
-    const t = await newTrial();
-    try {
-      const started = Date.now();
-      const child = startCli(t.addArgs);
-      let journaledAt = 0;
-      let exited = false;
-      void child.finally(() => (exited = true));
-      await waitFor('the plan to be journaled', async () => (await readJournal(t.d.metaUrl)).plan, { everyMs: 10, unless: () => exited });
-      journaledAt = Date.now();
-      const result = await child;
-      expect(result.exitCode, String(result.stderr)).toBe(0);
-      startupMs = journaledAt - started;
-      moveMs = Date.now() - journaledAt;
-      await expectCompleted(t);
-      console.error(`[crash trials] uninterrupted shard add: ${startupMs} ms to the plan, ${moveMs} ms of moving (${t.before.totals.messages!.rows + t.before.totals.reactions!.rows} rows in all, batchSize ${BATCH})`);
-    } finally {
-      await disposeTrial(t);
-    }
+    bench = await createBench({ rooms: ROOMS, perRoom: PER_ROOM });
+    await bench.reset();
+    const started = Date.now();
+    const child = startCli(bench.addArgs);
+    let exited = false;
+    void child.finally(() => (exited = true));
+    await waitFor('the plan to be journaled', async () => (await readJournal(bench!.d.metaUrl)).plan, { everyMs: 5, unless: () => exited });
+    const journaledAt = Date.now();
+    const result = await child;
+    expect(result.exitCode, String(result.stderr)).toBe(0);
+    startupMs = journaledAt - started;
+    moveMs = Date.now() - journaledAt;
+    await expectCompleted(bench);
+    const rows = Object.values(bench.before.totals).reduce((s, t) => s + t.rows, 0);
+    console.error(`[crash trials] uninterrupted shard add: ${startupMs} ms to the plan, then ${moveMs} ms to the end (${rows} rows, batchSize ${BATCH})`);
+  });
+  afterAll(async () => {
+    await bench?.dispose();
   });
 
   const SEEDS = [11, 23, 37, 41, 53, 67, 79, 83, 97, 101, 113, 127];
 
   it('SIGKILL of the CLI at random points of a move: shard resume brings the data to the same final state, with no row lost or duplicated', async () => {
-    const log: Array<{ seed: number; point: string; phase: string; recovery: string; ms: number }> = [];
+    const b = bench!;
+    const log: Array<{ seed: number; point: KillPoint; phase: string; recovery: string[]; ms: number }> = [];
     for (const [i, seed] of SEEDS.entries()) {
       const random = prng(seed);
-      // Two trials aim anywhere from the start, three at named phases, the rest inside the move; every third one also kills the first resume.
+      // Two trials aim anywhere from the process start (before the plan exists, too), three at named
+      // phases, the rest anywhere in the move; every third trial also kills the first resume.
       const point: KillPoint =
         i < 2
-          ? { kind: 'from-start', delayMs: Math.round(50 + random() * (startupMs + 200)) }
+          ? { kind: 'from-start', delayMs: Math.round(50 + random() * (startupMs + 100)) }
           : i < 5
-            ? { kind: 'at-phase', phase: (['copying', 'copied/verified', 'cleanup'] as const)[i - 2]!, jitterMs: Math.round(random() * 15) }
+            ? { kind: 'at-phase', phase: (['copying', 'copied/verified', 'cleanup'] as const)[i - 2]!, jitterMs: Math.round(random() * 10) }
             : { kind: 'in-move', delayMs: Math.round(random() * moveMs) };
-      const killResumeAfterMs = i % 3 === 2 ? Math.round(300 + random() * (startupMs + moveMs)) : undefined;
-      const t = await newTrial();
+      const killFirst = i % 3 === 2 ? { jitterMs: Math.round(random() * 30) } : undefined;
+      await b.reset();
       const trialStart = Date.now();
+      const child = startCli(b.addArgs);
+      let exited = false;
+      void child.finally(() => (exited = true));
       try {
-        const child = startCli(t.addArgs);
-        let exited = false;
-        void child.finally(() => (exited = true));
         if (point.kind === 'from-start') {
           await sleep(point.delayMs);
         } else if (point.kind === 'in-move') {
-          await waitFor('the plan to be journaled', async () => (await readJournal(t.d.metaUrl)).plan, { everyMs: 2, unless: () => exited });
+          await waitFor('the plan to be journaled', async () => (await readJournal(b.d.metaUrl)).plan, { everyMs: 2, unless: () => exited });
           await sleep(point.delayMs);
         } else {
-          await waitFor(`phase ${point.phase}`, async () => {
-            const j = await readJournal(t.d.metaUrl);
-            const phase = phaseOf(j);
-            if (point.phase === 'copying') return phase === 'copying' && j.moves.some((m) => m.rows_copied > 0);
-            if (point.phase === 'copied/verified') return phase === 'copied/verified' || phase === 'switched' || phase === 'cleanup';
-            return phase === 'cleanup';
-          }, { everyMs: 2, unless: () => exited });
+          await waitFor(`phase ${point.phase}`, async () => reachedPhase(await readJournal(b.d.metaUrl), point.phase), { everyMs: 2, unless: () => exited });
           await sleep(point.jitterMs);
         }
-        const killed = await killHard(child);
-        const phase = killed.signal === 'SIGKILL' ? phaseOf(await readJournal(t.d.metaUrl)) : `exited ${killed.exitCode} first`;
-        const { runs } = await recover(t, killResumeAfterMs !== undefined ? { killFirstAfterMs: killResumeAfterMs } : {});
-        await expectCompleted(t);
-        log.push({ seed, point: JSON.stringify(point), phase, recovery: runs.join(' → ') || '(nothing to do)', ms: Date.now() - trialStart });
       } finally {
-        await disposeTrial(t);
+        await killHard(child);
       }
+      const killed = await child;
+      const phase = killed.signal === 'SIGKILL' ? phaseOf(await readJournal(b.d.metaUrl)) : `none (exited ${killed.exitCode} first)`;
+      const recovery = await recover(b, killFirst ? { killFirst } : {});
+      await expectCompleted(b);
+      log.push({ seed, point, phase, recovery, ms: Date.now() - trialStart });
     }
-    console.error('[crash trials]\n' + log.map((l) => `  seed ${l.seed}: ${l.point} → killed in ${l.phase}; ${l.recovery} (${l.ms} ms)`).join('\n'));
-    // The point of the exercise: most kills land inside the move, not before or after it.
+    console.error('[crash trials]\n' + log.map((l) => `  seed ${l.seed}: killed ${describePoint(l.point)}, in ${l.phase}; then ${l.recovery.join(' → ') || 'nothing to do'} (${l.ms} ms)`).join('\n'));
+    // The point of the exercise: most kills land inside the move, not before it or after it.
     expect(log.filter((l) => isMidMove(l.phase)).length).toBeGreaterThanOrEqual(Math.ceil(SEEDS.length * 0.6));
   });
 });

@@ -304,7 +304,8 @@ async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord)
   const { env } = ctx;
   if (move.state === 'cleaned') return 'ok';
   try {
-    for (const table of env.tables) {
+    // Children before parents: `tables` lists parents first (the copy's order), so foreign keys hold while rows leave.
+    for (const table of [...env.tables].reverse()) {
       const progress = move.tables.find((t) => t.table === table.name)!;
       if (progress.cleanupDone) continue;
       const estRows = progress.rowsCopied || move.estRows;
@@ -314,6 +315,7 @@ async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord)
         async (sourceReader, targetReader, sourceWriter) => {
           const shape = await env.shapeOn(sourceReader!, move.source, table);
           const before = progress.rowsDeleted;
+          const keptBefore = progress.rowsLeft ?? 0;
           return cleanupRange(sourceReader!, targetReader!, sourceWriter!, shape, {
             ranges: move.ranges,
             cursor: progress.cleanupCursor,
@@ -321,7 +323,8 @@ async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord)
             onBatch: async (batch) => {
               progress.cleanupCursor = batch.cursor;
               progress.rowsDeleted = before + batch.deleted;
-              await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupCursor: batch.cursor, rowsDeleted: progress.rowsDeleted });
+              progress.rowsLeft = keptBefore + batch.kept;
+              await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupCursor: batch.cursor, rowsDeleted: progress.rowsDeleted, rowsLeft: progress.rowsLeft });
               const rate = batch.deleted / Math.max(0.001, (Date.now() - startedAt) / 1000);
               ctx.options.onEvent?.({
                 type: 'progress', moveNo: move.moveNo, source: move.source, target: move.target, table: table.name, phase: 'cleanup',
@@ -333,11 +336,12 @@ async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord)
         },
       );
       if (!result.done) return 'stopped';
-      const left = await withConnections([env.connect(move.source, 'shard cleanup')], async (source) =>
-        countInRanges(source!, await env.shapeOn(source!, move.source, table), move.ranges),
-      );
-      Object.assign(progress, { cleanupDone: true, rowsLeft: left });
-      await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupDone: true, cleanupCursor: result.cursor, rowsLeft: left });
+      // Rows the merge saw and kept (not identical on the target). Rows written to the source after
+      // the cleanup's snapshot are not counted here: `shard verify` and the next rebalance find them.
+      // rowsLeft counts rows the merge kept; rows written to the source after the cleanup's
+      // snapshot are not counted: `shard verify` and the next rebalance find them.
+      progress.cleanupDone = true;
+      await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupDone: true, cleanupCursor: result.cursor, rowsLeft: progress.rowsLeft ?? 0 });
     }
     await env.journal.setMoveState(plan.id, move.moveNo, 'cleaned');
     ctx.options.onEvent?.({ type: 'move-state', moveNo: move.moveNo, source: move.source, target: move.target, state: 'cleaned' });
