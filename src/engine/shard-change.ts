@@ -7,7 +7,7 @@ import type { PlanRecord } from '../metadata/journal.js';
 import { runMutation } from '../metadata/mutation.js';
 import type { RunInfo } from '../metadata/run-info.js';
 import type { MetadataStore } from '../metadata/store.js';
-import { multirangeLiteral } from '../core/move-plan.js';
+import { coveredFraction, multirangeLiteral } from '../core/move-plan.js';
 import { hashExpression } from '../mover/table-shape.js';
 import { withMetadata, requireRing } from './metadata-session.js';
 import type { ExecutionReport } from './moves/execute.js';
@@ -22,7 +22,32 @@ export interface ShardChangeResult {
   /** Nothing to move and no ring change: `shard rebalance` from cron, most hours. */
   nothingToDo: boolean;
   preparation?: ShardPreparation;
+  /** `shard rebalance` found a plan in progress and continued it (its id). */
+  resumed?: string;
   execution?: ExecutionReport;
+}
+
+/** A journaled plan as a plan document (what `shard rebalance` shows when it continues one). */
+function documentOf(plan: PlanRecord): PlanDocument {
+  return {
+    format: 'shardctl-plan/1',
+    kind: plan.kind,
+    fromEpoch: plan.fromEpoch,
+    targetRing: plan.targetRing,
+    estimate: 'statistics',
+    moves: plan.moves.map((m) => ({
+      source: m.source,
+      target: m.target,
+      mode: m.mode,
+      ranges: m.ranges,
+      fraction: coveredFraction(m.ranges),
+      estRows: m.estRows,
+      estBytes: m.estBytes,
+      tables: m.tables.map((t) => ({ table: t.table, rows: t.rowsCopied, bytes: t.bytesCopied })),
+    })),
+    createdAt: plan.createdAt.toISOString(),
+    createdBy: plan.createdBy,
+  };
 }
 
 interface ChangeOptions extends MoveRunOptions {
@@ -84,8 +109,9 @@ export async function shardRemove(config: ShardctlConfig, run: RunInfo, options:
  * `shard rebalance [--weight ID=W …] [--from-config]`: applies weight changes
  * (flags; with --from-config also the config's weights and ring.vnodes where
  * they differ from the ring); with none, moves misplaced rows home; with
- * nothing to do, says so. The ring, not the config, is the authority: an
- * hourly rebalance never undoes a --weight given by hand.
+ * nothing to do, says so. A plan in progress is continued first. The ring,
+ * not the config, is the authority: an hourly rebalance never undoes a
+ * --weight given by hand.
  */
 export async function shardRebalance(
   config: ShardctlConfig,
@@ -104,7 +130,9 @@ export async function shardRebalance(
     }
     return runMutation({ store, run, command: 'shard rebalance', summarize: summarizeChange }, async () => {
       const env = await moveEnv(config, store, run);
-      await refuseIfPlanInProgress(env);
+      // From cron, the hourly run first finishes what an earlier run (a budget, a crash) left in progress.
+      const active = await env.journal.activePlan();
+      if (active) return { plan: documentOf(active), dryRun: false, nothingToDo: false, resumed: active.id, execution: await resumePlan(env, active.id, options) };
       const doc = await plan(env);
       if (!change && doc.moves.length === 0) return { plan: doc, dryRun: false, nothingToDo: true };
       return { plan: doc, dryRun: false, nothingToDo: false, execution: await startPlan(env, doc, options) };

@@ -128,7 +128,7 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
     expect(partial.exitCode).toBe(0);
     expect(partial.body.data.execution).toMatchObject({ status: 'partial', stoppedBy: 'max-rows', planState: 'running' });
     const planId = partial.body.data.execution.planId as string;
-    expect((await cli('shard', 'rebalance')).stderr).toMatch(new RegExp(`plan ${planId} .* is running`));
+    expect((await cli('shard', 'add', 'shard-9', '--url', extra.url)).stderr).toMatch(new RegExp(`plan ${planId} .* is running`));
     const noYes = await cli('shard', 'abort', planId);
     expect(noYes.exitCode).toBe(2);
     expect(noYes.stderr).toMatch(/--yes/);
@@ -139,12 +139,14 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
     expect((await ringOf(d)).members.find((m) => m.id === 'shard-0')!.weight).toBe(1);
   });
 
-  it('a budget-stopped run is continued by shard resume to the same final state', async () => {
+  it('a budget-stopped run is continued by the next rebalance to the same final state; then resume has nothing to do', async () => {
     const before = await placement(await ringOf(d), urls);
     const partial = await json('shard', 'rebalance', '--weight', 'shard-0=3', '--max-rows', '400');
     expect(partial.body.data.execution.status).toBe('partial');
-    const resumed = await json('shard', 'resume');
+    // The hourly `shard rebalance` continues the plan in progress.
+    const resumed = await json('shard', 'rebalance');
     expect(resumed.exitCode).toBe(0);
+    expect(resumed.body.data.resumed).toBe(partial.body.data.execution.planId);
     expect(resumed.body.data.execution).toMatchObject({ status: 'done', planState: 'done' });
     const after = await placement(await ringOf(d), urls);
     expect(after.misplaced).toBe(0);

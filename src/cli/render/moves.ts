@@ -20,8 +20,8 @@ export function renderPlan(plan: PlanDocument): string {
 }
 
 export function renderChange(r: ShardChangeResult): string {
-  if (r.nothingToDo) return 'nothing to do: the ring matches the config and every row is where the ring says';
-  const parts = [renderPlan(r.plan)];
+  if (r.nothingToDo) return 'nothing to do: no plan in progress, no weight change, and every row is where the ring says';
+  const parts = [r.resumed ? `continuing plan ${r.resumed}, which was in progress` : renderPlan(r.plan)];
   if (r.dryRun) parts.push(chalk.dim('dry run: nothing was changed'));
   if (r.execution) parts.push('', renderExecution(r.execution));
   return parts.join('\n');
