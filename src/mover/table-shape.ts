@@ -67,8 +67,8 @@ export function assertMovable(problems: string[]): void {
 }
 
 /** shardctl.route_hash(key::text): the expression an index must use to serve the mover's range scans. */
-export function hashExpression(shape: Pick<TableShape, 'key'>): string {
-  return `shardctl.route_hash((${quoteIdent(shape.key)})::text)`;
+export function hashExpression(shape: Pick<TableShape, 'key'>, alias = ''): string {
+  return `shardctl.route_hash((${alias ? `${alias}.` : ''}${quoteIdent(shape.key)})::text)`;
 }
 
 export function columnList(columns: Array<{ name: string }>): string {

@@ -188,9 +188,13 @@ async function recover(b: Bench, options: { killFirst?: { jitterMs: number } } =
       let exited = false;
       void child.finally(() => (exited = true));
       const seen = JSON.stringify(j);
-      await waitFor(`${name} to make progress`, async () => JSON.stringify(await readJournal(b.d.metaUrl)) !== seen, { everyMs: 2, unless: () => exited });
-      await sleep(options.killFirst.jitterMs);
-      const killed = await killHard(child);
+      let killed: Awaited<ReturnType<typeof killHard>>;
+      try {
+        await waitFor(`${name} to make progress`, async () => JSON.stringify(await readJournal(b.d.metaUrl)) !== seen, { everyMs: 2, unless: () => exited });
+        await sleep(options.killFirst.jitterMs);
+      } finally {
+        killed = await killHard(child);
+      }
       runs.push(killed.signal === 'SIGKILL' ? `${name} killed in ${phaseOf(await readJournal(b.d.metaUrl))}` : `${name}=${killed.exitCode} (finished before the kill)`);
       continue;
     }
@@ -291,7 +295,8 @@ describe('shard add under crashes', () => {
           ? { kind: 'from-start', delayMs: Math.round(50 + random() * (startupMs + 100)) }
           : i < 5
             ? { kind: 'at-phase', phase: (['copying', 'copied/verified', 'cleanup'] as const)[i - 2]!, jitterMs: Math.round(random() * 10) }
-            : { kind: 'in-move', delayMs: Math.round(random() * moveMs) };
+            : // The measured span ends with the process exit; stop short of it so the kill lands before `done`.
+              { kind: 'in-move', delayMs: Math.round(random() * moveMs * 0.85) };
       const killFirst = i % 3 === 2 ? { jitterMs: Math.round(random() * 30) } : undefined;
       await b.reset();
       const trialStart = Date.now();
@@ -319,8 +324,8 @@ describe('shard add under crashes', () => {
     }
     console.error('[crash trials]\n' + log.map((l) => `  seed ${l.seed}: killed ${describePoint(l.point)}, in ${l.phase}; then ${l.recovery.join(' → ') || 'nothing to do'} (${l.ms} ms)`).join('\n'));
     // The point of the exercise: most kills land inside the move, not before it or after it.
-    expect(log.filter((l) => isMidMove(l.phase)).length).toBeGreaterThanOrEqual(Math.ceil(SEEDS.length * 0.6));
-  });
+    expect(log.filter((l) => isMidMove(l.phase)).length).toBeGreaterThan(SEEDS.length / 2);
+  }, 300_000);
 });
 
 describe('shard add when a shard server dies', () => {
@@ -344,30 +349,34 @@ describe('shard add when a shard server dies', () => {
     const child = startCli(b.addArgs);
     let exited = false;
     void child.finally(() => (exited = true));
-    const copying = await waitFor(
-      'a move copying with rows copied',
-      async () => {
-        const j = await readJournal(b.d.metaUrl);
-        return j.plan?.state === 'running' && j.moves.some((m) => m.state === 'copying' && m.rows_copied > 0) ? j : null;
-      },
-      { everyMs: 2, unless: () => exited },
-    );
-    expect(copying, `shard add finished before the copy could be caught:\n${exited ? (await child).stderr : ''}`).not.toBeNull();
-    await server!.stop({ mode: 'immediate' });
-    const killedAt = Date.now();
-
-    // It must end on its own, promptly: a run that hangs on a dead server holds the metadata lock forever.
-    const outcome = await Promise.race([child, sleep(30_000).then(() => null)]);
-    if (outcome === null) {
-      await killHard(child);
-      throw new Error(`shard add was still running 30 s after shard-2's server died (journal: ${phaseOf(await readJournal(b.d.metaUrl))})`);
+    let copying: JournalView | null;
+    let outcome: Awaited<typeof child> | null;
+    let killedAt: number;
+    try {
+      copying = await waitFor(
+        'a move copying with rows copied',
+        async () => {
+          const j = await readJournal(b.d.metaUrl);
+          return j.plan?.state === 'running' && j.moves.some((m) => m.state === 'copying' && m.rows_copied > 0) ? j : null;
+        },
+        { everyMs: 2, unless: () => exited },
+      );
+      expect(copying, `shard add finished before the copy could be caught:\n${exited ? (await child).stderr : ''}`).not.toBeNull();
+      await server!.stop({ mode: 'immediate' });
+      killedAt = Date.now();
+      // It must end on its own, promptly: a run that hangs on a dead server holds the metadata lock for ever.
+      outcome = await Promise.race([child, sleep(30_000).then(() => null)]);
+    } finally {
+      if (!exited) await killHard(child);
     }
+    if (outcome === null) throw new Error(`shard add was still running 30 s after shard-2's server died (journal: ${phaseOf(await readJournal(b.d.metaUrl))})`);
     const exitedAfterMs = Date.now() - killedAt;
     const stderr = String(outcome.stderr);
     console.error(`[server kill] killed in ${phaseOf(copying!)}; shard add exited ${outcome.exitCode} ${exitedAfterMs} ms later:\n${stderr}`);
+    // A crash of the CLI itself (an uncaught exception) would also exit 1, but journal nothing and name nothing.
+    expect(stderr, 'the CLI crashed instead of reporting the failure').not.toMatch(/Unhandled 'error' event|internal error|^\s+at /m);
     expect(outcome.exitCode, stderr).toBe(1);
-    expect(stderr).toMatch(/shard shard-2\b/);
-    expect(stderr).not.toMatch(/internal error/);
+    expect(stderr, 'the error names the shard whose server died').toMatch(/shard shard-2\b/);
 
     const plans = await statusOf(b);
     expect(plans.map((p) => [p.kind, p.state])).toEqual([['add', 'failed']]);
@@ -375,13 +384,19 @@ describe('shard add when a shard server dies', () => {
     expect(failed.length).toBeGreaterThan(0);
     for (const m of failed) {
       expect(m.target).toBe('shard-2');
-      expect(m.error).toMatch(/shard-2/);
+      expect(m.error).toMatch(/shard shard-2\b/);
     }
     expect(plans[0].switchedEpoch).toBeNull();
+
+    // Resuming while the server is still down fails the same way, at once, and changes nothing.
+    const early = await runCli(['-c', b.d.configPath, 'shard', 'resume']);
+    expect(early.exitCode, early.stderr).toBe(1);
+    expect(early.stderr).toMatch(/shard shard-2\b/);
+    expect((await readJournal(b.d.metaUrl)).plan?.state).toBe('failed');
 
     await server!.restart();
     const resumed = await runCli(['-c', b.d.configPath, 'shard', 'resume']);
     expect(resumed.exitCode, resumed.stderr).toBe(0);
     await expectCompleted(b, { viaCli: true });
-  });
+  }, 180_000);
 });

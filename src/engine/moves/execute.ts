@@ -1,3 +1,4 @@
+import type { TableConfig } from '../../config/schema.js';
 import type { MoveState } from '../../core/move-state.js';
 import { OperationError } from '../../errors.js';
 import type { MoveRecord, PlanRecord, TableProgress } from '../../metadata/journal.js';
@@ -310,38 +311,29 @@ async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord)
       if (progress.cleanupDone) continue;
       const estRows = progress.rowsCopied || move.estRows;
       const startedAt = Date.now();
-      const result = await withConnections(
-        [env.connect(move.source, 'shard cleanup'), env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')],
-        async (sourceReader, targetReader, sourceWriter) => {
-          const shape = await env.shapeOn(sourceReader!, move.source, table);
-          const before = progress.rowsDeleted;
-          const keptBefore = progress.rowsLeft ?? 0;
-          return cleanupRange(sourceReader!, targetReader!, sourceWriter!, shape, {
-            ranges: move.ranges,
-            cursor: progress.cleanupCursor,
-            batchSize: env.config.migration.batchSize,
-            onBatch: async (batch) => {
-              progress.cleanupCursor = batch.cursor;
-              progress.rowsDeleted = before + batch.deleted;
-              progress.rowsLeft = keptBefore + batch.kept;
-              await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupCursor: batch.cursor, rowsDeleted: progress.rowsDeleted, rowsLeft: progress.rowsLeft });
-              const rate = batch.deleted / Math.max(0.001, (Date.now() - startedAt) / 1000);
-              ctx.options.onEvent?.({
-                type: 'progress', moveNo: move.moveNo, source: move.source, target: move.target, table: table.name, phase: 'cleanup',
-                rows: progress.rowsDeleted, estRows, rowsPerSecond: Math.round(rate), etaSeconds: estRows > progress.rowsDeleted && rate > 0 ? Math.round((estRows - progress.rowsDeleted) / rate) : null,
-              });
-              return ctx.budget.stopReason() === null;
-            },
-          });
-        },
-      );
+      const result = await withConnections([env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')], async (target, source) => {
+        const shape = await env.shapeOn(source!, move.source, table);
+        return cleanupRange(target!, source!, shape, {
+          ranges: move.ranges,
+          cursor: progress.cleanupCursor,
+          batchSize: env.config.migration.batchSize,
+          onBatch: async (batch) => {
+            progress.cleanupCursor = batch.cursor;
+            progress.rowsDeleted += batch.affected;
+            await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupCursor: batch.cursor, rowsDeleted: progress.rowsDeleted });
+            const rate = progress.rowsDeleted / Math.max(0.001, (Date.now() - startedAt) / 1000);
+            ctx.options.onEvent?.({
+              type: 'progress', moveNo: move.moveNo, source: move.source, target: move.target, table: table.name, phase: 'cleanup',
+              rows: progress.rowsDeleted, estRows, rowsPerSecond: Math.round(rate), etaSeconds: estRows > progress.rowsDeleted && rate > 0 ? Math.round((estRows - progress.rowsDeleted) / rate) : null,
+            });
+            return ctx.budget.stopReason() === null;
+          },
+        });
+      });
       if (!result.done) return 'stopped';
-      // Rows the merge saw and kept (not identical on the target). Rows written to the source after
-      // the cleanup's snapshot are not counted here: `shard verify` and the next rebalance find them.
-      // rowsLeft counts rows the merge kept; rows written to the source after the cleanup's
-      // snapshot are not counted: `shard verify` and the next rebalance find them.
+      progress.rowsLeft = await rowsLeftOnSource(ctx, move, table, progress);
       progress.cleanupDone = true;
-      await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupDone: true, cleanupCursor: result.cursor, rowsLeft: progress.rowsLeft ?? 0 });
+      await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupDone: true, cleanupCursor: result.cursor, rowsLeft: progress.rowsLeft });
     }
     await env.journal.setMoveState(plan.id, move.moveNo, 'cleaned');
     ctx.options.onEvent?.({ type: 'move-state', moveNo: move.moveNo, source: move.source, target: move.target, state: 'cleaned' });
@@ -350,6 +342,20 @@ async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord)
     await fail(ctx, plan, move, 'switched', err);
     return 'failed';
   }
+}
+
+/**
+ * Rows of the move's ranges still on the source: ones that differed from the
+ * target (changed after the copy) and stayed. For a fresh move it is what the
+ * source held at verification minus what cleanup deleted (no extra scan);
+ * rows written to the source after that are found by `shard verify` and the
+ * next rebalance. A merge move (no aggregate verification) counts them.
+ */
+async function rowsLeftOnSource(ctx: MoveContext, move: MoveRecord, table: TableConfig, progress: TableProgress): Promise<number> {
+  if (move.mode === 'fresh' && progress.sourceRows !== null) return Math.max(0, progress.sourceRows - progress.rowsDeleted);
+  return withConnections([ctx.env.connect(move.source, 'shard cleanup')], async (source) =>
+    countInRanges(source!, await ctx.env.shapeOn(source!, move.source, table), move.ranges),
+  );
 }
 
 async function fail(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, state: MoveState, err: unknown): Promise<void> {
