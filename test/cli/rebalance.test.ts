@@ -157,7 +157,7 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
   it('SIGINT finishes the current batch, journals, and exits 130; resume completes', async () => {
     const before = await placement(await ringOf(d), urls);
     await d.rewrite((raw) => {
-      raw.migration = { batchSize: 50, parallel: 1, maxRowsPerSecond: 2000 };
+      raw.migration = { batchSize: 50, parallel: 1, maxRowsPerSecond: 400 };
     });
     const child = execa('node', [BIN, '-c', d.configPath, 'shard', 'rebalance', '--weight', 'shard-2=3'], { reject: false });
     await new Promise((r) => setTimeout(r, 1200));

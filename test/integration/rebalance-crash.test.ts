@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init } from '../../src/engine/init.js';
 import { shardStatus } from '../../src/engine/shard-change.js';
@@ -254,6 +255,46 @@ function reachedPhase(j: JournalView, phase: 'copying' | 'copied/verified' | 'cl
   return j.moves.some((m) => m.rows_deleted > 0) || j.plan?.state === 'done';
 }
 
+/**
+ * Holds the plan's move_tables rows FOR UPDATE on a connection of its own, so
+ * the CLI's next journal write (the cursor of a batch that has just committed
+ * on a shard) waits: a kill then lands exactly between "committed on the
+ * shard" and "journaled", the window invariant 2 is about. `crash()` ends the
+ * waiting metadata session too, so the journal write never happens, as if the
+ * process had died before sending it.
+ */
+async function stallJournal(metaUrl: string, planId: string): Promise<{ waitingSessions(): Promise<number[]>; crash(): Promise<void>; release(): Promise<void> }> {
+  const holder = new pg.Client({ connectionString: metaUrl });
+  await holder.connect();
+  await holder.query('BEGIN');
+  await holder.query('SELECT 1 FROM shardctl.move_tables WHERE plan_id = $1 FOR UPDATE', [planId]);
+  const holderPid = (holder as unknown as { processID: number }).processID;
+  // Read on other connections: pg_stat_activity is a snapshot per transaction.
+  const waitingSessions = async () =>
+    (await sql<{ pid: number }>(metaUrl, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND $1 = ANY (pg_blocking_pids(pid))`, [holderPid])).map((r) => r.pid);
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    await holder.query('ROLLBACK').catch(() => {});
+    await holder.end().catch(() => {});
+  };
+  return {
+    waitingSessions,
+    async crash() {
+      for (const pid of await waitingSessions()) await sql(metaUrl, 'SELECT pg_terminate_backend($1)', [pid]);
+      await release();
+    },
+    release,
+  };
+}
+
+/** Rows of every sharded table on one shard. */
+async function rowsOn(url: string): Promise<number> {
+  const rows = await sql<{ n: number }>(url, `SELECT (SELECT count(*) FROM public.messages) + (SELECT count(*) FROM public.reactions) AS n`);
+  return Number(rows[0]!.n);
+}
+
 describe('shard add under crashes', () => {
   let bench: Bench | undefined;
   // Measured on one uninterrupted run: process start → plan journaled, and plan journaled → exit.
@@ -326,6 +367,50 @@ describe('shard add under crashes', () => {
     // The point of the exercise: most kills land inside the move, not before it or after it.
     expect(log.filter((l) => isMidMove(l.phase)).length).toBeGreaterThan(SEEDS.length / 2);
   }, 300_000);
+
+  it('a crash after a batch committed on a shard and before its cursor was journaled (copy, then cleanup): resume neither loses nor duplicates rows, and counts them right', async () => {
+    const b = bench!;
+    for (const phase of ['copy', 'cleanup'] as const) {
+      await b.reset();
+      const child = startCli(b.addArgs);
+      let exited = false;
+      void child.finally(() => (exited = true));
+      let stall: Awaited<ReturnType<typeof stallJournal>> | undefined;
+      let unjournaled = 0;
+      try {
+        const j = await waitFor(
+          `the ${phase} phase`,
+          async () => {
+            const view = await readJournal(b.d.metaUrl);
+            // Early in the copy (a batch or two in), so the next journal write is a batch's cursor, not the end of the table.
+            const ok = phase === 'copy' ? view.plan?.state === 'running' && view.moves.some((m) => m.state === 'copying' && m.rows_copied > 0 && m.rows_copied <= 2 * BATCH) : view.plan?.state === 'switched';
+            return ok ? view : null;
+          },
+          { everyMs: 2, unless: () => exited },
+        );
+        expect(j, `shard add ended before the ${phase} phase: ${exited ? (await child).stderr : ''}`).not.toBeNull();
+        stall = await stallJournal(b.d.metaUrl, j!.plan!.id);
+        await waitFor('a journal write to wait behind the lock', async () => (await stall!.waitingSessions()).length > 0, { everyMs: 5, timeoutMs: 30_000, unless: () => exited });
+        expect(exited, 'shard add ended while its journal was held').toBe(false);
+        // The shards are ahead of the journal now: that is the window under test.
+        const journal = await readJournal(b.d.metaUrl);
+        if (phase === 'copy') {
+          unjournaled = (await rowsOn(b.urls['shard-2']!)) - journal.moves.reduce((s, m) => s + m.rows_copied, 0);
+        } else {
+          const deleted = b.before.perShard['shard-0']!.messages! + b.before.perShard['shard-0']!.reactions! + b.before.perShard['shard-1']!.messages! + b.before.perShard['shard-1']!.reactions!
+            - (await rowsOn(b.urls['shard-0']!)) - (await rowsOn(b.urls['shard-1']!));
+          unjournaled = deleted - journal.moves.reduce((s, m) => s + m.rows_deleted, 0);
+        }
+        expect(unjournaled, `rows ${phase === 'copy' ? 'copied' : 'deleted'} on a shard but not yet in the journal`).toBeGreaterThan(0);
+      } finally {
+        await killHard(child);
+        await stall?.crash();
+      }
+      const recovery = await recover(b);
+      console.error(`[journal stall] ${phase}: killed with ${unjournaled} row(s) ${phase === 'copy' ? 'copied' : 'deleted'} but not journaled; then ${recovery.join(' → ')}`);
+      await expectCompleted(b);
+    }
+  }, 120_000);
 });
 
 describe('shard add when a shard server dies', () => {
