@@ -40,9 +40,10 @@ export function renderExecution(r: ExecutionReport): string {
     formatBytes(m.bytesCopied),
     formatCount(m.rowsDeleted),
     m.rowsLeft ? chalk.yellow(formatCount(m.rowsLeft)) : '0',
+    m.seconds === null ? '-' : m.seconds.toFixed(1),
     m.error ?? '',
   ]);
-  const lines = [renderTable(['#', 'move', 'state', 'copied', 'bytes', 'deleted', 'left', 'error'], rows)];
+  const lines = [renderTable(['#', 'move', 'state', 'copied', 'bytes', 'deleted', 'left', 'seconds', 'error'], rows)];
   const status = r.status === 'done' ? chalk.green('done') : r.status === 'partial' ? chalk.yellow(`partial (${r.stoppedBy})`) : chalk.red(r.status);
   lines.push(
     `plan ${r.planId}: ${status}; ring epoch ${r.epoch}; ${formatCount(r.rowsCopied)} rows in ${r.seconds.toFixed(1)}s = ${formatCount(r.rowsPerSecond)} rows/s, ${r.mbPerSecond} MB/s (copy, verify, switch, cleanup)`,

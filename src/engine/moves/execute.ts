@@ -38,6 +38,8 @@ export interface MoveReport {
   rowsDeleted: number;
   /** Rows left on the source after cleanup (not identical on the target): the next rebalance moves them. */
   rowsLeft: number;
+  /** From the start of its copy to its cleanup (or to now), across runs. */
+  seconds: number | null;
   tables: TableProgress[];
   error: string | null;
 }
@@ -389,6 +391,7 @@ function toReport(m: MoveRecord): MoveReport {
     bytesCopied: m.tables.reduce((s, t) => s + t.bytesCopied, 0),
     rowsDeleted: m.tables.reduce((s, t) => s + t.rowsDeleted, 0),
     rowsLeft: m.tables.reduce((s, t) => s + (t.rowsLeft ?? 0), 0),
+    seconds: m.startedAt ? +(((m.finishedAt ?? new Date()).getTime() - m.startedAt.getTime()) / 1000).toFixed(2) : null,
     tables: m.tables,
     error: m.error,
   };
