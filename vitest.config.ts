@@ -16,6 +16,8 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
+          // Property tests run a few seconds alone; give them room on a busy 2-core CI machine.
+          testTimeout: 60_000,
         },
       },
       {

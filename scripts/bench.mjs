@@ -2,10 +2,11 @@
 // or baseline it is compared with, measured in the same run.
 import { benchRing } from './bench-ring.mjs';
 import { benchMigrate } from './bench-migrate.mjs';
+import { benchMove } from './bench-move.mjs';
 import { benchStartup } from './bench-startup.mjs';
 
 const only = process.argv[2];
-const suites = { startup: benchStartup, ring: benchRing, migrate: benchMigrate };
+const suites = { startup: benchStartup, ring: benchRing, migrate: benchMigrate, move: benchMove };
 for (const [name, run] of Object.entries(suites)) {
   if (only && only !== name) continue;
   await run();

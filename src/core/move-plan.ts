@@ -66,9 +66,16 @@ export function planRingChange(before: Ring, after: Ring): PlannedMove[] {
  */
 export function planMisplacedMoves(ring: Ring, misplaced: Array<{ shard: string; owner: string }>): PlannedMove[] {
   const owned = rangesByShard(ring);
-  const moves = misplaced
-    .filter((m) => m.shard !== m.owner)
-    .map((m) => ({ source: m.shard, target: m.owner, ranges: owned.get(m.owner) ?? [], fraction: 0, mode: 'merge' as const }));
+  const pairs = new Map<string, { shard: string; owner: string }>();
+  for (const m of misplaced) if (m.shard !== m.owner) pairs.set(`${m.shard}\u0000${m.owner}`, m);
+  const moves = [...pairs.values()].map((m) => ({
+    source: m.shard,
+    target: m.owner,
+    // Each move gets its own copy: moves are journaled and changed independently.
+    ranges: (owned.get(m.owner) ?? []).map((r) => ({ ...r })),
+    fraction: 0,
+    mode: 'merge' as const,
+  }));
   return finish(moves.filter((m) => m.ranges.length > 0));
 }
 

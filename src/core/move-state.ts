@@ -33,6 +33,8 @@ export function isFinished(state: MoveState): boolean {
   return state === 'cleaned' || state === 'aborted';
 }
 
+/** Whether a move in `state` has got as far as `milestone` on the main path; `failed` and `aborted` are reached only by being in them. */
 export function reached(state: MoveState, milestone: MoveState): boolean {
+  if (ORDER[milestone] < 0 || ORDER[state] < 0) return state === milestone;
   return ORDER[state] >= ORDER[milestone];
 }
