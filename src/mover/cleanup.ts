@@ -41,9 +41,11 @@ export async function cleanupRange(target: PgClient, source: PgClient, shape: Ta
       'SET LOCAL enable_mergejoin = off',
       `ANALYZE ${confirm}`,
       `DELETE FROM ${shape.sqlName} t USING ${confirm} c WHERE ${match} AND ${rowDigest(shape)} = c.shardctl_digest`,
+      // Rows of the batch no longer on the source: deleted just now, or by a run that crashed before journaling it.
+      `DELETE FROM ${confirm} c WHERE NOT EXISTS (SELECT 1 FROM ${shape.sqlName} t WHERE ${match})`,
       `TRUNCATE ${confirm}`,
     ],
-    affectedIndex: 3,
+    affectedIndex: 4,
     batchSize: options.batchSize,
     onBatch: options.onBatch,
   });

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { CopyRowSplitter, splitLeadingHash } from '../core/copy-text.js';
@@ -99,13 +100,17 @@ class BatchWriter {
 
   static async open(writer: PgClient, options: HashStreamOptions): Promise<BatchWriter> {
     if (options.afterBatch) await writer.query('BEGIN');
-    return new BatchWriter(writer, options, writer.query(copyFrom(options.writeSql)));
+    const stream = writer.query(copyFrom(options.writeSql));
+    // The writer's server dying mid-COPY emits 'error' here: without a listener that is an uncaught
+    // exception. write() and commit() reject with it instead (once() and finished() reject on 'error').
+    stream.on('error', () => {});
+    return new BatchWriter(writer, options, stream);
   }
 
   async write(data: Buffer, rows: number): Promise<void> {
     this.rows += rows;
     this.bytes += data.length;
-    if (!this.stream.write(data)) await new Promise<void>((resolve) => this.stream.once('drain', resolve));
+    if (!this.stream.write(data)) await once(this.stream, 'drain');
   }
 
   async commit(): Promise<{ rows: number; bytes: number; affected: number }> {

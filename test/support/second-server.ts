@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { OperationError } from '../../src/errors.js';
@@ -55,7 +55,13 @@ export async function startSecondServer(): Promise<SecondServer> {
     },
     async start() {
       layout ??= await preparePostgresLayout(baseDir, await resolveRunAs());
-      await initCluster(layout);
+      if (await initCluster(layout)) {
+        // The sandbox trades durability for speed (synchronous_commit = off): an immediate stop then
+        // loses the last commits it acknowledged (measured: the new shard's route_hash and first
+        // batches), which a crash test must not confuse with the tool losing rows. With the default
+        // (on) a server keeps every commit it acknowledged. fsync stays off: the OS does not crash here.
+        await appendFile(path.join(layout.dataDir, 'postgresql.conf'), '\n# shardctl tests: a crash keeps what was acknowledged.\nsynchronous_commit = on\n');
+      }
       port ||= await freePort();
       await startServer(layout, port);
     },

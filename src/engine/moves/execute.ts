@@ -2,7 +2,8 @@ import type { MoveState } from '../../core/move-state.js';
 import { OperationError } from '../../errors.js';
 import type { MoveRecord, PlanRecord, TableProgress } from '../../metadata/journal.js';
 import { publishCurrentRing, type PublishOutcome } from '../publish.js';
-import type { MoveEnv } from './env.js';
+import { withConnections, type MoveEnv } from './env.js';
+import { installRoutingFunction } from '../../postgres/routing-function.js';
 import { cleanupMove, copyAndVerify, type MoveContext, type Outcome } from './phases.js';
 import { Budget, Throttle, type StopReason } from './throttle.js';
 
@@ -135,6 +136,10 @@ async function reopen(env: MoveEnv, planId: string): Promise<PlanRecord> {
   const plan = await env.journal.getPlan(planId);
   if (!plan) throw new OperationError(`no plan ${planId}`);
   if (plan.state === 'done' || plan.state === 'aborted') throw new OperationError(`plan ${planId} is ${plan.state}; nothing to resume`);
+  // Before the journal changes: every shard of the plan answers (else the plan stays as it is), and has
+  // shardctl.route_hash() (a server restored from a backup, or one that lost unflushed commits, may not).
+  const shards = [...new Set(plan.moves.flatMap((m) => [m.source, m.target]))];
+  await Promise.all(shards.map((id) => withConnections([env.connect(id, 'shard resume')], (c) => installRoutingFunction(c!))));
   for (const m of plan.moves) {
     if (m.state === 'failed') await env.journal.setMoveState(plan.id, m.moveNo, m.resumeState ?? 'planned', { error: null, resumeState: null });
   }

@@ -214,7 +214,20 @@ async function rowsLeftOnSource(ctx: MoveContext, move: MoveRecord, table: Table
 
 async function fail(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, state: MoveState, err: unknown): Promise<void> {
   const message = (err as Error).message ?? String(err);
-  const where = /shard \S+/.test(message) ? message : `${move.source} → ${move.target}: ${message}`;
+  const down = /shard \S+/.test(message) ? null : await unreachableShard(ctx.env, [move.target, move.source]);
+  const where = /shard \S+/.test(message) ? message : down ? `shard ${down} stopped answering: ${message}` : `${move.source} → ${move.target}: ${message}`;
   await ctx.env.journal.setMoveState(plan.id, move.moveNo, 'failed', { error: where, resumeState: state });
   ctx.options.onEvent?.({ type: 'move-state', moveNo: move.moveNo, source: move.source, target: move.target, state: 'failed' });
+}
+
+/** The first of these shards that does not answer now, so a failure names the server that went away. */
+async function unreachableShard(env: MoveEnv, shards: string[]): Promise<string | null> {
+  for (const shard of shards) {
+    try {
+      await withConnections([env.connect(shard, 'shard probe')], (c) => c!.query('SELECT 1'));
+    } catch {
+      return shard;
+    }
+  }
+  return null;
 }

@@ -112,15 +112,16 @@ async function estimate(env: MoveEnv, moves: ReturnType<typeof planRingChange>, 
       for (const table of env.tables) {
         const shape = await env.shapeOn(client!, move.source, table);
         const { rows } = await client!.query<{ rows: number; bytes: number }>(
-          `SELECT greatest(c.reltuples, 0)::bigint AS rows, pg_total_relation_size(c.oid)::bigint AS bytes FROM pg_class c WHERE c.oid = to_regclass($1)`,
+          `SELECT c.reltuples::bigint AS rows, pg_total_relation_size(c.oid)::bigint AS bytes FROM pg_class c WHERE c.oid = to_regclass($1)`,
           [quoteQualified(table.name)],
         );
         const stats = rows[0] ?? { rows: 0, bytes: 0 };
-        if (exact) {
+        const share = Math.min(1, move.fraction / Math.max(ownership.get(move.source) ?? 1, 1e-9));
+        // A table never analysed has no row estimate (-1): count it rather than promise 0 rows.
+        if (exact || stats.rows < 0) {
           const n = await countInRanges(client!, shape, move.ranges);
-          tables.push({ table: table.name, rows: n, bytes: stats.rows > 0 ? Math.round((stats.bytes / stats.rows) * n) : 0 });
+          tables.push({ table: table.name, rows: n, bytes: Math.round(stats.bytes * share) });
         } else {
-          const share = Math.min(1, move.fraction / Math.max(ownership.get(move.source) ?? 1, 1e-9));
           tables.push({ table: table.name, ...estimateShare(share, stats) });
         }
       }

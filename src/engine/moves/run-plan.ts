@@ -75,7 +75,7 @@ export async function resumePlan(env: MoveEnv, planId: string, options: MoveRunO
 /** A failed run exits 1 and an interrupted one 130, both with the report attached; partial and done return. */
 function finishRun(report: ExecutionReport): ExecutionReport {
   if (report.status === 'failed') {
-    const errors = report.moves.filter((m) => m.error).map((m) => `move ${m.moveNo} ${m.source} → ${m.target}: ${m.error}`);
+    const errors = report.moves.filter((m) => m.error).map((m) => `move ${m.moveNo}: ${m.error}`);
     throw new OperationError(`plan ${report.planId} failed; the journal has it: \`shard resume\` continues once the cause is fixed`, { details: errors, data: report });
   }
   if (report.status === 'interrupted') {
