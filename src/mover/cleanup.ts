@@ -1,9 +1,9 @@
 import type { Interval } from '../core/move-plan.js';
 import type { PgClient } from '../postgres/connect.js';
 import { quoteIdent } from '../postgres/ident.js';
-import { rangeFilter, stagingTable } from './copy-range.js';
+import { hashedRangeFilter, stagingTable } from './copy-range.js';
 import { streamByHash, type HashBatch, type HashStreamResult } from './hash-stream.js';
-import { columnList, hashExpression, rowDigest, type TableShape } from './table-shape.js';
+import { columnList, hashedRows, rowDigest, type TableShape } from './table-shape.js';
 
 export interface CleanupOptions {
   ranges: Interval[];
@@ -30,8 +30,8 @@ export async function cleanupRange(target: PgClient, source: PgClient, shape: Ta
   await source.query(`TRUNCATE ${confirm}`);
   const match = shape.primaryKey.map((c) => `t.${quoteIdent(c.name)} = c.${quoteIdent(c.name)}`).join(' AND ');
   return streamByHash(target, source, options.cursor, {
-    readSql: `COPY (SELECT ${hashExpression(shape, 't')}, ${shape.primaryKey.map((c) => `t.${quoteIdent(c.name)}`).join(', ')}, ${rowDigest(shape)}
-                FROM ${shape.sqlName} t WHERE ${rangeFilter(shape, options.ranges, options.cursor, 't')} ORDER BY 1) TO STDOUT`,
+    readSql: `COPY (SELECT s.shardctl_h, ${columnList(shape.primaryKey, 's')}, ${rowDigest(shape, 's')}
+                FROM ${hashedRows(shape)} WHERE ${hashedRangeFilter(options.ranges, options.cursor)} ORDER BY 1) TO STDOUT`,
     writeSql: `COPY ${confirm} (${pk}, shardctl_digest) FROM STDIN`,
     // A batch is a sliver of the table: delete by primary-key lookups. Left to itself the planner
     // hashes the work table and scans the whole source, computing every row's md5 (measured: 0.5 s

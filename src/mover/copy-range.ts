@@ -2,7 +2,7 @@ import { multirangeLiteral, type Interval, type MoveMode } from '../core/move-pl
 import type { PgClient } from '../postgres/connect.js';
 import { quoteIdent, quoteLiteral } from '../postgres/ident.js';
 import { streamByHash, type HashBatch, type HashStreamResult } from './hash-stream.js';
-import { columnList, hashExpression, type TableShape } from './table-shape.js';
+import { columnList, hashedRows, hashExpression, type TableShape } from './table-shape.js';
 
 export interface CopyRangeOptions {
   mode: MoveMode;
@@ -25,6 +25,12 @@ export function rangeFilter(shape: TableShape, ranges: Interval[], cursor: numbe
   return `${quoteLiteral(multirangeLiteral(ranges))}::int8multirange @> ${hash} AND ${hash} > ${Math.trunc(cursor)}`;
 }
 
+/** The same filter over hashedRows(): on `s.shardctl_h`, and no cursor test on a first pass. */
+export function hashedRangeFilter(ranges: Interval[], cursor: number): string {
+  const inRanges = `${quoteLiteral(multirangeLiteral(ranges))}::int8multirange @> s.shardctl_h`;
+  return cursor >= 0 ? `${inRanges} AND s.shardctl_h > ${Math.trunc(cursor)}` : inRanges;
+}
+
 /**
  * Copies a table's rows in `ranges` from source to target in hash order
  * (see streamByHash). In `fresh` mode the target does not own the ranges yet:
@@ -35,7 +41,7 @@ export function rangeFilter(shape: TableShape, ranges: Interval[], cursor: numbe
  */
 export async function copyRange(source: PgClient, target: PgClient, shape: TableShape, options: CopyRangeOptions): Promise<HashStreamResult> {
   const cols = columnList(shape.columns);
-  const readSql = `COPY (SELECT ${hashExpression(shape)}, ${cols} FROM ${shape.sqlName} WHERE ${rangeFilter(shape, options.ranges, options.cursor)} ORDER BY 1) TO STDOUT`;
+  const readSql = `COPY (SELECT s.shardctl_h, ${columnList(shape.columns, 's')} FROM ${hashedRows(shape)} WHERE ${hashedRangeFilter(options.ranges, options.cursor)} ORDER BY 1) TO STDOUT`;
   if (options.mode === 'fresh') {
     await target.query(`DELETE FROM ${shape.sqlName} WHERE ${rangeFilter(shape, options.ranges, options.cursor)}`);
     return streamByHash(source, target, options.cursor, { readSql, writeSql: `COPY ${shape.sqlName} (${cols}) FROM STDIN`, batchSize: options.batchSize, onBatch: options.onBatch });

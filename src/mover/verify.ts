@@ -1,6 +1,6 @@
 import { multirangeLiteral, type Interval } from '../core/move-plan.js';
 import type { PgClient } from '../postgres/connect.js';
-import { hashExpression, rowDigest, type TableShape } from './table-shape.js';
+import { hashedRows, rowDigest, type TableShape } from './table-shape.js';
 
 export interface RangeChecksum {
   rows: number;
@@ -12,9 +12,9 @@ export interface RangeChecksum {
 export async function rangeChecksum(client: PgClient, shape: TableShape, ranges: Interval[]): Promise<RangeChecksum> {
   const { rows } = await client.query<{ rows: number; sum: string }>(
     `SELECT count(*)::bigint AS rows,
-            coalesce(sum(('x' || left(${rowDigest(shape)}, 15))::bit(60)::bigint), 0)::text AS sum
-       FROM ${shape.sqlName} t
-      WHERE $1::int8multirange @> ${hashExpression(shape)}`,
+            coalesce(sum(('x' || left(${rowDigest(shape, 's')}, 15))::bit(60)::bigint), 0)::text AS sum
+       FROM ${hashedRows(shape)}
+      WHERE $1::int8multirange @> s.shardctl_h`,
     [multirangeLiteral(ranges)],
   );
   return { rows: rows[0]!.rows, sum: rows[0]!.sum };
@@ -24,7 +24,7 @@ export async function rangeChecksum(client: PgClient, shape: TableShape, ranges:
 export async function countInRanges(client: PgClient, shape: TableShape, ranges: Interval[]): Promise<number> {
   if (!ranges.length) return 0;
   const { rows } = await client.query<{ n: number }>(
-    `SELECT count(*)::bigint AS n FROM ${shape.sqlName} WHERE $1::int8multirange @> ${hashExpression(shape)}`,
+    `SELECT count(*)::bigint AS n FROM ${hashedRows(shape)} WHERE $1::int8multirange @> s.shardctl_h`,
     [multirangeLiteral(ranges)],
   );
   return rows[0]!.n;
@@ -37,9 +37,9 @@ export async function countInRanges(client: PgClient, shape: TableShape, ranges:
 export async function misplacedByOwner(client: PgClient, shape: TableShape, self: string, owned: Map<string, Interval[]>): Promise<Map<string, number>> {
   const others = [...owned.entries()].filter(([id, ranges]) => id !== self && ranges.length);
   if (!others.length) return new Map();
-  const filters = others.map((_, i) => `count(*) FILTER (WHERE $${i + 1}::int8multirange @> h)::bigint AS c${i}`);
+  const filters = others.map((_, i) => `count(*) FILTER (WHERE $${i + 1}::int8multirange @> s.shardctl_h)::bigint AS c${i}`);
   const { rows } = await client.query<Record<string, number>>(
-    `SELECT ${filters.join(', ')} FROM (SELECT ${hashExpression(shape)} AS h FROM ${shape.sqlName}) s`,
+    `SELECT ${filters.join(', ')} FROM ${hashedRows(shape)}`,
     others.map(([, ranges]) => multirangeLiteral(ranges)),
   );
   const out = new Map<string, number>();
