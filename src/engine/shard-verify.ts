@@ -2,6 +2,7 @@ import type { ShardctlConfig } from '../config/schema.js';
 import { isUnswitched } from '../core/move-state.js';
 import { rangesByShard } from '../core/move-plan.js';
 import { Ring } from '../core/ring.js';
+import { chooseDigest } from '../mover/table-shape.js';
 import { countInRanges, misplacedByOwner, rangeChecksum } from '../mover/verify.js';
 import { mapWithConcurrency } from './concurrency.js';
 import { requireRing, withMetadata } from './metadata-session.js';
@@ -71,7 +72,8 @@ export async function shardVerify(config: ShardctlConfig): Promise<VerifyReport>
       await withConnections([env.connect(m.source, 'shard verify'), env.connect(m.target, 'shard verify')], async (source, target) => {
         for (const table of env.tables) {
           const shape = await env.shapeOn(source!, m.source, table);
-          const [a, b] = await Promise.all([rangeChecksum(source!, shape, m.ranges), rangeChecksum(target!, shape, m.ranges)]);
+          const digest = await chooseDigest(source!, target!, shape);
+          const [a, b] = await Promise.all([rangeChecksum(source!, shape, m.ranges, digest), rangeChecksum(target!, shape, m.ranges, digest)]);
           if (a.rows !== b.rows || a.sum !== b.sum) mismatches.push({ plan: active!.id, moveNo: m.moveNo, source: m.source, target: m.target, table: table.name, source_: a, target_: b });
         }
       });

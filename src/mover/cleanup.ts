@@ -3,10 +3,11 @@ import type { PgClient } from '../postgres/connect.js';
 import { quoteIdent } from '../postgres/ident.js';
 import { hashedRangeFilter, stagingTable } from './copy-range.js';
 import { streamByHash, type HashBatch, type HashStreamResult } from './hash-stream.js';
-import { columnList, hashedRows, rowDigest, type TableShape } from './table-shape.js';
+import { columnList, hashedRows, rowDigest, type RowDigestKind, type TableShape } from './table-shape.js';
 
 export interface CleanupOptions {
   ranges: Interval[];
+  digest: RowDigestKind;
   /** Target rows with hash <= cursor have been confirmed against the source already. */
   cursor: number;
   batchSize: number;
@@ -17,7 +18,7 @@ export interface CleanupOptions {
 /**
  * Deletes from the source the moved rows that are confirmed identical on the
  * target (SPEC invariant 1). The target's rows of the ranges are streamed in
- * hash order as (primary key, md5 of the row) into a work table on the source,
+ * hash order as (primary key, digest of the row) into a work table on the source,
  * a batch at a time, and each batch deletes, by primary key, only source rows
  * whose digest is the same: a row changed since the copy (a writer with a stale
  * ring) does not match and stays. No full scan of the source: the deletes are
@@ -30,7 +31,7 @@ export async function cleanupRange(target: PgClient, source: PgClient, shape: Ta
   await source.query(`TRUNCATE ${confirm}`);
   const match = shape.primaryKey.map((c) => `t.${quoteIdent(c.name)} = c.${quoteIdent(c.name)}`).join(' AND ');
   return streamByHash(target, source, options.cursor, {
-    readSql: `COPY (SELECT s.shardctl_h, ${columnList(shape.primaryKey, 's')}, ${rowDigest(shape, 's')}
+    readSql: `COPY (SELECT s.shardctl_h, ${columnList(shape.primaryKey, 's')}, ${rowDigest(shape, 's', options.digest)}
                 FROM ${hashedRows(shape)} WHERE ${hashedRangeFilter(options.ranges, options.cursor)} ORDER BY 1) TO STDOUT`,
     writeSql: `COPY ${confirm} (${pk}, shardctl_digest) FROM STDIN`,
     // A batch is a sliver of the table: delete by primary-key lookups. Left to itself the planner
@@ -40,7 +41,7 @@ export async function cleanupRange(target: PgClient, source: PgClient, shape: Ta
       'SET LOCAL enable_hashjoin = off',
       'SET LOCAL enable_mergejoin = off',
       `ANALYZE ${confirm}`,
-      `DELETE FROM ${shape.sqlName} t USING ${confirm} c WHERE ${match} AND ${rowDigest(shape)} = c.shardctl_digest`,
+      `DELETE FROM ${shape.sqlName} t USING ${confirm} c WHERE ${match} AND ${rowDigest(shape, 't', options.digest)} = c.shardctl_digest`,
       // Rows of the batch no longer on the source: deleted just now, or by a run that crashed before journaling it.
       `DELETE FROM ${confirm} c WHERE NOT EXISTS (SELECT 1 FROM ${shape.sqlName} t WHERE ${match})`,
       `TRUNCATE ${confirm}`,

@@ -1,18 +1,18 @@
 import { multirangeLiteral, type Interval } from '../core/move-plan.js';
 import type { PgClient } from '../postgres/connect.js';
-import { hashedRows, rowDigest, type TableShape } from './table-shape.js';
+import { hashedRows, rowDigestValue, type RowDigestKind, type TableShape } from './table-shape.js';
 
 export interface RangeChecksum {
   rows: number;
-  /** Sum of the first 60 bits of every row's md5: order-independent, exact (numeric). */
+  /** Sum of every row's digest as a number (see RowDigestKind): order-independent, exact (numeric). */
   sum: string;
 }
 
 /** Row count and order-independent checksum of a table's rows in `ranges`: equal on source and target means the same rows. */
-export async function rangeChecksum(client: PgClient, shape: TableShape, ranges: Interval[]): Promise<RangeChecksum> {
+export async function rangeChecksum(client: PgClient, shape: TableShape, ranges: Interval[], digest: RowDigestKind): Promise<RangeChecksum> {
   const { rows } = await client.query<{ rows: number; sum: string }>(
     `SELECT count(*)::bigint AS rows,
-            coalesce(sum(('x' || left(${rowDigest(shape, 's')}, 15))::bit(60)::bigint), 0)::text AS sum
+            coalesce(sum(${rowDigestValue(shape, 's', digest)}), 0)::text AS sum
        FROM ${hashedRows(shape)}
       WHERE $1::int8multirange @> s.shardctl_h`,
     [multirangeLiteral(ranges)],

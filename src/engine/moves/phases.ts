@@ -4,6 +4,7 @@ import { OperationError } from '../../errors.js';
 import type { MoveRecord, PlanRecord, TableProgress } from '../../metadata/journal.js';
 import { cleanupRange } from '../../mover/cleanup.js';
 import { copyRange } from '../../mover/copy-range.js';
+import { chooseDigest } from '../../mover/table-shape.js';
 import { countInRanges, rangeChecksum } from '../../mover/verify.js';
 import { withConnections, type MoveEnv } from './env.js';
 import type { ExecuteOptions } from './execute.js';
@@ -126,7 +127,8 @@ async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord):
     const mismatches: string[] = [];
     for (const table of env.tables) {
       const shape = await env.shapeOn(source!, move.source, table);
-      const [s, t] = await Promise.all([rangeChecksum(source!, shape, move.ranges), rangeChecksum(target!, shape, move.ranges)]);
+      const digest = await chooseDigest(source!, target!, shape);
+      const [s, t] = await Promise.all([rangeChecksum(source!, shape, move.ranges, digest), rangeChecksum(target!, shape, move.ranges, digest)]);
       await env.journal.updateTable(plan.id, move.moveNo, table.name, { sourceRows: s.rows, sourceSum: s.sum, targetRows: t.rows, targetSum: t.sum });
       if (s.rows !== t.rows || s.sum !== t.sum) mismatches.push(table.name);
     }
@@ -149,6 +151,7 @@ export async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: Move
         const shape = await env.shapeOn(source!, move.source, table);
         return cleanupRange(target!, source!, shape, {
           ranges: move.ranges,
+          digest: await chooseDigest(source!, target!, shape),
           cursor: progress.cleanupCursor,
           batchSize: env.config.migration.batchSize,
           onBatch: async (batch) => {
