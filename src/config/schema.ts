@@ -58,8 +58,10 @@ export const configSchema = z
         batchSize: z.number().int().min(1).max(10_000_000).default(10_000),
         parallel: z.number().int().min(1).max(64).default(2),
         maxRowsPerSecond: z.number().min(0).default(0),
+        /** work_mem of the sessions that read a move in hash order: the sort stays in memory up to this. */
+        workMem: z.string().regex(/^\d+(kB|MB|GB)$/, 'expected a PostgreSQL memory size such as 64MB').default('256MB'),
       })
-      .default({ batchSize: 10_000, parallel: 2, maxRowsPerSecond: 0 }),
+      .default({ batchSize: 10_000, parallel: 2, maxRowsPerSecond: 0, workMem: '256MB' }),
     partitions: z
       .array(
         z.object({

@@ -11,6 +11,7 @@ export interface CleanupOptions {
   /** Target rows with hash <= cursor have been confirmed against the source already. */
   cursor: number;
   batchSize: number;
+  workMem?: string;
   /** Called after each batch of deletes commits (`affected` = rows deleted); journal here. Return false to stop. */
   onBatch: (batch: HashBatch) => Promise<boolean>;
 }
@@ -48,6 +49,7 @@ export async function cleanupRange(target: PgClient, source: PgClient, shape: Ta
     ],
     affectedIndex: 4,
     batchSize: options.batchSize,
+    ...(options.workMem ? { workMem: options.workMem } : {}),
     onBatch: options.onBatch,
   });
 }

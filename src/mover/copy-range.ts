@@ -10,6 +10,7 @@ export interface CopyRangeOptions {
   /** Rows with hash <= cursor are already copied. */
   cursor: number;
   batchSize: number;
+  workMem?: string;
   /** Called after each batch is committed on the target; journal here. Return false to stop. */
   onBatch: (batch: HashBatch) => Promise<boolean>;
 }
@@ -44,7 +45,7 @@ export async function copyRange(source: PgClient, target: PgClient, shape: Table
   const readSql = `COPY (SELECT s.shardctl_h, ${columnList(shape.columns, 's')} FROM ${hashedRows(shape)} WHERE ${hashedRangeFilter(options.ranges, options.cursor)} ORDER BY 1) TO STDOUT`;
   if (options.mode === 'fresh') {
     await target.query(`DELETE FROM ${shape.sqlName} WHERE ${rangeFilter(shape, options.ranges, options.cursor)}`);
-    return streamByHash(source, target, options.cursor, { readSql, writeSql: `COPY ${shape.sqlName} (${cols}) FROM STDIN`, batchSize: options.batchSize, onBatch: options.onBatch });
+    return streamByHash(source, target, options.cursor, { readSql, writeSql: `COPY ${shape.sqlName} (${cols}) FROM STDIN`, batchSize: options.batchSize, ...(options.workMem ? { workMem: options.workMem } : {}), onBatch: options.onBatch });
   }
   const stage = stagingTable(shape, 'stage');
   await target.query(`CREATE TEMP TABLE IF NOT EXISTS ${stage} AS SELECT ${cols} FROM ${shape.sqlName} WITH NO DATA`);
@@ -55,6 +56,7 @@ export async function copyRange(source: PgClient, target: PgClient, shape: Table
     // Empties the stage and adds what is new in one statement; its row count is the rows added.
     afterBatch: [`WITH staged AS (DELETE FROM ${stage} RETURNING *) INSERT INTO ${shape.sqlName} (${cols}) SELECT ${cols} FROM staged ON CONFLICT DO NOTHING`],
     batchSize: options.batchSize,
+    ...(options.workMem ? { workMem: options.workMem } : {}),
     onBatch: options.onBatch,
   });
 }

@@ -31,7 +31,7 @@ describe('config', () => {
 
   it('fills in defaults for a minimal file', () => {
     const cfg = parseConfig(minimal, 'x', {});
-    expect(cfg.migration).toEqual({ batchSize: 10_000, parallel: 2, maxRowsPerSecond: 0 });
+    expect(cfg.migration).toEqual({ batchSize: 10_000, parallel: 2, maxRowsPerSecond: 0, workMem: '256MB' });
     expect(cfg.migrate.targets).toBe('shards');
     expect(cfg.shards).toEqual([]);
   });

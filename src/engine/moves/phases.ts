@@ -98,6 +98,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
       ranges: move.ranges,
       cursor: progress.copyCursor,
       batchSize: env.config.migration.batchSize,
+      workMem: env.config.migration.workMem,
       onBatch: async (batch) => {
         progress.copyCursor = batch.cursor;
         progress.rowsCopied += batch.rows;
@@ -154,6 +155,7 @@ export async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: Move
           digest: await chooseDigest(source!, target!, shape),
           cursor: progress.cleanupCursor,
           batchSize: env.config.migration.batchSize,
+          workMem: env.config.migration.workMem,
           onBatch: async (batch) => {
             progress.cleanupCursor = batch.cursor;
             progress.rowsDeleted += batch.affected;
