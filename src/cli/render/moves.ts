@@ -49,7 +49,7 @@ export function renderExecution(r: ExecutionReport): string {
     `plan ${r.planId}: ${status}; ring epoch ${r.epoch}; ${formatCount(r.rowsCopied)} rows in ${r.seconds.toFixed(1)}s = ${formatCount(r.rowsPerSecond)} rows/s, ${r.mbPerSecond} MB/s (copy, verify, switch, cleanup)`,
   );
   const left = r.moves.reduce((s, m) => s + m.rowsLeft, 0);
-  if (left) lines.push(chalk.yellow(`${left} row(s) written to a source after its copy were left in place; the next \`shard rebalance\` moves them`));
+  if (left) lines.push(chalk.yellow(`${left} row(s) changed on a source after the copy were left in place: \`shard verify\` lists them (the next \`shard rebalance\` moves home those whose key the owner lacks)`));
   if (r.status === 'partial') lines.push('run the same command again, or `shard resume`, to continue');
   if (r.published?.status === 'error') lines.push(chalk.yellow(`the ring could not be published to Redis: ${r.published.reason}`));
   return lines.join('\n');
