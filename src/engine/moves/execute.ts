@@ -34,7 +34,7 @@ export interface MoveReport {
   rowsCopied: number;
   bytesCopied: number;
   rowsDeleted: number;
-  /** Rows left on the source after cleanup (not identical on the target): the next rebalance moves them. */
+  /** Rows left on the source after cleanup: not identical on the target (see the README, "Cleanup"). */
   rowsLeft: number;
   /** From the start of its copy to its cleanup (or to now), across runs. */
   seconds: number | null;
