@@ -114,8 +114,7 @@ export async function ensureTrackingTable(client: PgClient, table: QualifiedName
 
 /** Applied rows, or none when the tracking table does not exist yet (read-only: creates nothing). */
 export async function readApplied(client: PgClient, table: QualifiedName): Promise<AppliedRecord[]> {
-  const { rows: exists } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [quoteQualified(table)]);
-  if (!exists[0]?.ok) return [];
+  if (!(await tableExists(client, table))) return [];
   const { rows } = await client.query<{ version: string; name: string; checksum: string; applied_at: Date; duration_ms: number; applied_by: string }>(
     `SELECT version, name, checksum, applied_at, duration_ms, applied_by FROM ${quoteQualified(table)}`,
   );
@@ -124,10 +123,14 @@ export async function readApplied(client: PgClient, table: QualifiedName): Promi
     .sort((a, b) => compareVersions(a.version, b.version));
 }
 
+async function tableExists(client: PgClient, table: QualifiedName): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [quoteQualified(table)]);
+  return !!rows[0]?.ok;
+}
+
 export async function readFailures(client: PgClient, table: QualifiedName): Promise<FailureRecord[]> {
   const errors = errorsTable(table);
-  const { rows: exists } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [quoteQualified(errors)]);
-  if (!exists[0]?.ok) return [];
+  if (!(await tableExists(client, errors))) return [];
   const { rows } = await client.query<{ version: string; failed_at: Date; sqlstate: string | null; message: string }>(
     `SELECT version, failed_at, sqlstate, message FROM ${quoteQualified(errors)}`,
   );

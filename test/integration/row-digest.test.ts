@@ -1,21 +1,11 @@
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init } from '../../src/engine/init.js';
 import { shardAdd } from '../../src/engine/shard-change.js';
 import { shardVerify } from '../../src/engine/shard-verify.js';
 import { chooseDigest, describeTable } from '../../src/mover/table-shape.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { withPg } from '../support/dataset.js';
 import { createDeployment, testRun, type TestDeployment } from '../support/deployment.js';
-
-async function withPg<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
 
 const DOCS = 'CREATE TABLE public.docs (doc_id text PRIMARY KEY, body json NOT NULL, tags text[] NOT NULL)';
 

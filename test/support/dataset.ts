@@ -10,7 +10,8 @@ CREATE TABLE IF NOT EXISTS public.reactions (
   PRIMARY KEY (room_id, message_id, emoji, user_id));
 `;
 
-async function withPg<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+/** A short-lived connection for test setup and checks. */
+export async function withPg<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
