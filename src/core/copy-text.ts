@@ -1,7 +1,7 @@
 /**
  * PostgreSQL COPY text format, the little of it the mover needs: rows end
  * with "\n" (a newline inside a value is escaped as \n), fields are separated
- * by tabs, NULL is \N. Pure functions over Buffers and strings.
+ * by tabs. Pure functions over Buffers.
  */
 
 const NEWLINE = 0x0a;
@@ -46,22 +46,4 @@ export function splitLeadingHash(row: Buffer): { hash: number; rest: Buffer } {
   let hash = 0;
   for (let i = 0; i < tab; i++) hash = hash * 10 + (row[i]! - 48);
   return { hash, rest: row.subarray(tab + 1) };
-}
-
-/** The fields of one row, unescaped; null for \N. */
-export function parseCopyFields(row: Buffer | string): Array<string | null> {
-  const text = typeof row === 'string' ? row : row.toString('utf8');
-  const line = text.endsWith('\n') ? text.slice(0, -1) : text;
-  return line.split('\t').map((f) => (f === '\\N' ? null : unescapeCopyField(f)));
-}
-
-const ESCAPES: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\' };
-
-export function unescapeCopyField(field: string): string {
-  if (!field.includes('\\')) return field;
-  return field.replace(/\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)/g, (_, esc: string) => {
-    if (esc[0] === 'x') return String.fromCharCode(parseInt(esc.slice(1), 16));
-    if (/^[0-7]/.test(esc)) return String.fromCharCode(parseInt(esc, 8));
-    return ESCAPES[esc] ?? esc;
-  });
 }

@@ -17,24 +17,7 @@ export type MoveState = (typeof MOVE_STATES)[number];
 
 export type PlanState = 'running' | 'switched' | 'done' | 'failed' | 'aborted';
 
-const ORDER: Record<MoveState, number> = { planned: 0, copying: 1, copied: 2, verified: 3, switched: 4, cleaned: 5, failed: -1, aborted: -1 };
-
 /** Before the ring changes, a move can still be undone. */
 export function isUnswitched(state: MoveState): boolean {
-  return ORDER[state] >= 0 && ORDER[state] < ORDER.switched;
-}
-
-/** Every move of a plan must be verified before the ring may switch. */
-export function readyToSwitch(states: MoveState[]): boolean {
-  return states.every((s) => s === 'verified');
-}
-
-export function isFinished(state: MoveState): boolean {
-  return state === 'cleaned' || state === 'aborted';
-}
-
-/** Whether a move in `state` has got as far as `milestone` on the main path; `failed` and `aborted` are reached only by being in them. */
-export function reached(state: MoveState, milestone: MoveState): boolean {
-  if (ORDER[milestone] < 0 || ORDER[state] < 0) return state === milestone;
-  return ORDER[state] >= ORDER[milestone];
+  return state === 'planned' || state === 'copying' || state === 'copied' || state === 'verified';
 }

@@ -5,6 +5,7 @@ import { exportRing } from '../core/ring-export.js';
 import { routingHash } from '../core/routing-hash.js';
 import { simulateRingChange, type RingChangeSimulation } from '../core/simulate.js';
 import { UsageError } from '../errors.js';
+import { applyRingChange } from '../core/ring-change.js';
 import { withClient } from '../postgres/connect.js';
 import { quoteQualified } from '../postgres/ident.js';
 import { mapWithConcurrency } from './concurrency.js';
@@ -44,8 +45,8 @@ export async function listShards(
     const current = await requireRing(store);
     const ring = Ring.build(current);
     const ownership = ring.ownership();
-    const targets = new Map(resolveShardTargets(config, await store.listShards()).map((t) => [t.id, t]));
     const records = await store.listShards();
+    const targets = new Map(resolveShardTargets(config, records).map((t) => [t.id, t]));
     const shards: ShardListEntry[] = records.map((r) => ({
       id: r.id,
       state: r.state,
@@ -157,7 +158,7 @@ export async function simulateChange(config: ShardctlConfig, options: SimulateOp
     before = { vnodes: current.vnodes, members: current.members };
     epoch = current.epoch;
   }
-  const after = applyChange(before, options);
+  const after = applyRingChange(before, { add: options.add, remove: options.remove, weights: options.weights });
   return { source: options.fromConfig ? 'config' : 'metadata', epoch, before, after, ...simulateRingChange(before, after, options.keys, options.seed ?? 1) };
 }
 
@@ -165,23 +166,4 @@ export function ringSpecFromConfig(config: ShardctlConfig, defaultVnodes?: numbe
   const members = config.shards.filter((s) => s.weight > 0).map((s) => ({ id: s.id, weight: s.weight }));
   if (!members.length) throw new UsageError('the config lists no shard with weight > 0');
   return { vnodes: config.ring.vnodes ?? defaultVnodes ?? DEFAULT_VNODES, members };
-}
-
-/** The ring after adding, removing and reweighting members; refuses changes that make no sense. */
-export function applyChange(before: RingSpec, change: Pick<SimulateOptions, 'add' | 'remove' | 'weights'>): RingSpec {
-  const members = new Map(before.members.map((m) => [m.id, m.weight]));
-  for (const m of change.add) {
-    if (members.has(m.id)) throw new UsageError(`--add ${m.id}: already in the ring`);
-    members.set(m.id, m.weight);
-  }
-  for (const id of change.remove) {
-    if (!members.delete(id)) throw new UsageError(`--remove ${id}: not in the ring`);
-  }
-  for (const m of change.weights) {
-    if (!members.has(m.id)) throw new UsageError(`--weight ${m.id}: not in the ring`);
-    members.set(m.id, m.weight);
-  }
-  const after = [...members].filter(([, w]) => w > 0).map(([id, weight]) => ({ id, weight }));
-  if (!after.length) throw new UsageError('the change leaves no shard in the ring');
-  return { vnodes: before.vnodes, members: after };
 }

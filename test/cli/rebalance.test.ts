@@ -1,32 +1,11 @@
 import { execa } from 'execa';
-
 import path from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MetadataStore } from '../../src/metadata/store.js';
 import { BIN, runCli } from '../support/cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { createSchema, loadRooms, placement } from '../support/dataset.js';
-import { createDeployment, type TestDeployment } from '../support/deployment.js';
-
-async function ringOf(d: TestDeployment) {
-  const store = await MetadataStore.open(d.metaUrl);
-  try {
-    return (await store.currentRing())!;
-  } finally {
-    await store.close();
-  }
-}
-
-async function exec(url: string, sql: string, params: unknown[] = []) {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return (await c.query(sql, params)).rows;
-  } finally {
-    await c.end();
-  }
-}
+import { createDeployment, currentRing, type TestDeployment } from '../support/deployment.js';
+import { sql } from '../support/migrations.js';
 
 describe('shardctl shard add/remove/rebalance/apply/abort from the command line', () => {
   let d: TestDeployment;
@@ -47,7 +26,7 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
     });
     expect((await cli('init')).exitCode).toBe(0);
     await createSchema([...d.shardUrls, extra.url]);
-    await loadRooms(await ringOf(d), urls, { rooms: 200, perRoom: 15 });
+    await loadRooms(await currentRing(d.metaUrl), urls, { rooms: 200, perRoom: 15 });
   });
   afterAll(async () => {
     await extra?.drop();
@@ -55,15 +34,15 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
   });
 
   it('--dry-run and shard plan change nothing (checksums before and after)', async () => {
-    const before = await placement(await ringOf(d), urls);
+    const before = await placement(await currentRing(d.metaUrl), urls);
     const dry = await cli('shard', 'add', 'shard-2', '--url', extra.url, '--dry-run');
     expect(dry.exitCode).toBe(0);
     expect(dry.stdout).toMatch(/add plan from ring epoch 1: 2 move\(s\)/);
     expect(dry.stdout).toMatch(/dry run: nothing was changed/);
     const plan = await json('shard', 'plan', '--add', 'shard-2', '--url', extra.url, '--exact');
     expect(plan.body.data.plan.moves.map((m: { target: string }) => m.target)).toEqual(['shard-2', 'shard-2']);
-    expect(await placement(await ringOf(d), { ...urls, 'shard-2': extra.url })).toEqual({ ...before, perShard: { ...before.perShard, 'shard-2': { messages: 0, reactions: 0 } } });
-    expect((await ringOf(d)).epoch).toBe(1);
+    expect(await placement(await currentRing(d.metaUrl), { ...urls, 'shard-2': extra.url })).toEqual({ ...before, perShard: { ...before.perShard, 'shard-2': { messages: 0, reactions: 0 } } });
+    expect((await currentRing(d.metaUrl)).epoch).toBe(1);
     expect((await json('shard', 'status')).body.data.plans).toEqual([]);
   });
 
@@ -79,7 +58,7 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
     const status = await json('shard', 'status');
     expect(status.body.data.plans).toHaveLength(1);
     urls['shard-2'] = extra.url;
-    const after = await placement(await ringOf(d), urls);
+    const after = await placement(await currentRing(d.metaUrl), urls);
     expect(after.misplaced).toBe(0);
   });
 
@@ -92,30 +71,30 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
     const r = await cli('shard', 'apply', file);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/stale plan: it was made from ring epoch 2, but the ring is at epoch 3/);
-    expect((await ringOf(d)).epoch).toBe(3);
+    expect((await currentRing(d.metaUrl)).epoch).toBe(3);
   });
 
   it('shard verify finds misplaced rows (exit 1); rebalance sends them home and keeps a conflicting one', async () => {
-    const ring = await ringOf(d);
+    const ring = await currentRing(d.metaUrl);
     const { Ring } = await import('../../src/core/ring.js');
     const r = Ring.build(ring);
     // Room 100000 belongs somewhere; write two of its messages on another shard, one of them conflicting with the owner's copy.
     const owner = r.locate('100000');
     const wrong = ['shard-0', 'shard-1', 'shard-2'].find((s) => s !== owner)!;
-    await exec(urls[owner]!, `INSERT INTO public.messages (room_id, id, body) VALUES (100000, 1, 'owner version')`);
-    await exec(urls[wrong]!, `INSERT INTO public.messages (room_id, id, body) VALUES (100000, 1, 'stale version'), (100000, 2, 'only here')`);
+    await sql(urls[owner]!, `INSERT INTO public.messages (room_id, id, body) VALUES (100000, 1, 'owner version')`);
+    await sql(urls[wrong]!, `INSERT INTO public.messages (room_id, id, body) VALUES (100000, 1, 'stale version'), (100000, 2, 'only here')`);
     const v = await json('shard', 'verify');
     expect(v.exitCode).toBe(1);
     expect(v.body.data.misplacedRows).toBe(2);
     const rb = await json('shard', 'rebalance');
     expect(rb.exitCode).toBe(0);
     expect(rb.body.data.execution.moves, JSON.stringify(rb.body.data.execution.moves.map((m: Record<string, unknown>) => [m.source, m.target, m.rowsCopied, m.rowsLeft, m.error]))).toEqual([expect.objectContaining({ source: wrong, target: owner, mode: 'merge', rowsLeft: 1 })]);
-    expect(await exec(urls[owner]!, `SELECT id, body FROM public.messages WHERE room_id = 100000 ORDER BY id`)).toEqual([
+    expect(await sql(urls[owner]!, `SELECT id, body FROM public.messages WHERE room_id = 100000 ORDER BY id`)).toEqual([
       { id: 1, body: 'owner version' },
       { id: 2, body: 'only here' },
     ]);
-    expect(await exec(urls[wrong]!, `SELECT id, body FROM public.messages WHERE room_id = 100000`)).toEqual([{ id: 1, body: 'stale version' }]);
-    await exec(urls[wrong]!, `DELETE FROM public.messages WHERE room_id = 100000`);
+    expect(await sql(urls[wrong]!, `SELECT id, body FROM public.messages WHERE room_id = 100000`)).toEqual([{ id: 1, body: 'stale version' }]);
+    await sql(urls[wrong]!, `DELETE FROM public.messages WHERE room_id = 100000`);
     expect((await cli('shard', 'verify')).exitCode).toBe(0);
     const idle = await cli('shard', 'rebalance');
     expect(idle.exitCode).toBe(0);
@@ -123,7 +102,7 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
   });
 
   it('--max-rows stops at a batch boundary with status partial (exit 0); abort then removes the copies', async () => {
-    const before = await placement(await ringOf(d), urls);
+    const before = await placement(await currentRing(d.metaUrl), urls);
     const partial = await json('shard', 'rebalance', '--weight', 'shard-0=3', '--max-rows', '300', '--parallel', '1');
     expect(partial.exitCode).toBe(0);
     expect(partial.body.data.execution).toMatchObject({ status: 'partial', stoppedBy: 'max-rows', planState: 'running' });
@@ -135,12 +114,12 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
     const aborted = await json('shard', 'abort', planId, '--yes');
     expect(aborted.exitCode).toBe(0);
     expect(aborted.body.data.moves.reduce((s: number, m: { rowsRemoved: number }) => s + m.rowsRemoved, 0)).toBeGreaterThan(0);
-    expect(await placement(await ringOf(d), urls)).toEqual(before);
-    expect((await ringOf(d)).members.find((m) => m.id === 'shard-0')!.weight).toBe(1);
+    expect(await placement(await currentRing(d.metaUrl), urls)).toEqual(before);
+    expect((await currentRing(d.metaUrl)).members.find((m) => m.id === 'shard-0')!.weight).toBe(1);
   });
 
   it('a budget-stopped run is continued by the next rebalance to the same final state; then resume has nothing to do', async () => {
-    const before = await placement(await ringOf(d), urls);
+    const before = await placement(await currentRing(d.metaUrl), urls);
     const partial = await json('shard', 'rebalance', '--weight', 'shard-0=3', '--max-rows', '400');
     expect(partial.body.data.execution.status).toBe('partial');
     // The hourly `shard rebalance` continues the plan in progress.
@@ -148,14 +127,14 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
     expect(resumed.exitCode).toBe(0);
     expect(resumed.body.data.resumed).toBe(partial.body.data.execution.planId);
     expect(resumed.body.data.execution).toMatchObject({ status: 'done', planState: 'done' });
-    const after = await placement(await ringOf(d), urls);
+    const after = await placement(await currentRing(d.metaUrl), urls);
     expect(after.misplaced).toBe(0);
     expect(after.totals).toEqual(before.totals);
     expect((await cli('shard', 'resume')).stdout).toMatch(/nothing to resume/);
   });
 
   it('SIGINT finishes the current batch, journals, and exits 130; resume completes', async () => {
-    const before = await placement(await ringOf(d), urls);
+    const before = await placement(await currentRing(d.metaUrl), urls);
     await d.rewrite((raw) => {
       raw.migration = { batchSize: 50, parallel: 1, maxRowsPerSecond: 400 };
     });
@@ -169,7 +148,7 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
       raw.migration = { batchSize: 300, parallel: 2 };
     });
     expect((await cli('shard', 'resume')).exitCode).toBe(0);
-    const after = await placement(await ringOf(d), urls);
+    const after = await placement(await currentRing(d.metaUrl), urls);
     expect(after.misplaced).toBe(0);
     expect(after.totals).toEqual(before.totals);
   });
@@ -178,10 +157,10 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
     const refused = await cli('shard', 'remove', 'shard-1');
     expect(refused.exitCode).toBe(2);
     expect(refused.stderr).toMatch(/pass --confirm shard-1/);
-    const before = await placement(await ringOf(d), urls);
+    const before = await placement(await currentRing(d.metaUrl), urls);
     const r = await json('shard', 'remove', 'shard-1', '--confirm', 'shard-1');
     expect(r.exitCode).toBe(0);
-    const after = await placement(await ringOf(d), urls);
+    const after = await placement(await currentRing(d.metaUrl), urls);
     expect(after.perShard['shard-1']).toEqual({ messages: 0, reactions: 0 });
     expect(after.misplaced).toBe(0);
     expect(after.totals).toEqual(before.totals);
@@ -198,7 +177,7 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
     expect(statuses.every((s: string) => s === 'created')).toBe(true);
     const again = await json('shard', 'index');
     expect(again.body.data.shards.flatMap((s: { tables: Array<{ status: string }> }) => s.tables.map((t) => t.status)).every((s: string) => s === 'exists')).toBe(true);
-    const defs = await exec(urls['shard-0']!, `SELECT indexdef FROM pg_indexes WHERE indexname = 'messages_shardctl_route_hash'`);
+    const defs = await sql(urls['shard-0']!, `SELECT indexdef FROM pg_indexes WHERE indexname = 'messages_shardctl_route_hash'`);
     expect(defs[0]!.indexdef).toMatch(/shardctl\.route_hash\(\(room_id\)::text\)/);
   });
 });

@@ -4,11 +4,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init } from '../../src/engine/init.js';
 import { shardStatus } from '../../src/engine/shard-change.js';
-import { MetadataStore } from '../../src/metadata/store.js';
 import { BIN, runCli } from '../support/cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { createSchema, loadRooms, placement, type Placement } from '../support/dataset.js';
-import { createDeployment, testRun, type TestDeployment } from '../support/deployment.js';
+import { createDeployment, testRun, type TestDeployment, currentRing } from '../support/deployment.js';
 import { sql } from '../support/migrations.js';
 import { startSecondServer, type SecondServer } from '../support/second-server.js';
 
@@ -122,15 +121,6 @@ async function waitFor<T>(what: string, probe: () => Promise<T | null | undefine
     if (options.unless?.()) return null;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(options.everyMs ?? 5);
-  }
-}
-
-async function currentRing(metaUrl: string) {
-  const store = await MetadataStore.open(metaUrl);
-  try {
-    return (await store.currentRing())!;
-  } finally {
-    await store.close();
   }
 }
 

@@ -3,17 +3,7 @@ import { init } from '../../src/engine/init.js';
 import { shardAdd, shardRebalance, shardRemove, shardStatus } from '../../src/engine/shard-change.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { createSchema, loadRooms, placement } from '../support/dataset.js';
-import { createDeployment, testRun, type TestDeployment } from '../support/deployment.js';
-import { MetadataStore } from '../../src/metadata/store.js';
-
-async function currentRing(d: TestDeployment) {
-  const store = await MetadataStore.open(d.metaUrl);
-  try {
-    return (await store.currentRing())!;
-  } finally {
-    await store.close();
-  }
-}
+import { createDeployment, currentRing, testRun, type TestDeployment } from '../support/deployment.js';
 
 describe('rebalancing: add, remove, weight change over co-located tables', () => {
   let d: TestDeployment;
@@ -29,7 +19,7 @@ describe('rebalancing: add, remove, weight change over co-located tables', () =>
     });
     await init(d.config, testRun());
     await createSchema([...d.shardUrls, extra.url]);
-    await loadRooms(await currentRing(d), urls, { rooms: 300, perRoom: 20 });
+    await loadRooms(await currentRing(d.metaUrl), urls, { rooms: 300, perRoom: 20 });
   });
   afterAll(async () => {
     await extra?.drop();
@@ -37,12 +27,12 @@ describe('rebalancing: add, remove, weight change over co-located tables', () =>
   });
 
   it('shard add moves the new shard its ranges: every row where the ring says, none lost or duplicated', async () => {
-    const before = await placement(await currentRing(d), urls);
+    const before = await placement(await currentRing(d.metaUrl), urls);
     expect(before.misplaced).toBe(0);
     const result = await shardAdd(d.config, testRun(), { id: 'shard-3', url: extra.url });
     urls['shard-3'] = extra.url;
     expect(result.execution).toMatchObject({ status: 'done', planState: 'done', fromEpoch: 1, epoch: 2 });
-    const ring = await currentRing(d);
+    const ring = await currentRing(d.metaUrl);
     expect(ring.members.map((m) => m.id)).toEqual(['shard-0', 'shard-1', 'shard-2', 'shard-3']);
     const after = await placement(ring, urls);
     expect(after.misplaced).toBe(0);
@@ -54,10 +44,10 @@ describe('rebalancing: add, remove, weight change over co-located tables', () =>
   });
 
   it('a weight change moves rows to match it, and rebalance with nothing to do says so', async () => {
-    const before = await placement(await currentRing(d), urls);
+    const before = await placement(await currentRing(d.metaUrl), urls);
     const result = await shardRebalance(d.config, testRun(), { weights: [{ id: 'shard-1', weight: 2 }] });
     expect(result.execution?.status).toBe('done');
-    const ring = await currentRing(d);
+    const ring = await currentRing(d.metaUrl);
     expect(ring.members.find((m) => m.id === 'shard-1')!.weight).toBe(2);
     const after = await placement(ring, urls);
     expect(after.misplaced).toBe(0);
@@ -68,10 +58,10 @@ describe('rebalancing: add, remove, weight change over co-located tables', () =>
   });
 
   it('shard remove drains a shard and retires it', async () => {
-    const before = await placement(await currentRing(d), urls);
+    const before = await placement(await currentRing(d.metaUrl), urls);
     const result = await shardRemove(d.config, testRun(), { id: 'shard-0' });
     expect(result.execution?.status).toBe('done');
-    const ring = await currentRing(d);
+    const ring = await currentRing(d.metaUrl);
     expect(ring.members.map((m) => m.id)).toEqual(['shard-1', 'shard-2', 'shard-3']);
     const after = await placement(ring, urls);
     expect(after.misplaced).toBe(0);

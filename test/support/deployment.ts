@@ -5,6 +5,7 @@ import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import type { ShardctlConfig } from '../../src/config/schema.js';
 import type { RunInfo } from '../../src/metadata/run-info.js';
+import { MetadataStore, type RingEpoch } from '../../src/metadata/store.js';
 import { createTestDatabase, redisUrl, uniqueRedisPrefix, type TestDatabase } from './databases.js';
 
 export interface TestDeployment {
@@ -66,4 +67,14 @@ export async function createDeployment(options: { shards: number; redis?: boolea
 
 export function testRun(overrides: Partial<RunInfo> = {}): RunInfo {
   return { actor: 'vitest@test', commandLine: 'shardctl (test)', lockWaitMs: 0, ...overrides };
+}
+
+/** The ring the metadata database holds now. */
+export async function currentRing(metaUrl: string): Promise<RingEpoch> {
+  const store = await MetadataStore.open(metaUrl);
+  try {
+    return (await store.currentRing())!;
+  } finally {
+    await store.close();
+  }
 }

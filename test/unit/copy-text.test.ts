@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CopyRowSplitter, parseCopyFields, splitLeadingHash, unescapeCopyField } from '../../src/core/copy-text.js';
+import { CopyRowSplitter, splitLeadingHash } from '../../src/core/copy-text.js';
 
 describe('COPY text parsing', () => {
   it('splits rows across arbitrary chunk boundaries without losing or merging any', () => {
@@ -25,10 +25,5 @@ describe('COPY text parsing', () => {
     const { hash, rest } = splitLeadingHash(Buffer.from('4294967295\t42\thello\\tworld\n'));
     expect(hash).toBe(4294967295);
     expect(rest.toString()).toBe('42\thello\\tworld\n');
-  });
-
-  it('unescapes fields and reads \\N as null', () => {
-    expect(parseCopyFields('1\t\\N\ta\\tb\\nc\\\\d\n')).toEqual(['1', null, 'a\tb\nc\\d']);
-    expect(unescapeCopyField('\\101\\x42')).toBe('AB');
   });
 });

@@ -10,7 +10,7 @@ import {
   type Interval,
   type PlannedMove,
 } from '../../src/core/move-plan.js';
-import { MOVE_STATES, isFinished, isUnswitched, reached, readyToSwitch, type MoveState } from '../../src/core/move-state.js';
+import { MOVE_STATES, isUnswitched, type MoveState } from '../../src/core/move-state.js';
 import { Ring, type RingMember, type RingSpec } from '../../src/core/ring.js';
 import { HASH_SPACE } from '../../src/core/routing-hash.js';
 
@@ -573,56 +573,5 @@ describe('move states', () => {
       failed: false,
       aborted: false,
     });
-  });
-
-  it('counts a move as finished only once cleaned or aborted; a failed move is still to be resumed', () => {
-    const table = Object.fromEntries(MOVE_STATES.map((s) => [s, isFinished(s)]));
-    expect(table).toEqual({
-      planned: false,
-      copying: false,
-      copied: false,
-      verified: false,
-      switched: false,
-      cleaned: true,
-      failed: false,
-      aborted: true,
-    });
-  });
-
-  it('lets the ring switch only when every move of the plan is verified', () => {
-    expect(readyToSwitch(['verified'])).toBe(true);
-    expect(readyToSwitch(['verified', 'verified', 'verified'])).toBe(true);
-    // A plan without moves has nothing to wait for.
-    expect(readyToSwitch([])).toBe(true);
-    for (const other of MOVE_STATES.filter((s) => s !== 'verified')) {
-      expect(readyToSwitch([other])).toBe(false);
-      expect(readyToSwitch(['verified', other, 'verified'])).toBe(false);
-    }
-    fc.assert(
-      fc.property(fc.array(fc.constantFrom(...MOVE_STATES), { maxLength: 10 }), (states) => {
-        expect(readyToSwitch(states)).toBe(states.every((s) => s === 'verified'));
-      }),
-    );
-  });
-
-  it('says a move in progress has reached every milestone at or before its state, and none after', () => {
-    for (const [i, state] of progress.entries()) {
-      for (const [j, milestone] of progress.entries()) {
-        expect(reached(state, milestone), `reached(${state}, ${milestone})`).toBe(j <= i);
-      }
-    }
-  });
-
-  it('says a failed or aborted move has reached no milestone of progress', () => {
-    for (const state of ['failed', 'aborted'] as const) {
-      for (const milestone of progress) expect(reached(state, milestone), `reached(${state}, ${milestone})`).toBe(false);
-    }
-  });
-
-  it('says only an aborted move has reached "aborted", and only a failed one "failed"', () => {
-    for (const state of MOVE_STATES) {
-      expect(reached(state, 'aborted'), `reached(${state}, aborted)`).toBe(state === 'aborted');
-      expect(reached(state, 'failed'), `reached(${state}, failed)`).toBe(state === 'failed');
-    }
   });
 });

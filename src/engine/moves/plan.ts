@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { estimateShare, planMisplacedMoves, planRingChange, rangesByShard, type Interval, type MoveMode } from '../../core/move-plan.js';
 import { Ring, type RingMember, type RingSpec } from '../../core/ring.js';
+import { applyRingChange } from '../../core/ring-change.js';
 import type { PlanKind } from '../../metadata/journal.js';
 import { mapWithConcurrency } from '../concurrency.js';
 import { countInRanges, misplacedByOwner } from '../../mover/verify.js';
@@ -44,11 +45,12 @@ export interface RingChange {
 
 /** The target ring of a change, from the current one. */
 export function targetRingOf(current: RingSpec, change: RingChange): RingSpec {
-  const members = new Map(current.members.map((m) => [m.id, m.weight]));
-  if (change.add) members.set(change.add.id, change.add.weight);
-  if (change.remove) members.delete(change.remove);
-  for (const w of change.weights ?? []) members.set(w.id, w.weight);
-  return { vnodes: change.vnodes ?? current.vnodes, members: [...members].filter(([, w]) => w > 0).map(([id, weight]) => ({ id, weight })) };
+  return applyRingChange(current, {
+    ...(change.add ? { add: [change.add] } : {}),
+    ...(change.remove ? { remove: [change.remove] } : {}),
+    ...(change.weights ? { weights: change.weights } : {}),
+    ...(change.vnodes !== undefined ? { vnodes: change.vnodes } : {}),
+  });
 }
 
 /** Moves for a ring change, with estimates from statistics (or counted, with `exact`). */
