@@ -37,6 +37,13 @@ const SCHEMA_SQL = `CREATE TABLE public.events (
   room_id bigint NOT NULL, id bigint NOT NULL, payload text NOT NULL, created_at timestamptz NOT NULL,
   PRIMARY KEY (room_id, id))`;
 const GNU_TIME = '/usr/bin/time';
+/** Which runs to make (comma list; default all): shardctl, pipe, pipe-seq, naive, naive-index. */
+const IMPLS = new Set((process.env.BENCH_MOVE_IMPLS ?? 'shardctl,pipe,pipe-seq,naive,naive-index').split(','));
+/**
+ * BENCH_MOVE_CACHE=FILE (for working on the mover): keep the loaded template databases after the run
+ * and note them in FILE; a later run with the same FILE and row count reuses them instead of loading again.
+ */
+const CACHE = process.env.BENCH_MOVE_CACHE;
 
 const baseUrl = process.env.SHARDCTL_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const urlOf = (db) => { const u = new URL(baseUrl); u.pathname = `/${db}`; return u.toString(); };
@@ -212,7 +219,7 @@ async function runShardctl(cl) {
   let poll;
   const startedMs = Date.now();
   const t0 = process.hrtime.bigint();
-  const r = await run(useTime ? GNU_TIME : 'node', useTime ? ['-f', 'BENCH_MAXRSS_KB=%M', 'node', ...args] : args, {
+  const r = await run(useTime ? GNU_TIME : 'node', useTime ? ['-f', 'BENCH_MAXRSS_KB=%M BENCH_CPU=%U+%S', 'node', ...args] : args, {
     allowFail: true,
     onSpawn: (child) => {
       if (useTime) return;
@@ -229,10 +236,15 @@ async function runShardctl(cl) {
   clearInterval(poll);
   if (r.code !== 0) throw new Error(`shard add exited ${r.code}: ${r.stdout.slice(-2000)} ${r.stderr.slice(-3000)}`);
   const lines = r.stderr.split('\n');
-  if (useTime) hwmKb = Number(/BENCH_MAXRSS_KB=(\d+)/.exec(r.stderr)?.[1] ?? NaN);
+  let cpuSeconds = null;
+  if (useTime) {
+    hwmKb = Number(/BENCH_MAXRSS_KB=(\d+)/.exec(r.stderr)?.[1] ?? NaN);
+    const cpu = /BENCH_CPU=([\d.]+)\+([\d.]+)/.exec(r.stderr);
+    if (cpu) cpuSeconds = +(Number(cpu[1]) + Number(cpu[2])).toFixed(2);
+  }
   const execution = JSON.parse(r.stdout).data.execution;
   if (execution.status !== 'done') throw new Error(`shard add ended ${execution.status}`);
-  return { wall, peakRssMb: +(hwmKb / 1024).toFixed(1), execution, phases: phasesOf(lines, startedMs, endedMs) };
+  return { wall, peakRssMb: +(hwmKb / 1024).toFixed(1), cpuSeconds, execution, phases: phasesOf(lines, startedMs, endedMs) };
 }
 
 /** Where the time went, from the move-state debug lines (`-v --log-format json`). */
@@ -322,6 +334,21 @@ async function runNaive(ds, urls, { indexOrdered = false } = {}) {
   return seconds(t0);
 }
 
+/** The loaded data set: from BENCH_MOVE_CACHE when it names databases that still exist, else loaded now. */
+async function cachedDataset(admin, dbs, dir, suffix) {
+  if (CACHE && existsSync(CACHE)) {
+    const ds = JSON.parse(readFileSync(CACHE, 'utf8'), (k, v) => (k === 'sum' && typeof v === 'string' ? BigInt(v) : v));
+    const { rows } = await admin.query('SELECT count(*)::int AS n FROM pg_database WHERE datname = ANY($1)', [ds.tmpl]);
+    if (ds.rows === ROWS && rows[0].n === ds.tmpl.length) return ds;
+  }
+  const ds = await prepareDataset(admin, dbs, dir, ROWS, 'a', suffix);
+  if (CACHE) {
+    for (const db of ds.tmpl) dbs.delete(db);
+    writeFileSync(CACHE, JSON.stringify({ ...ds, rows: ROWS }, (k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+  }
+  return ds;
+}
+
 export async function benchMove() {
   const suffix = `${process.pid}_${Date.now().toString(36)}`;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'shardctl-bench-move-'));
@@ -329,7 +356,7 @@ export async function benchMove() {
   await admin.connect();
   const dbs = new Set();
   try {
-    const ds = await prepareDataset(admin, dbs, dir, ROWS, 'a', suffix);
+    const ds = await cachedDataset(admin, dbs, dir, suffix);
     const { moved: rows, bytes } = ds.expect;
     const results = [];
     // The host's load while each run ran (other work on the machine skews the comparison).
@@ -339,58 +366,47 @@ export async function benchMove() {
       results.push(r);
       return r;
     };
+    /** One run on fresh clones, checked. */
+    const measure = async (key, impl, body, { init = false } = {}) => {
+      if (!IMPLS.has(key)) return null;
+      const cl = await clone(admin, dbs, dir, ds, `r${results.length + 1}`, { init });
+      loadBefore = os.loadavg()[0];
+      const { secs, extra } = await body(cl);
+      await verifyRun(impl, ds, cl.urls);
+      await dropClones(admin, dbs, cl.names);
+      return record(impl, secs, extra);
+    };
 
     // shardctl, then the raw pipe (both ways), then the naive loop: fresh clones for each.
-    let cl = await clone(admin, dbs, dir, ds, 'r1', { init: true });
-    loadBefore = os.loadavg()[0];
-    const sc = await runShardctl(cl);
-    await verifyRun('shardctl shard add', ds, cl.urls);
-    if (sc.execution.rowsCopied !== rows) throw new Error(`shardctl reports ${sc.execution.rowsCopied} rows copied, expected ${rows}`);
-    await dropClones(admin, dbs, cl.names);
-    const shardctlRun = record('shardctl shard add', sc.wall, { peakRssMb: sc.peakRssMb });
-
-    cl = await clone(admin, dbs, dir, ds, 'r2');
-    loadBefore = os.loadavg()[0];
-    const pipe = record('psql pipe + DELETE (concurrent)', await runPsqlPipe(ds, cl.urls, true));
-    await verifyRun(pipe.impl, ds, cl.urls);
-    await dropClones(admin, dbs, cl.names);
-
-    cl = await clone(admin, dbs, dir, ds, 'r3');
-    loadBefore = os.loadavg()[0];
-    const pipeSeq = record('psql pipe + DELETE (sequential)', await runPsqlPipe(ds, cl.urls, false));
-    await verifyRun(pipeSeq.impl, ds, cl.urls);
-    await dropClones(admin, dbs, cl.names);
-
-    cl = await clone(admin, dbs, dir, ds, 'r4');
-    loadBefore = os.loadavg()[0];
-    const naivePlanner = record('naive keyset SELECT + INSERT', await runNaive(ds, cl.urls));
-    await verifyRun(naivePlanner.impl, ds, cl.urls);
-    await dropClones(admin, dbs, cl.names);
-
-    cl = await clone(admin, dbs, dir, ds, 'r5');
-    loadBefore = os.loadavg()[0];
-    const naiveIndex = record('naive keyset SELECT + INSERT (index-ordered pages)', await runNaive(ds, cl.urls, { indexOrdered: true }));
-    await verifyRun(naiveIndex.impl, ds, cl.urls);
-    await dropClones(admin, dbs, cl.names);
+    let sc;
+    const shardctlRun = await measure('shardctl', 'shardctl shard add', async (cl) => {
+      sc = await runShardctl(cl);
+      if (sc.execution.rowsCopied !== rows) throw new Error(`shardctl reports ${sc.execution.rowsCopied} rows copied, expected ${rows}`);
+      return { secs: sc.wall, extra: { peakRssMb: sc.peakRssMb, cpuSeconds: sc.cpuSeconds } };
+    }, { init: true });
+    const pipe = await measure('pipe', 'psql pipe + DELETE (concurrent)', async (cl) => ({ secs: await runPsqlPipe(ds, cl.urls, true) }));
+    const pipeSeq = await measure('pipe-seq', 'psql pipe + DELETE (sequential)', async (cl) => ({ secs: await runPsqlPipe(ds, cl.urls, false) }));
+    const naivePlanner = await measure('naive', 'naive keyset SELECT + INSERT', async (cl) => ({ secs: await runNaive(ds, cl.urls) }));
+    const naiveIndex = await measure('naive-index', 'naive keyset SELECT + INSERT (index-ordered pages)', async (cl) => ({ secs: await runNaive(ds, cl.urls, { indexOrdered: true }) }));
     // Compared with the faster of the two naive runs.
-    const naive = naivePlanner.seconds <= naiveIndex.seconds ? naivePlanner : naiveIndex;
+    const naive = [naivePlanner, naiveIndex].filter(Boolean).sort((a, b) => a.seconds - b.seconds)[0] ?? null;
 
     const rate = (r) => rows / r.seconds;
     for (const r of results) {
       const line = {
         bench: 'move', impl: r.impl, rows, bytes, totalRows: ds.totalRows, sources: 2,
         seconds: +r.seconds.toFixed(2), rowsPerSec: Math.round(rate(r)), mbPerSec: +(bytes / 1e6 / r.seconds).toFixed(2),
-        peakRssMb: r.peakRssMb ?? null, loadAvg1m: r.loadAvg1m,
-        ratioToRawPipe: +(rate(r) / rate(pipe)).toFixed(2),
-        ratioToRawPipeSequential: +(rate(r) / rate(pipeSeq)).toFixed(2),
-        ratioToNaive: +(rate(r) / rate(naive)).toFixed(2),
-        ...(r === shardctlRun ? { naiveComparedWith: naive.impl } : {}),
+        peakRssMb: r.peakRssMb ?? null, ...(r.cpuSeconds != null ? { nodeCpuSeconds: r.cpuSeconds } : {}), loadAvg1m: r.loadAvg1m,
+        ratioToRawPipe: pipe ? +(rate(r) / rate(pipe)).toFixed(2) : null,
+        ratioToRawPipeSequential: pipeSeq ? +(rate(r) / rate(pipeSeq)).toFixed(2) : null,
+        ratioToNaive: naive ? +(rate(r) / rate(naive)).toFixed(2) : null,
+        ...(r === shardctlRun && naive ? { naiveComparedWith: naive.impl } : {}),
         hashIndex: HASH_INDEX,
       };
       if (r === shardctlRun) {
         Object.assign(line, {
           goal: '>= 0.7x psql pipe (concurrent) rows/s, >= 1.5x naive (the faster variant), peak RSS < 200 MB',
-          meetsGoal: { rawPipe: line.ratioToRawPipe >= 0.7, naive: line.ratioToNaive >= 1.5, rss: r.peakRssMb < 200 },
+          meetsGoal: { rawPipe: pipe ? line.ratioToRawPipe >= 0.7 : null, naive: naive ? line.ratioToNaive >= 1.5 : null, rss: r.peakRssMb < 200 },
           phases: sc.phases,
           reported: { seconds: +sc.execution.seconds.toFixed(2), rowsPerSecond: sc.execution.rowsPerSecond, mbPerSecond: sc.execution.mbPerSecond },
         });
@@ -398,9 +414,9 @@ export async function benchMove() {
       console.log(JSON.stringify(line));
     }
 
-    if (RSS_ROWS > 0) {
+    if (RSS_ROWS > 0 && shardctlRun) {
       // Free the first data set's disk before loading the bigger one.
-      await dropClones(admin, dbs, ds.tmpl);
+      if (!CACHE) await dropClones(admin, dbs, ds.tmpl);
       const big = await prepareDataset(admin, dbs, dir, RSS_ROWS, 'b', suffix);
       const bcl = await clone(admin, dbs, dir, big, 'r6', { init: true });
       const bigLoad = os.loadavg()[0];

@@ -9,6 +9,7 @@ import type { RunInfo } from '../metadata/run-info.js';
 import type { MetadataStore } from '../metadata/store.js';
 import { coveredFraction, multirangeLiteral } from '../core/move-plan.js';
 import { hashExpression } from '../mover/table-shape.js';
+import { forgetBatches } from '../mover/block-copy.js';
 import { withMetadata, requireRing } from './metadata-session.js';
 import type { ExecutionReport } from './moves/execute.js';
 import { withConnections } from './moves/env.js';
@@ -217,6 +218,7 @@ export async function shardAbort(config: ShardctlConfig, run: RunInfo, planId: s
               const { rowCount } = await target!.query(`DELETE FROM ${shape.sqlName} WHERE $1::int8multirange @> ${hashExpression(shape)}`, [multirangeLiteral(move.ranges)]);
               n += rowCount ?? 0;
             }
+            await forgetBatches(target!, plan.id, move.moveNo);
             return n;
           });
         }

@@ -27,6 +27,14 @@ export interface TableProgress {
   cleanupDone: boolean;
   rowsDeleted: number;
   rowsLeft: number | null;
+  /** 'block': copied in the source's physical order (batches recorded on the target); 'hash': sorted by routing hash. */
+  copyOrder: 'hash' | 'block';
+  /** The one snapshot the whole table was copied in (its xmin), and the table's row count in it; null after a resumed copy. */
+  copySnapshotXmin: string | null;
+  copyTableRows: number | null;
+  /** Block-ordered cleanup: the last batch done, and how many batches no longer matched the copy. */
+  cleanupBatch: number;
+  cleanupMismatches: number;
 }
 
 export interface MoveRecord {
@@ -248,6 +256,11 @@ const TABLE_COLUMNS = {
   cleanupDone: 'cleanup_done',
   rowsDeleted: 'rows_deleted',
   rowsLeft: 'rows_left',
+  copyOrder: 'copy_order',
+  copySnapshotXmin: 'copy_snapshot_xmin',
+  copyTableRows: 'copy_table_rows',
+  cleanupBatch: 'cleanup_batch',
+  cleanupMismatches: 'cleanup_mismatches',
 } as const satisfies Record<keyof Omit<TableProgress, 'table'>, string>;
 
 interface PlanRow {
@@ -296,6 +309,11 @@ interface TableRow {
   cleanup_done: boolean;
   rows_deleted: number;
   rows_left: number | null;
+  copy_order: 'hash' | 'block';
+  copy_snapshot_xmin: string | null;
+  copy_table_rows: number | null;
+  cleanup_batch: number;
+  cleanup_mismatches: number;
 }
 
 function toProgress(t: TableRow): TableProgress {
@@ -314,5 +332,10 @@ function toProgress(t: TableRow): TableProgress {
     cleanupDone: t.cleanup_done,
     rowsDeleted: t.rows_deleted,
     rowsLeft: t.rows_left,
+    copyOrder: t.copy_order,
+    copySnapshotXmin: t.copy_snapshot_xmin,
+    copyTableRows: t.copy_table_rows,
+    cleanupBatch: t.cleanup_batch,
+    cleanupMismatches: t.cleanup_mismatches,
   };
 }

@@ -92,17 +92,18 @@ export async function streamByHash(reader: PgClient, writer: PgClient, startCurs
   }
 }
 
-class BatchWriter {
+/** One batch on the writer: a COPY FROM, in a transaction when there are statements to run with it. */
+export class BatchWriter {
   rows = 0;
   bytes = 0;
 
   private constructor(
     private readonly writer: PgClient,
-    private readonly options: HashStreamOptions,
+    private readonly options: Pick<HashStreamOptions, 'writeSql' | 'afterBatch' | 'affectedIndex'>,
     private readonly stream: NodeJS.WritableStream & { destroy(err?: Error): void },
   ) {}
 
-  static async open(writer: PgClient, options: HashStreamOptions): Promise<BatchWriter> {
+  static async open(writer: PgClient, options: Pick<HashStreamOptions, 'writeSql' | 'afterBatch' | 'affectedIndex'>): Promise<BatchWriter> {
     if (options.afterBatch) await writer.query('BEGIN');
     const stream = writer.query(copyFrom(options.writeSql));
     // The writer's server dying mid-COPY emits 'error' here: without a listener that is an uncaught
@@ -117,7 +118,8 @@ class BatchWriter {
     if (!this.stream.write(data)) await once(this.stream, 'drain');
   }
 
-  async commit(): Promise<{ rows: number; bytes: number; affected: number }> {
+  /** Ends the COPY, runs the batch's statements (and `extra`, with its bound values) and commits. */
+  async commit(extra?: { text: string; values: unknown[] }): Promise<{ rows: number; bytes: number; affected: number }> {
     this.stream.end();
     await finished(this.stream);
     let affected = 0;
@@ -126,6 +128,7 @@ class BatchWriter {
         const { rowCount } = await this.writer.query(statement);
         if (i === (this.options.affectedIndex ?? 0)) affected = rowCount ?? 0;
       }
+      if (extra) await this.writer.query(extra.text, extra.values);
       await this.writer.query('COMMIT');
     }
     return { rows: this.rows, bytes: this.bytes, affected };

@@ -16,12 +16,39 @@ COMMENT ON FUNCTION shardctl.route_hash(text) IS
   'shardctl routing hash: first 4 bytes of md5(key) as an unsigned big-endian integer (SPEC.md, routing contract)';
 `;
 
+/**
+ * On every shard, beside the function: the batches of a move in flight, each
+ * recorded in the same transaction as its rows, so the shard itself says
+ * exactly what it holds: on a target, the batches it received ('copied'); on
+ * a source, the batches cleanup removed ('removed'). A crash between a
+ * batch's commit and the metadata journal loses nothing. The records go when
+ * the move is cleaned up or aborted.
+ */
+export const MOVE_BATCHES_SQL = `
+CREATE TABLE IF NOT EXISTS shardctl.move_batches (
+  plan_id     text NOT NULL,
+  move_no     integer NOT NULL,
+  table_name  text NOT NULL,
+  batch_no    integer NOT NULL,
+  kind        text NOT NULL DEFAULT 'copied' CHECK (kind IN ('copied', 'removed')),
+  -- The source's heap blocks the batch read, first to last (the copy's cursor is the last).
+  first_block bigint NOT NULL,
+  last_block  bigint NOT NULL,
+  rows        bigint NOT NULL,
+  bytes       bigint NOT NULL,
+  -- Sum of the rows' digests as the source had them when copied.
+  digest_sum  numeric NOT NULL,
+  PRIMARY KEY (plan_id, move_no, table_name, kind, batch_no)
+);
+`;
+
 export interface RoutingFunctionResult {
   encoding: string;
 }
 
 export async function installRoutingFunction(client: PgClient): Promise<RoutingFunctionResult> {
   await client.query(ROUTE_HASH_SQL);
+  await client.query(MOVE_BATCHES_SQL);
   const { rows } = await client.query<{ server_encoding: string }>('SHOW server_encoding');
   return { encoding: rows[0]?.server_encoding ?? 'unknown' };
 }

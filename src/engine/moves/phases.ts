@@ -2,6 +2,7 @@ import type { TableConfig } from '../../config/schema.js';
 import type { MoveState } from '../../core/move-state.js';
 import { OperationError } from '../../errors.js';
 import type { MoveRecord, PlanRecord, TableProgress } from '../../metadata/journal.js';
+import { blockCopyState, clearBlockCopy, copyByBlock, deleteBatches, forgetBatches, recordedBatches, removedState, sourceUnchangedSince, supportsBlockCopy, type MoveTableId } from '../../mover/block-copy.js';
 import { cleanupRange } from '../../mover/cleanup.js';
 import { copyRange } from '../../mover/copy-range.js';
 import { chooseDigest } from '../../mover/table-shape.js';
@@ -18,6 +19,9 @@ import type { Budget, Throttle } from './throttle.js';
  */
 
 export type Outcome = 'ok' | 'stopped' | 'failed';
+
+/** Copy batches a cleanup transaction takes at most (in rows: this many times migration.batchSize). */
+const CLEANUP_GROUP = 5;
 
 export interface MoveContext {
   env: MoveEnv;
@@ -56,8 +60,10 @@ export async function copyAndVerify(ctx: MoveContext, plan: PlanRecord, move: Mo
       // Re-sync: copy the mismatching tables again from scratch (fresh mode clears the target's copies first).
       for (const name of mismatches) {
         const progress = move.tables.find((t) => t.table === name)!;
-        Object.assign(progress, { copyCursor: -1, copyDone: false, rowsCopied: 0, bytesCopied: 0, resyncs: progress.resyncs + 1 });
-        await env.journal.updateTable(plan.id, move.moveNo, name, { copyCursor: -1, copyDone: false, rowsCopied: 0, bytesCopied: 0, resyncs: progress.resyncs });
+        if (progress.copyOrder === 'block') await clearCopy(ctx, move, tableId(plan, move, name));
+        const reset = { copyCursor: -1, copyDone: false, rowsCopied: 0, bytesCopied: 0, resyncs: progress.resyncs + 1, copySnapshotXmin: null, copyTableRows: null };
+        Object.assign(progress, reset);
+        await env.journal.updateTable(plan.id, move.moveNo, name, reset);
       }
       await setState('copying');
     }
@@ -88,11 +94,52 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
   const { env } = ctx;
   const tableConfig = env.tables.find((t) => t.name === table)!;
   const estRows = move.estRows;
-  const movedBefore = move.tables.reduce((s, t) => s + t.rowsCopied, 0);
   const startedAt = Date.now();
   let rowsThisCall = 0;
   const result = await withConnections([env.connect(move.source, 'shard move'), env.connect(move.target, 'shard move')], async (source, target) => {
     const shape = await env.shapeOn(source!, move.source, tableConfig);
+    // A fresh move on PostgreSQL 14+ copies in physical order (no sort); decided once, journaled before it starts.
+    const undecided = progress.copyOrder === 'hash' && progress.copyCursor < 0 && progress.rowsCopied === 0;
+    if (undecided && move.mode === 'fresh' && (await supportsBlockCopy(source!))) {
+      progress.copyOrder = 'block';
+      await env.journal.updateTable(plan.id, move.moveNo, table, { copyOrder: 'block' });
+    }
+    const onRows = async (rows: number, bytes: number): Promise<boolean> => {
+      rowsThisCall += rows;
+      ctx.budget.add(rows);
+      ctx.onCopied(rows, bytes);
+      const movedBefore = move.tables.reduce((s, t) => s + t.rowsCopied, 0);
+      reportProgress(ctx, move, table, 'copy', { done: movedBefore, thisCall: rowsThisCall, estRows, startedAt });
+      await ctx.throttle.take(rows, ctx.options.signal);
+      return ctx.budget.stopReason() === null;
+    };
+    if (progress.copyOrder === 'block') {
+      const id = tableId(plan, move, table);
+      // The target's batch records are the truth (the journal may lag them by a batch).
+      const held = await blockCopyState(target!, id);
+      if (held.batches > 0) {
+        // A copy that spans runs was not read in one snapshot: verification reads the source in full.
+        Object.assign(progress, { copyCursor: held.lastBlock, rowsCopied: held.rows, bytesCopied: held.bytes, copySnapshotXmin: null, copyTableRows: null });
+        await env.journal.updateTable(plan.id, move.moveNo, table, { copyCursor: held.lastBlock, rowsCopied: held.rows, bytesCopied: held.bytes, copySnapshotXmin: null, copyTableRows: null });
+      }
+      return copyByBlock(source!, target!, shape, {
+        id,
+        ranges: move.ranges,
+        digest: await chooseDigest(source!, target!, shape),
+        batchSize: env.config.migration.batchSize,
+        onStart: async (snapshot) => {
+          Object.assign(progress, { copySnapshotXmin: snapshot.xmin, copyTableRows: snapshot.tableRows });
+          await env.journal.updateTable(plan.id, move.moveNo, table, { copySnapshotXmin: snapshot.xmin, copyTableRows: snapshot.tableRows });
+        },
+        onBatch: async (batch) => {
+          progress.copyCursor = batch.lastBlock;
+          progress.rowsCopied += batch.rows;
+          progress.bytesCopied += batch.bytes;
+          await env.journal.updateTable(plan.id, move.moveNo, table, { copyCursor: batch.lastBlock, rowsCopied: progress.rowsCopied, bytesCopied: progress.bytesCopied });
+          return onRows(batch.rows, batch.bytes);
+        },
+      }).then((r) => ({ done: r.done, cursor: r.state.lastBlock }));
+    }
     return copyRange(source!, target!, shape, {
       mode: move.mode,
       ranges: move.ranges,
@@ -103,13 +150,8 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
         progress.copyCursor = batch.cursor;
         progress.rowsCopied += batch.rows;
         progress.bytesCopied += batch.bytes;
-        rowsThisCall += batch.rows;
         await env.journal.updateTable(plan.id, move.moveNo, table, { copyCursor: batch.cursor, rowsCopied: progress.rowsCopied, bytesCopied: progress.bytesCopied });
-        ctx.budget.add(batch.rows);
-        ctx.onCopied(batch.rows, batch.bytes);
-        reportProgress(ctx, move, table, 'copy', { done: movedBefore + rowsThisCall, thisCall: rowsThisCall, estRows, startedAt });
-        await ctx.throttle.take(batch.rows, ctx.options.signal);
-        return ctx.budget.stopReason() === null;
+        return onRows(batch.rows, batch.bytes);
       },
     });
   });
@@ -119,7 +161,24 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
   return 'ok';
 }
 
-/** Row count and checksum per table on both sides (fresh moves); the tables that differ. */
+function tableId(plan: PlanRecord, move: MoveRecord, table: string): MoveTableId {
+  return { planId: plan.id, moveNo: move.moveNo, table };
+}
+
+/** Removes a block-ordered copy of a table from the move's target (rows and batch records). */
+async function clearCopy(ctx: MoveContext, move: MoveRecord, id: MoveTableId): Promise<void> {
+  const table = ctx.env.tables.find((t) => t.name === id.table)!;
+  await withConnections([ctx.env.connect(move.target, 'shard move')], async (target) => {
+    await clearBlockCopy(target!, await ctx.env.shapeOn(target!, move.target, table), id, move.ranges);
+  });
+}
+
+/**
+ * Row count and checksum per table on both sides (fresh moves); the tables that differ.
+ * For a block-ordered copy the target must hold exactly what its batch records say was
+ * read from the source, and the source's side is those records when the table is
+ * provably unchanged since the copy's snapshot (sourceUnchangedSince), else a full read.
+ */
 async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord): Promise<string[]> {
   // Merge moves add rows to a shard that has its own: they are confirmed row by row at cleanup instead.
   if (move.mode === 'merge') return [];
@@ -127,11 +186,27 @@ async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord):
   return withConnections([env.connect(move.source, 'shard verify'), env.connect(move.target, 'shard verify')], async (source, target) => {
     const mismatches: string[] = [];
     for (const table of env.tables) {
+      const progress = move.tables.find((t) => t.table === table.name)!;
       const shape = await env.shapeOn(source!, move.source, table);
       const digest = await chooseDigest(source!, target!, shape);
-      const [s, t] = await Promise.all([rangeChecksum(source!, shape, move.ranges, digest), rangeChecksum(target!, shape, move.ranges, digest)]);
+      let s: { rows: number; sum: string };
+      let t: { rows: number; sum: string };
+      if (progress.copyOrder === 'block') {
+        const snapshot = progress.copySnapshotXmin !== null && progress.copyTableRows !== null ? { xmin: progress.copySnapshotXmin, tableRows: progress.copyTableRows } : null;
+        const [onTarget, unchanged] = await Promise.all([rangeChecksum(target!, shape, move.ranges, digest), snapshot ? sourceUnchangedSince(source!, shape, snapshot) : false]);
+        t = onTarget;
+        const read = await blockCopyState(target!, tableId(plan, move, table.name));
+        if (read.rows !== t.rows || read.sum !== BigInt(t.sum)) {
+          // The target does not hold what was read: whatever the source says now, copy again.
+          s = { rows: read.rows, sum: read.sum.toString() };
+        } else {
+          s = unchanged ? { rows: read.rows, sum: read.sum.toString() } : await rangeChecksum(source!, shape, move.ranges, digest);
+        }
+      } else {
+        [s, t] = await Promise.all([rangeChecksum(source!, shape, move.ranges, digest), rangeChecksum(target!, shape, move.ranges, digest)]);
+      }
       await env.journal.updateTable(plan.id, move.moveNo, table.name, { sourceRows: s.rows, sourceSum: s.sum, targetRows: t.rows, targetSum: t.sum });
-      if (s.rows !== t.rows || s.sum !== t.sum) mismatches.push(table.name);
+      if (s.rows !== t.rows || BigInt(s.sum) !== BigInt(t.sum)) mismatches.push(table.name);
     }
     return mismatches;
   });
@@ -145,32 +220,20 @@ export async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: Move
     for (const table of [...env.tables].reverse()) {
       const progress = move.tables.find((t) => t.table === table.name)!;
       if (progress.cleanupDone) continue;
-      const estRows = progress.rowsCopied || move.estRows;
-      const startedAt = Date.now();
-      let deletedThisCall = 0;
-      const result = await withConnections([env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')], async (target, source) => {
-        const shape = await env.shapeOn(source!, move.source, table);
-        return cleanupRange(target!, source!, shape, {
-          ranges: move.ranges,
-          digest: await chooseDigest(source!, target!, shape),
-          cursor: progress.cleanupCursor,
-          batchSize: env.config.migration.batchSize,
-          workMem: env.config.migration.workMem,
-          onBatch: async (batch) => {
-            progress.cleanupCursor = batch.cursor;
-            progress.rowsDeleted += batch.affected;
-            deletedThisCall += batch.affected;
-            await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupCursor: batch.cursor, rowsDeleted: progress.rowsDeleted });
-            reportProgress(ctx, move, table.name, 'cleanup', { done: progress.rowsDeleted, thisCall: deletedThisCall, estRows, startedAt });
-            return ctx.budget.stopReason() === null;
-          },
-        });
-      });
-      if (!result.done) return 'stopped';
+      if (progress.copyOrder === 'block') {
+        if ((await cleanupBlocks(ctx, plan, move, table, progress)) === 'stopped') return 'stopped';
+        if (progress.cleanupMismatches > 0 && (await cleanupRows(ctx, plan, move, table, progress)) === 'stopped') return 'stopped';
+      } else if ((await cleanupRows(ctx, plan, move, table, progress)) === 'stopped') {
+        return 'stopped';
+      }
       progress.rowsLeft = await rowsLeftOnSource(ctx, move, table, progress);
       progress.cleanupDone = true;
-      await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupDone: true, cleanupCursor: result.cursor, rowsLeft: progress.rowsLeft });
+      await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupDone: true, rowsLeft: progress.rowsLeft });
     }
+    await withConnections([env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')], async (target, source) => {
+      await forgetBatches(target!, plan.id, move.moveNo);
+      await forgetBatches(source!, plan.id, move.moveNo);
+    });
     await env.journal.setMoveState(plan.id, move.moveNo, 'cleaned');
     ctx.options.onEvent?.({ type: 'move-state', moveNo: move.moveNo, source: move.source, target: move.target, state: 'cleaned' });
     return 'ok';
@@ -178,6 +241,85 @@ export async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: Move
     await fail(ctx, plan, move, 'switched', err);
     return 'failed';
   }
+}
+
+/**
+ * Cleanup of a block-ordered copy: batch by batch, the batch's block span is
+ * deleted on the source if its rows are still exactly the ones copied
+ * (deleteBatches). Batches that differ are counted; their rows are then
+ * confirmed one by one (cleanupRows).
+ */
+async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, table: TableConfig, progress: TableProgress): Promise<'ok' | 'stopped'> {
+  const { env } = ctx;
+  const id = tableId(plan, move, table.name);
+  const estRows = progress.rowsCopied || move.estRows;
+  const startedAt = Date.now();
+  let deletedThisCall = 0;
+  return withConnections([env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')], async (target, source) => {
+    const shape = await env.shapeOn(source!, move.source, table);
+    const digest = await chooseDigest(source!, target!, shape);
+    // The source's records are the truth for what was removed (the journal may lag them by a batch).
+    const removed = await removedState(source!, id);
+    const after = Math.max(progress.cleanupBatch, removed.lastBatch);
+    if (progress.cleanupCursor < 0) progress.rowsDeleted = removed.rows;
+    // Batches go in groups of up to CLEANUP_GROUP (fewer, larger transactions); a group that
+    // does not match is tried again batch by batch, so only the batches that differ are left.
+    const pending = await recordedBatches(target!, id, after);
+    const groupRows = env.config.migration.batchSize * CLEANUP_GROUP;
+    while (pending.length) {
+      const group = [pending.shift()!];
+      while (pending.length && group.reduce((n, b) => n + b.rows, 0) + pending[0]!.rows <= groupRows) group.push(pending.shift()!);
+      let deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group);
+      if (deleted === null && group.length > 1) {
+        pending.unshift(...group.slice(1));
+        group.length = 1;
+        deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group);
+      }
+      if (deleted === null) progress.cleanupMismatches++;
+      else progress.rowsDeleted += deleted;
+      deletedThisCall += deleted ?? 0;
+      progress.cleanupBatch = group.at(-1)!.batchNo;
+      await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupBatch: progress.cleanupBatch, cleanupMismatches: progress.cleanupMismatches, rowsDeleted: progress.rowsDeleted });
+      reportProgress(ctx, move, table.name, 'cleanup', { done: progress.rowsDeleted, thisCall: deletedThisCall, estRows, startedAt });
+      if (ctx.budget.stopReason() !== null) return 'stopped';
+    }
+    return 'ok';
+  });
+}
+
+/**
+ * Row-by-row cleanup: the target's rows stream as (primary key, digest) to the
+ * source, which deletes only identical rows (cleanupRange). It counts every
+ * row of the ranges no longer on the source, so after a block pass it starts
+ * the count again from zero.
+ */
+async function cleanupRows(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, table: TableConfig, progress: TableProgress): Promise<'ok' | 'stopped'> {
+  const { env } = ctx;
+  const estRows = progress.rowsCopied || move.estRows;
+  const startedAt = Date.now();
+  let deletedThisCall = 0;
+  if (progress.copyOrder === 'block' && progress.cleanupCursor < 0) progress.rowsDeleted = 0;
+  const result = await withConnections([env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')], async (target, source) => {
+    const shape = await env.shapeOn(source!, move.source, table);
+    return cleanupRange(target!, source!, shape, {
+      ranges: move.ranges,
+      digest: await chooseDigest(source!, target!, shape),
+      cursor: progress.cleanupCursor,
+      batchSize: env.config.migration.batchSize,
+      workMem: env.config.migration.workMem,
+      onBatch: async (batch) => {
+        progress.cleanupCursor = batch.cursor;
+        progress.rowsDeleted += batch.affected;
+        deletedThisCall += batch.affected;
+        await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupCursor: batch.cursor, rowsDeleted: progress.rowsDeleted });
+        reportProgress(ctx, move, table.name, 'cleanup', { done: progress.rowsDeleted, thisCall: deletedThisCall, estRows, startedAt });
+        return ctx.budget.stopReason() === null;
+      },
+    });
+  });
+  if (!result.done) return 'stopped';
+  await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupCursor: result.cursor });
+  return 'ok';
 }
 
 /** Rows done of rows expected, the rate in this run, and an ETA. */
