@@ -4,7 +4,7 @@ import { multirangeLiteral, type Interval } from '../core/move-plan.js';
 import type { PgClient } from '../postgres/connect.js';
 import { quoteLiteral } from '../postgres/ident.js';
 import { BatchWriter } from './hash-stream.js';
-import { columnList, hashExpression, rowDigestValue, type RowDigestKind, type TableShape } from './table-shape.js';
+import { columnList, hashExpression, memoHash, rowDigestValue, type RowDigestKind, type TableShape } from './table-shape.js';
 
 /**
  * The fast path of a fresh move: rows are read in the source's physical
@@ -108,6 +108,8 @@ export interface BlockCopyOptions {
   ranges: Interval[];
   digest: RowDigestKind;
   batchSize: number;
+  /** Hash once per distinct key (keysRepeat). */
+  memo?: boolean;
   /**
    * Called before the first batch when the copy starts from the table's first
    * block: the snapshot the whole copy reads (its xmin) and the table's row
@@ -143,8 +145,8 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
   }
   const from = state.lastBlock + 1;
   const readSql = `COPY (SELECT (t.ctid::text::point)[0]::bigint, ${columnList(shape.columns, 't')}, ${rowDigestValue(shape, 't', options.digest)}
-                           FROM ${shape.sqlName} t
-                          WHERE ${from > 0 ? `t.ctid >= '(${from},0)'::tid AND ` : ''}${inRanges(shape, options.ranges)}) TO STDOUT`;
+                           FROM ${shape.sqlName} t ${options.memo ? memoHash(shape, 't', 'x') : ''}
+                          WHERE ${from > 0 ? `t.ctid >= '(${from},0)'::tid AND ` : ''}${inRanges(shape, options.ranges, options.memo ? 'x' : null)}) TO STDOUT`;
   const writeSql = `COPY ${shape.sqlName} (${columnList(shape.columns)}) FROM STDIN`;
   const stream = source.query(copyTo(readSql));
   const splitter = new CopyRowSplitter();
@@ -211,16 +213,27 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
  * removed in the same transaction; otherwise rolls back and returns null.
  * A row changed or added since the copy makes the span differ.
  */
-export async function deleteBatches(source: PgClient, shape: TableShape, id: MoveTableId, ranges: Interval[], digest: RowDigestKind, batches: BlockBatch[]): Promise<number | null> {
+export async function deleteBatches(
+  source: PgClient,
+  shape: TableShape,
+  id: MoveTableId,
+  ranges: Interval[],
+  digest: RowDigestKind,
+  batches: BlockBatch[],
+  memo = false,
+): Promise<number | null> {
   const rows = batches.reduce((n, b) => n + b.rows, 0);
   const sum = batches.reduce((n, b) => n + b.sum, 0n);
   await source.query('BEGIN');
   try {
     await source.query(`SELECT set_config('jit', 'off', true)`);
+    const span = `t.ctid >= '(${Math.trunc(batches[0]!.firstBlock)},0)'::tid AND t.ctid < '(${Math.trunc(batches.at(-1)!.lastBlock) + 1},0)'::tid`;
+    // DELETE cannot join the table laterally to itself: with memo, the rows are found by ctid first.
+    const which = memo
+      ? `t.ctid = ANY (ARRAY(SELECT t.ctid FROM ${shape.sqlName} t ${memoHash(shape, 't', 'x')} WHERE ${span} AND ${inRanges(shape, ranges, 'x')}))`
+      : `${span} AND ${inRanges(shape, ranges)}`;
     const { rows: found } = await source.query<{ n: number; sum: string }>(
-      `WITH d AS (DELETE FROM ${shape.sqlName} t
-                   WHERE t.ctid >= '(${Math.trunc(batches[0]!.firstBlock)},0)'::tid AND t.ctid < '(${Math.trunc(batches.at(-1)!.lastBlock) + 1},0)'::tid
-                     AND ${inRanges(shape, ranges)}
+      `WITH d AS (DELETE FROM ${shape.sqlName} t WHERE ${which}
                   RETURNING ${rowDigestValue(shape, 't', digest)} AS g)
        SELECT count(*)::bigint AS n, coalesce(sum(g), 0)::text AS sum FROM d`,
     );
@@ -279,6 +292,7 @@ export async function sourceUnchangedSince(source: PgClient, shape: TableShape, 
   return rows[0]!.n === snapshot.tableRows && rows[0]!.fresh === 0;
 }
 
-function inRanges(shape: TableShape, ranges: Interval[]): string {
-  return `${quoteLiteral(multirangeLiteral(ranges))}::int8multirange @> ${hashExpression(shape, 't')}`;
+/** The row's hash is in the ranges: computed on `t`, or taken from memoHash's `<memo>.shardctl_h`. */
+function inRanges(shape: TableShape, ranges: Interval[], memo: string | null = null): string {
+  return `${quoteLiteral(multirangeLiteral(ranges))}::int8multirange @> ${memo ? `${memo}.shardctl_h` : hashExpression(shape, 't')}`;
 }

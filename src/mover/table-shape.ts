@@ -74,10 +74,42 @@ export function hashExpression(shape: Pick<TableShape, 'key'>, alias = ''): stri
 /**
  * The table's rows with their routing hash as `s.shardctl_h`, computed once per
  * row: OFFSET 0 keeps the planner from inlining the expression into every
- * place that uses it (measured: it halves a range scan).
+ * place that uses it (measured: it halves a range scan). With `memo` (see
+ * keysRepeat) the hash is computed once per distinct key instead.
  */
-export function hashedRows(shape: TableShape): string {
+export function hashedRows(shape: TableShape, memo = false): string {
+  if (memo) return `(SELECT x.shardctl_h, t.* FROM ${shape.sqlName} t ${memoHash(shape, 't', 'x')}) s`;
   return `(SELECT ${hashExpression(shape, 't')} AS shardctl_h, t.* FROM ${shape.sqlName} t OFFSET 0) s`;
+}
+
+/**
+ * A lateral subquery giving `<as>.shardctl_h` for each row of `alias`: the
+ * planner puts a Memoize node on it (keyed by the key column), so md5 runs
+ * once per distinct key rather than once per row. Use it only when keys
+ * repeat (keysRepeat): on unique keys the cache is pure overhead.
+ */
+export function memoHash(shape: Pick<TableShape, 'key'>, alias: string, as: string): string {
+  return `CROSS JOIN LATERAL (SELECT ${hashExpression(shape, alias)} AS shardctl_h OFFSET 0) ${as}`;
+}
+
+/**
+ * Whether the table's statistics say a key has several rows on average (at
+ * most 30% distinct values): then hashing once per key (memoHash) wins.
+ * Measured on 1.45M rows, 20 per key: a range scan 1.49 s → 0.94 s; on unique
+ * keys it costs 55% more, so without statistics the answer is no.
+ */
+export async function keysRepeat(client: PgClient, shape: TableShape): Promise<boolean> {
+  const q = parseQualifiedName(shape.name);
+  const { rows } = await client.query<{ n_distinct: number; reltuples: number }>(
+    `SELECT s.n_distinct::float8 AS n_distinct, c.reltuples::float8 AS reltuples
+       FROM pg_stats s JOIN pg_class c ON c.oid = to_regclass($1)
+      WHERE s.schemaname = $2 AND s.tablename = $3 AND s.attname = $4`,
+    [quoteQualified(q), q.schema, q.name, shape.key],
+  );
+  const r = rows[0];
+  if (!r) return false;
+  const fraction = r.n_distinct < 0 ? -r.n_distinct : r.n_distinct / Math.max(1, r.reltuples);
+  return fraction > 0 && fraction <= 0.3;
 }
 
 export function columnList(columns: Array<{ name: string }>, alias = ''): string {

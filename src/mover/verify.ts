@@ -9,11 +9,11 @@ export interface RangeChecksum {
 }
 
 /** Row count and order-independent checksum of a table's rows in `ranges`: equal on source and target means the same rows. */
-export async function rangeChecksum(client: PgClient, shape: TableShape, ranges: Interval[], digest: RowDigestKind): Promise<RangeChecksum> {
+export async function rangeChecksum(client: PgClient, shape: TableShape, ranges: Interval[], digest: RowDigestKind, memo = false): Promise<RangeChecksum> {
   const { rows } = await client.query<{ rows: number; sum: string }>(
     `SELECT count(*)::bigint AS rows,
             coalesce(sum(${rowDigestValue(shape, 's', digest)}), 0)::text AS sum
-       FROM ${hashedRows(shape)}
+       FROM ${hashedRows(shape, memo)}
       WHERE $1::int8multirange @> s.shardctl_h`,
     [multirangeLiteral(ranges)],
   );

@@ -5,7 +5,7 @@ import type { MoveRecord, PlanRecord, TableProgress } from '../../metadata/journ
 import { blockCopyState, clearBlockCopy, copyByBlock, deleteBatches, forgetBatches, recordedBatches, removedState, sourceUnchangedSince, supportsBlockCopy, type MoveTableId } from '../../mover/block-copy.js';
 import { cleanupRange } from '../../mover/cleanup.js';
 import { copyRange } from '../../mover/copy-range.js';
-import { chooseDigest } from '../../mover/table-shape.js';
+import { chooseDigest, keysRepeat } from '../../mover/table-shape.js';
 import { countInRanges, rangeChecksum } from '../../mover/verify.js';
 import { withConnections, type MoveEnv } from './env.js';
 import type { ExecuteOptions } from './execute.js';
@@ -52,6 +52,8 @@ export async function copyAndVerify(ctx: MoveContext, plan: PlanRecord, move: Mo
           if (progress.copyDone) continue;
           if ((await copyTable(ctx, plan, move, table.name, progress)) === 'stopped') return 'stopped';
         }
+        // The target just took many rows: fresh statistics serve verification's plan and the application.
+        await analyzeTarget(ctx, move);
         await setState('copied');
       }
       const mismatches = await verifyMove(ctx, plan, move);
@@ -127,6 +129,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
         ranges: move.ranges,
         digest: await chooseDigest(source!, target!, shape),
         batchSize: env.config.migration.batchSize,
+        memo: await keysRepeat(source!, shape),
         onStart: async (snapshot) => {
           Object.assign(progress, { copySnapshotXmin: snapshot.xmin, copyTableRows: snapshot.tableRows });
           await env.journal.updateTable(plan.id, move.moveNo, table, { copySnapshotXmin: snapshot.xmin, copyTableRows: snapshot.tableRows });
@@ -161,6 +164,12 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
   return 'ok';
 }
 
+async function analyzeTarget(ctx: MoveContext, move: MoveRecord): Promise<void> {
+  await withConnections([ctx.env.connect(move.target, 'shard move')], async (target) => {
+    for (const table of ctx.env.tables) await target!.query(`ANALYZE ${(await ctx.env.shapeOn(target!, move.target, table)).sqlName}`);
+  });
+}
+
 function tableId(plan: PlanRecord, move: MoveRecord, table: string): MoveTableId {
   return { planId: plan.id, moveNo: move.moveNo, table };
 }
@@ -193,14 +202,17 @@ async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord):
       let t: { rows: number; sum: string };
       if (progress.copyOrder === 'block') {
         const snapshot = progress.copySnapshotXmin !== null && progress.copyTableRows !== null ? { xmin: progress.copySnapshotXmin, tableRows: progress.copyTableRows } : null;
-        const [onTarget, unchanged] = await Promise.all([rangeChecksum(target!, shape, move.ranges, digest), snapshot ? sourceUnchangedSince(source!, shape, snapshot) : false]);
+        const [onTarget, unchanged] = await Promise.all([
+          rangeChecksum(target!, shape, move.ranges, digest, await keysRepeat(target!, shape)),
+          snapshot ? sourceUnchangedSince(source!, shape, snapshot) : false,
+        ]);
         t = onTarget;
         const read = await blockCopyState(target!, tableId(plan, move, table.name));
         if (read.rows !== t.rows || read.sum !== BigInt(t.sum)) {
           // The target does not hold what was read: whatever the source says now, copy again.
           s = { rows: read.rows, sum: read.sum.toString() };
         } else {
-          s = unchanged ? { rows: read.rows, sum: read.sum.toString() } : await rangeChecksum(source!, shape, move.ranges, digest);
+          s = unchanged ? { rows: read.rows, sum: read.sum.toString() } : await rangeChecksum(source!, shape, move.ranges, digest, await keysRepeat(source!, shape));
         }
       } else {
         [s, t] = await Promise.all([rangeChecksum(source!, shape, move.ranges, digest), rangeChecksum(target!, shape, move.ranges, digest)]);
@@ -258,6 +270,7 @@ async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecor
   return withConnections([env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')], async (target, source) => {
     const shape = await env.shapeOn(source!, move.source, table);
     const digest = await chooseDigest(source!, target!, shape);
+    const memo = await keysRepeat(source!, shape);
     // The source's records are the truth for what was removed (the journal may lag them by a batch).
     const removed = await removedState(source!, id);
     const after = Math.max(progress.cleanupBatch, removed.lastBatch);
@@ -269,11 +282,11 @@ async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecor
     while (pending.length) {
       const group = [pending.shift()!];
       while (pending.length && group.reduce((n, b) => n + b.rows, 0) + pending[0]!.rows <= groupRows) group.push(pending.shift()!);
-      let deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group);
+      let deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo);
       if (deleted === null && group.length > 1) {
         pending.unshift(...group.slice(1));
         group.length = 1;
-        deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group);
+        deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo);
       }
       if (deleted === null) progress.cleanupMismatches++;
       else progress.rowsDeleted += deleted;
