@@ -20,6 +20,8 @@ import type { Budget, Throttle } from './throttle.js';
 
 export type Outcome = 'ok' | 'stopped' | 'failed';
 
+const UNIQUE_VIOLATION = '23505';
+
 /** Copy batches a cleanup transaction takes at most (in rows: this many times migration.batchSize). */
 const CLEANUP_GROUP = 5;
 
@@ -98,7 +100,8 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
   const estRows = move.estRows;
   const startedAt = Date.now();
   let rowsThisCall = 0;
-  const result = await withConnections([env.connect(move.source, 'shard move'), env.connect(move.target, 'shard move')], async (source, target) => {
+  let resumedBlockCopy = false;
+  const attempt = () => withConnections([env.connect(move.source, 'shard move'), env.connect(move.target, 'shard move')], async (source, target) => {
     const shape = await env.shapeOn(source!, move.source, tableConfig);
     // A fresh move on PostgreSQL 14+ copies in physical order (no sort); decided once, journaled before it starts.
     const undecided = progress.copyOrder === 'hash' && progress.copyCursor < 0 && progress.rowsCopied === 0;
@@ -119,6 +122,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
       const id = tableId(plan, move, table);
       // The target's batch records are the truth (the journal may lag them by a batch).
       const held = await blockCopyState(target!, id);
+      resumedBlockCopy = held.batches > 0;
       if (held.batches > 0) {
         // A copy that spans runs was not read in one snapshot: verification reads the source in full.
         Object.assign(progress, { copyCursor: held.lastBlock, rowsCopied: held.rows, bytesCopied: held.bytes, copySnapshotXmin: null, copyTableRows: null });
@@ -158,6 +162,22 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
       },
     });
   });
+  let result: { done: boolean; cursor: number };
+  for (let restarts = 0; ; restarts++) {
+    try {
+      result = await attempt();
+      break;
+    } catch (err) {
+      // A row updated on the source after an earlier run copied it can sit in a block after the
+      // cursor: read again, it collides with its old version on the target. The source changed
+      // under a paused copy: copy the table again from its first block (as verify would).
+      if ((err as { code?: string }).code !== UNIQUE_VIOLATION || !resumedBlockCopy || restarts >= 2) throw err;
+      await clearCopy(ctx, move, tableId(plan, move, table));
+      const reset = { copyCursor: -1, rowsCopied: 0, bytesCopied: 0, resyncs: progress.resyncs + 1, copySnapshotXmin: null, copyTableRows: null };
+      Object.assign(progress, reset);
+      await env.journal.updateTable(plan.id, move.moveNo, table, reset);
+    }
+  }
   if (!result.done) return 'stopped';
   progress.copyDone = true;
   await env.journal.updateTable(plan.id, move.moveNo, table, { copyDone: true, copyCursor: result.cursor });

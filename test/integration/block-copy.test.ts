@@ -1,0 +1,179 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Interval } from '../../src/core/move-plan.js';
+import {
+  blockCopyState,
+  clearBlockCopy,
+  copyByBlock,
+  deleteBatches,
+  recordedBatches,
+  removedState,
+  sourceUnchangedSince,
+  type BlockBatch,
+} from '../../src/mover/block-copy.js';
+import { describeTable, keysRepeat, type TableShape } from '../../src/mover/table-shape.js';
+import { rangeChecksum } from '../../src/mover/verify.js';
+import { connect, type PgClient } from '../../src/postgres/connect.js';
+import { installRoutingFunction } from '../../src/postgres/routing-function.js';
+import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { SCHEMA_SQL } from '../support/dataset.js';
+
+/*
+ * The physical-order copy and its batch records, on real servers: what the
+ * fast path of a fresh move rests on (resume from the target's records,
+ * verification from the digests read, cleanup that deletes a block span only
+ * when it still holds exactly the rows copied).
+ */
+
+const HALF: Interval[] = [{ start: 0, end: 2 ** 31 - 1 }];
+const ID = { planId: 'p-test', moveNo: 1, table: 'public.messages' };
+
+describe('block-ordered copy', () => {
+  let dbs: TestDatabase[] = [];
+  let source: PgClient;
+  let target: PgClient;
+  let shape: TableShape;
+
+  beforeAll(async () => {
+    dbs = [await createTestDatabase('sct_blk_src'), await createTestDatabase('sct_blk_tgt')];
+    [source, target] = await Promise.all(dbs.map((d) => connect(d.url, { label: d.name })));
+    for (const c of [source, target]) {
+      await c.query(SCHEMA_SQL);
+      await installRoutingFunction(c);
+    }
+    // 300 rooms of 20 messages, each room's rows scattered over the heap (loaded message by message).
+    await source.query(
+      `INSERT INTO public.messages (room_id, id, body) SELECT r, m, 'message ' || m || repeat('.', (r % 9) * 20) FROM generate_series(1, 20) m, generate_series(1, 300) r`,
+    );
+    await source.query('ANALYZE public.messages');
+    shape = (await describeTable(source, { name: 'public.messages', key: 'room_id' }))!;
+  });
+  afterAll(async () => {
+    await Promise.all([source, target].map((c) => c?.end().catch(() => {})));
+    for (const d of dbs) await d.drop();
+  });
+
+  async function fullCopy(options: { memo: boolean; stopAfter?: number }): Promise<{ starts: number; batches: BlockBatch[] }> {
+    let starts = 0;
+    const batches: BlockBatch[] = [];
+    const run = (stopAfter: number) =>
+      copyByBlock(source, target, shape, {
+        id: ID,
+        ranges: HALF,
+        digest: 'hash',
+        batchSize: 500,
+        memo: options.memo,
+        onStart: async () => {
+          starts++;
+        },
+        onBatch: async (b) => {
+          batches.push(b);
+          return batches.length !== stopAfter;
+        },
+      });
+    if (options.stopAfter) {
+      const first = await run(options.stopAfter);
+      expect(first.done).toBe(false);
+      // A stopped copy leaves the source's connection mid-COPY: the engine closes it; here, a new one.
+      await source.end();
+      source = await connect(dbs[0]!.url, { label: dbs[0]!.name });
+    }
+    expect((await run(-1)).done).toBe(true);
+    return { starts, batches };
+  }
+
+  it('copies the ranges in physical order, resumably: the target holds exactly the source rows, and its records sum to their checksum', async () => {
+    expect(await keysRepeat(source, shape)).toBe(true);
+    const want = await rangeChecksum(source, shape, HALF, 'hash');
+    expect(want.rows).toBeGreaterThan(2000);
+    for (const memo of [false, true]) {
+      await clearBlockCopy(target, shape, ID, HALF);
+      const { starts, batches } = await fullCopy({ memo, stopAfter: 2 });
+      // The snapshot is taken once, by the run that starts from the first block.
+      expect(starts).toBe(1);
+      expect(batches.length).toBeGreaterThan(3);
+      for (let i = 1; i < batches.length; i++) {
+        expect(batches[i]!.firstBlock).toBeGreaterThan(batches[i - 1]!.lastBlock);
+        expect(batches[i]!.batchNo).toBe(batches[i - 1]!.batchNo + 1);
+      }
+      const got = await rangeChecksum(target, shape, HALF, 'hash');
+      const { rows: all } = await target.query<{ n: number }>('SELECT count(*)::int AS n FROM public.messages');
+      expect(got).toEqual(want);
+      expect(all[0]!.n).toBe(want.rows);
+      const held = await blockCopyState(target, ID);
+      expect({ rows: held.rows, sum: held.sum.toString() }).toEqual(want);
+      expect(held.batches).toBe(batches.length);
+    }
+  });
+
+  it('tells an untouched source from one written to since the copy: an update, a delete or an insert, in the ranges or not', async () => {
+    await clearBlockCopy(target, shape, ID, HALF);
+    let snapshot: { xmin: string; tableRows: number } | undefined;
+    await copyByBlock(source, target, shape, {
+      id: ID,
+      ranges: HALF,
+      digest: 'hash',
+      batchSize: 500,
+      onStart: async (s) => {
+        snapshot = s;
+      },
+      onBatch: async () => true,
+    });
+    expect(snapshot!.tableRows).toBe(6000);
+    expect(await sourceUnchangedSince(source, shape, snapshot!)).toBe(true);
+    const writes = [
+      `UPDATE public.messages SET body = body || '!' WHERE room_id = 7 AND id = 3`,
+      `DELETE FROM public.messages WHERE room_id = 8 AND id = 4`,
+      `INSERT INTO public.messages (room_id, id, body) VALUES (100000, 1, 'new')`,
+    ];
+    const undo = [
+      `UPDATE public.messages SET body = left(body, -1) WHERE room_id = 7 AND id = 3`,
+      `INSERT INTO public.messages (room_id, id, body) SELECT 8, 4, 'message 4' || repeat('.', (8 % 9) * 20)`,
+      `DELETE FROM public.messages WHERE room_id = 100000`,
+    ];
+    for (const [i, write] of writes.entries()) {
+      await source.query(write);
+      expect(await sourceUnchangedSince(source, shape, snapshot!), write).toBe(false);
+      await source.query(undo[i]!);
+    }
+  });
+
+  it('cleanup deletes a span only while it holds exactly the rows copied, and records it as removed on the source', async () => {
+    await clearBlockCopy(target, shape, ID, HALF);
+    await fullCopy({ memo: true });
+    const batches = await recordedBatches(target, ID, -1);
+    expect(batches.length).toBeGreaterThan(3);
+    const before = await rangeChecksum(source, shape, HALF, 'hash');
+
+    // A row of the first batch's span changed since the copy: nothing of that span goes.
+    const { rows: victim } = await source.query<{ room_id: number; id: number }>(
+      `SELECT room_id, id FROM public.messages t WHERE t.ctid >= '(${batches[0]!.firstBlock},0)'::tid AND t.ctid < '(${batches[0]!.lastBlock + 1},0)'::tid
+          AND '{[0,2147483647]}'::int8multirange @> shardctl.route_hash(room_id::text) LIMIT 1`,
+    );
+    await source.query(`UPDATE public.messages SET body = body || ' (edited)' WHERE room_id = $1 AND id = $2`, [victim[0]!.room_id, victim[0]!.id]);
+    expect(await deleteBatches(source, shape, ID, HALF, 'hash', [batches[0]!], true)).toBeNull();
+    expect((await rangeChecksum(source, shape, HALF, 'hash')).rows).toBe(before.rows);
+
+    // Untouched spans go, two batches in one transaction, both with the memoized hash and without.
+    expect(await deleteBatches(source, shape, ID, HALF, 'hash', [batches[1]!, batches[2]!], true)).toBe(batches[1]!.rows + batches[2]!.rows);
+    expect(await deleteBatches(source, shape, ID, HALF, 'hash', [batches[3]!], false)).toBe(batches[3]!.rows);
+    const after = await rangeChecksum(source, shape, HALF, 'hash');
+    expect(after.rows).toBe(before.rows - batches[1]!.rows - batches[2]!.rows - batches[3]!.rows);
+    // Deleting a span again finds nothing of it: it does not match, and nothing else is touched.
+    expect(await deleteBatches(source, shape, ID, HALF, 'hash', [batches[1]!], true)).toBeNull();
+    expect(await removedState(source, ID)).toEqual({ lastBatch: batches[3]!.batchNo, rows: batches[1]!.rows + batches[2]!.rows + batches[3]!.rows });
+    // Rows outside the ranges in those spans are still there.
+    const { rows: outside } = await source.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM public.messages WHERE NOT '{[0,2147483647]}'::int8multirange @> shardctl.route_hash(room_id::text)`,
+    );
+    expect(outside[0]!.n).toBe(6000 - before.rows);
+  });
+
+  it('keysRepeat says no for unique keys and for a table without statistics', async () => {
+    await source.query(`CREATE TABLE public.users (id bigint PRIMARY KEY, name text)`);
+    const users = (await describeTable(source, { name: 'public.users', key: 'id' }))!;
+    expect(await keysRepeat(source, users)).toBe(false);
+    await source.query(`INSERT INTO public.users SELECT i, 'u' || i FROM generate_series(1, 2000) i`);
+    await source.query('ANALYZE public.users');
+    expect(await keysRepeat(source, users)).toBe(false);
+  });
+});
