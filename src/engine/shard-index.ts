@@ -24,8 +24,9 @@ export function routeHashIndexName(table: string): string {
  * `shard index`: creates (or drops) an expression index on
  * shardctl.route_hash(key::text) for every sharded table on every shard, with
  * CREATE INDEX CONCURRENTLY (no write lock on the table), lock_timeout and a
- * bounded number of retries. With it, the mover reads a move's ranges in hash
- * order by index instead of sorting, and resumes without rescanning.
+ * bounded number of retries. It serves range queries on the routing hash (the
+ * application's, or a DBA's); the mover does not use it yet: its range filter
+ * is a single int8multirange test, which a btree cannot serve.
  */
 export async function shardIndex(config: ShardctlConfig, run: RunInfo, options: { drop?: boolean; lockTimeoutMs?: number; retries?: number }): Promise<IndexReport> {
   return withMetadata(config, async (store) => {

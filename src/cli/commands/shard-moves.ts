@@ -181,7 +181,7 @@ export function registerShardMoveCommands(shard: Command): void {
 
   shard
     .command('index')
-    .description('create (CONCURRENTLY) the routing-hash expression index on every sharded table of every shard, so moves read ranges by index')
+    .description('create (CONCURRENTLY) the routing-hash expression index on every sharded table of every shard, for range queries on shardctl.route_hash(key::text)')
     .option('--drop', 'drop those indexes instead', false)
     .addHelpText('after', examples('shard index', 'shard index --drop --json'))
     .action(

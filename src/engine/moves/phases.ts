@@ -260,7 +260,8 @@ export async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: Move
       }
       progress.rowsLeft = await rowsLeftOnSource(ctx, move, table, progress);
       progress.cleanupDone = true;
-      await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupDone: true, rowsLeft: progress.rowsLeft });
+      // rowsDeleted too: a resumed block cleanup may have learnt it from the source's records alone.
+      await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupDone: true, rowsLeft: progress.rowsLeft, rowsDeleted: progress.rowsDeleted });
     }
     await withConnections([env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')], async (target, source) => {
       await forgetBatches(target!, plan.id, move.moveNo);
