@@ -101,15 +101,20 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
   const startedAt = Date.now();
   let rowsThisCall = 0;
   let resumedBlockCopy = false;
+  /** Progress in memory and in the journal, alike. */
+  const record = async (fields: Partial<Omit<TableProgress, 'table'>>) => {
+    Object.assign(progress, fields);
+    await env.journal.updateTable(plan.id, move.moveNo, table, fields);
+  };
   const attempt = () => withConnections([env.connect(move.source, 'shard move'), env.connect(move.target, 'shard move')], async (source, target) => {
     const shape = await env.shapeOn(source!, move.source, tableConfig);
     // A fresh move on PostgreSQL 14+ copies in physical order (no sort); decided once, journaled before it starts.
     const undecided = progress.copyOrder === 'hash' && progress.copyCursor < 0 && progress.rowsCopied === 0;
     if (undecided && move.mode === 'fresh' && (await supportsBlockCopy(source!))) {
-      progress.copyOrder = 'block';
-      await env.journal.updateTable(plan.id, move.moveNo, table, { copyOrder: 'block' });
+      await record({ copyOrder: 'block' });
     }
-    const onRows = async (rows: number, bytes: number): Promise<boolean> => {
+    const onRows = async (cursor: number, rows: number, bytes: number): Promise<boolean> => {
+      await record({ copyCursor: cursor, rowsCopied: progress.rowsCopied + rows, bytesCopied: progress.bytesCopied + bytes });
       rowsThisCall += rows;
       ctx.budget.add(rows);
       ctx.onCopied(rows, bytes);
@@ -125,8 +130,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
       resumedBlockCopy = held.batches > 0;
       if (held.batches > 0) {
         // A copy that spans runs was not read in one snapshot: verification reads the source in full.
-        Object.assign(progress, { copyCursor: held.lastBlock, rowsCopied: held.rows, bytesCopied: held.bytes, copySnapshotXmin: null, copyTableRows: null });
-        await env.journal.updateTable(plan.id, move.moveNo, table, { copyCursor: held.lastBlock, rowsCopied: held.rows, bytesCopied: held.bytes, copySnapshotXmin: null, copyTableRows: null });
+        await record({ copyCursor: held.lastBlock, rowsCopied: held.rows, bytesCopied: held.bytes, copySnapshotXmin: null, copyTableRows: null });
       }
       return copyByBlock(source!, target!, shape, {
         id,
@@ -134,17 +138,8 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
         digest: await chooseDigest(source!, target!, shape),
         batchSize: env.config.migration.batchSize,
         memo: await keysRepeat(source!, shape),
-        onStart: async (snapshot) => {
-          Object.assign(progress, { copySnapshotXmin: snapshot.xmin, copyTableRows: snapshot.tableRows });
-          await env.journal.updateTable(plan.id, move.moveNo, table, { copySnapshotXmin: snapshot.xmin, copyTableRows: snapshot.tableRows });
-        },
-        onBatch: async (batch) => {
-          progress.copyCursor = batch.lastBlock;
-          progress.rowsCopied += batch.rows;
-          progress.bytesCopied += batch.bytes;
-          await env.journal.updateTable(plan.id, move.moveNo, table, { copyCursor: batch.lastBlock, rowsCopied: progress.rowsCopied, bytesCopied: progress.bytesCopied });
-          return onRows(batch.rows, batch.bytes);
-        },
+        onStart: (snapshot) => record({ copySnapshotXmin: snapshot.xmin, copyTableRows: snapshot.tableRows }),
+        onBatch: (batch) => onRows(batch.lastBlock, batch.rows, batch.bytes),
       }).then((r) => ({ done: r.done, cursor: r.state.lastBlock }));
     }
     return copyRange(source!, target!, shape, {
@@ -153,13 +148,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
       cursor: progress.copyCursor,
       batchSize: env.config.migration.batchSize,
       workMem: env.config.migration.workMem,
-      onBatch: async (batch) => {
-        progress.copyCursor = batch.cursor;
-        progress.rowsCopied += batch.rows;
-        progress.bytesCopied += batch.bytes;
-        await env.journal.updateTable(plan.id, move.moveNo, table, { copyCursor: batch.cursor, rowsCopied: progress.rowsCopied, bytesCopied: progress.bytesCopied });
-        return onRows(batch.rows, batch.bytes);
-      },
+      onBatch: (batch) => onRows(batch.cursor, batch.rows, batch.bytes),
     });
   });
   let result: { done: boolean; cursor: number };
@@ -173,9 +162,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
       // under a paused copy: copy the table again from its first block (as verify would).
       if ((err as { code?: string }).code !== UNIQUE_VIOLATION || !resumedBlockCopy || restarts >= 2) throw err;
       await clearCopy(ctx, move, tableId(plan, move, table));
-      const reset = { copyCursor: -1, rowsCopied: 0, bytesCopied: 0, resyncs: progress.resyncs + 1, copySnapshotXmin: null, copyTableRows: null };
-      Object.assign(progress, reset);
-      await env.journal.updateTable(plan.id, move.moveNo, table, reset);
+      await record({ copyCursor: -1, rowsCopied: 0, bytesCopied: 0, resyncs: progress.resyncs + 1, copySnapshotXmin: null, copyTableRows: null });
     }
   }
   if (!result.done) return 'stopped';
