@@ -24,9 +24,11 @@ export function routeHashIndexName(table: string): string {
  * `shard index`: creates (or drops) an expression index on
  * shardctl.route_hash(key::text) for every sharded table on every shard, with
  * CREATE INDEX CONCURRENTLY (no write lock on the table), lock_timeout and a
- * bounded number of retries. It serves range queries on the routing hash (the
- * application's, or a DBA's); the mover does not use it yet: its range filter
- * is a single int8multirange test, which a btree cannot serve.
+ * bounded number of retries, then ANALYZE (statistics on the indexed
+ * expression). The mover then reads a move's ranges by this index (bitmap
+ * scans, see core/range-access.ts) instead of hashing every row of the table:
+ * copy, verification, cleanup of small moves, and the misplaced-row checks of
+ * `shard rebalance` and `shard verify`.
  */
 export async function shardIndex(config: ShardctlConfig, run: RunInfo, options: { drop?: boolean; lockTimeoutMs?: number; retries?: number }): Promise<IndexReport> {
   return withMetadata(config, async (store) => {
@@ -67,6 +69,8 @@ async function buildIndexes(store: MetadataStore, config: ShardctlConfig, run: R
           await retrying(options.retries ?? 3, () =>
             client!.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(index)} ON ${shape.sqlName} (${hashExpression(shape)})`),
           );
+          // Statistics on the indexed expression let the mover size its index reads (rangeAccessFor).
+          await client!.query(`ANALYZE ${shape.sqlName}`);
           tables.push({ table: table.name, index, status: 'created' });
         } catch (err) {
           tables.push({ table: table.name, index, status: 'error', error: (err as Error).message });

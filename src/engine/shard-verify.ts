@@ -3,6 +3,7 @@ import { isUnswitched } from '../core/move-state.js';
 import { rangesByShard } from '../core/move-plan.js';
 import { Ring } from '../core/ring.js';
 import { chooseDigest } from '../mover/table-shape.js';
+import { rangeAccessFor } from '../mover/range-access.js';
 import { countInRanges, misplacedByOwner, rangeChecksum } from '../mover/verify.js';
 import { mapWithConcurrency } from './concurrency.js';
 import { requireRing, withMetadata } from './metadata-session.js';
@@ -73,7 +74,8 @@ export async function shardVerify(config: ShardctlConfig): Promise<VerifyReport>
         for (const table of env.tables) {
           const shape = await env.shapeOn(source!, m.source, table);
           const digest = await chooseDigest(source!, target!, shape);
-          const [a, b] = await Promise.all([rangeChecksum(source!, shape, m.ranges, digest), rangeChecksum(target!, shape, m.ranges, digest)]);
+          const checksum = async (c: typeof source) => rangeChecksum(c!, shape, m.ranges, digest, false, await rangeAccessFor(c!, shape, m.ranges));
+          const [a, b] = await Promise.all([checksum(source), checksum(target)]);
           if (a.rows !== b.rows || a.sum !== b.sum) mismatches.push({ plan: active!.id, moveNo: m.moveNo, source: m.source, target: m.target, table: table.name, source_: a, target_: b });
         }
       });

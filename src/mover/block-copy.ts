@@ -4,6 +4,7 @@ import { multirangeLiteral, type Interval } from '../core/move-plan.js';
 import type { PgClient } from '../postgres/connect.js';
 import { quoteLiteral } from '../postgres/ident.js';
 import { BatchWriter } from './hash-stream.js';
+import { accessSettings, rangeTest, SCAN, type RangeAccess } from './range-access.js';
 import { columnList, hashExpression, memoHash, rowDigestValue, type RowDigestKind, type TableShape } from './table-shape.js';
 
 /**
@@ -108,8 +109,10 @@ export interface BlockCopyOptions {
   ranges: Interval[];
   digest: RowDigestKind;
   batchSize: number;
-  /** Hash once per distinct key (keysRepeat). */
+  /** Hash once per distinct key (keysRepeat); a scan only. */
   memo?: boolean;
+  /** Scan the table, or read the ranges by the routing-hash index (rangeAccessFor); a scan when absent. */
+  access?: RangeAccess;
   /**
    * Called before the first batch when the copy starts from the table's first
    * block: the snapshot the whole copy reads (its xmin) and the table's row
@@ -144,9 +147,15 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
     await options.onStart({ xmin: rows[0]!.xmin, tableRows: rows[0]!.n });
   }
   const from = state.lastBlock + 1;
+  const access = options.access ?? SCAN;
+  const memo = access.kind === 'scan' && options.memo;
+  // An index read is a bitmap heap scan: physical order as well, and no hash computed per row.
+  const settings = accessSettings(access, true);
+  if (settings) await source.query(settings);
+  const inRangesTest = memo ? inRanges(shape, options.ranges, 'x') : rangeTest(shape, options.ranges, access);
   const readSql = `COPY (SELECT (t.ctid::text::point)[0]::bigint, ${columnList(shape.columns, 't')}, ${rowDigestValue(shape, 't', options.digest)}
-                           FROM ${shape.sqlName} t ${options.memo ? memoHash(shape, 't', 'x') : ''}
-                          WHERE ${from > 0 ? `t.ctid >= '(${from},0)'::tid AND ` : ''}${inRanges(shape, options.ranges, options.memo ? 'x' : null)}) TO STDOUT`;
+                           FROM ${shape.sqlName} t ${memo ? memoHash(shape, 't', 'x') : ''}
+                          WHERE ${from > 0 ? `t.ctid >= '(${from},0)'::tid AND ` : ''}${inRangesTest}) TO STDOUT`;
   const writeSql = `COPY ${shape.sqlName} (${columnList(shape.columns)}) FROM STDIN`;
   const stream = source.query(copyTo(readSql));
   const splitter = new CopyRowSplitter();
@@ -269,17 +278,24 @@ export async function deleteBatches(
   digest: RowDigestKind,
   batches: BlockBatch[],
   memo = false,
+  access: RangeAccess = SCAN,
 ): Promise<number | null> {
   const rows = batches.reduce((n, b) => n + b.rows, 0);
   const sum = batches.reduce((n, b) => n + b.sum, 0n);
   await source.query('BEGIN');
   try {
     await source.query(`SELECT set_config('jit', 'off', true)`);
+    const settings = accessSettings(access, true);
+    if (settings) await source.query(settings);
     const span = `t.ctid >= '(${Math.trunc(batches[0]!.firstBlock)},0)'::tid AND t.ctid < '(${Math.trunc(batches.at(-1)!.lastBlock) + 1},0)'::tid`;
+    // By index the span only filters the move's rows; a scan reads the span (a TID range scan).
     // DELETE cannot join the table laterally to itself: with memo, the rows are found by ctid first.
-    const which = memo
-      ? `t.ctid = ANY (ARRAY(SELECT t.ctid FROM ${shape.sqlName} t ${memoHash(shape, 't', 'x')} WHERE ${span} AND ${inRanges(shape, ranges, 'x')}))`
-      : `${span} AND ${inRanges(shape, ranges)}`;
+    const which =
+      access.kind === 'index'
+        ? `${span} AND ${rangeTest(shape, ranges, access)}`
+        : memo
+          ? `t.ctid = ANY (ARRAY(SELECT t.ctid FROM ${shape.sqlName} t ${memoHash(shape, 't', 'x')} WHERE ${span} AND ${inRanges(shape, ranges, 'x')}))`
+          : `${span} AND ${inRanges(shape, ranges)}`;
     const { rows: found } = await source.query<{ n: number; sum: string }>(
       `WITH d AS (DELETE FROM ${shape.sqlName} t WHERE ${which}
                   RETURNING ${rowDigestValue(shape, 't', digest)} AS g)

@@ -1,9 +1,10 @@
 import type { Interval } from '../core/move-plan.js';
 import type { PgClient } from '../postgres/connect.js';
 import { quoteIdent } from '../postgres/ident.js';
-import { hashedRangeFilter, stagingTable } from './copy-range.js';
+import { rowsInRanges, stagingTable } from './copy-range.js';
+import { accessSettings, SCAN, type RangeAccess } from './range-access.js';
 import { streamByHash, type HashBatch, type HashStreamResult } from './hash-stream.js';
-import { columnList, hashedRows, rowDigest, type RowDigestKind, type TableShape } from './table-shape.js';
+import { columnList, rowDigest, type RowDigestKind, type TableShape } from './table-shape.js';
 
 export interface CleanupOptions {
   ranges: Interval[];
@@ -12,6 +13,8 @@ export interface CleanupOptions {
   cursor: number;
   batchSize: number;
   workMem?: string;
+  /** How the target reads the ranges (rangeAccessFor); a scan when absent. */
+  access?: RangeAccess;
   /** Called after each batch of deletes commits (`affected` = rows deleted); journal here. Return false to stop. */
   onBatch: (batch: HashBatch) => Promise<boolean>;
 }
@@ -31,9 +34,11 @@ export async function cleanupRange(target: PgClient, source: PgClient, shape: Ta
   await source.query(`CREATE TEMP TABLE IF NOT EXISTS ${confirm} AS SELECT ${pk}, ''::text AS shardctl_digest FROM ${shape.sqlName} WITH NO DATA`);
   await source.query(`TRUNCATE ${confirm}`);
   const match = shape.primaryKey.map((c) => `t.${quoteIdent(c.name)} = c.${quoteIdent(c.name)}`).join(' AND ');
+  const access = options.access ?? SCAN;
   return streamByHash(target, source, options.cursor, {
     readSql: `COPY (SELECT s.shardctl_h, ${columnList(shape.primaryKey, 's')}, ${rowDigest(shape, 's', options.digest)}
-                FROM ${hashedRows(shape)} WHERE ${hashedRangeFilter(options.ranges, options.cursor)} ORDER BY 1) TO STDOUT`,
+                FROM ${rowsInRanges(shape, options.ranges, options.cursor, access)} ORDER BY 1) TO STDOUT`,
+    readSettings: accessSettings(access, false),
     writeSql: `COPY ${confirm} (${pk}, shardctl_digest) FROM STDIN`,
     // A batch is a sliver of the table: delete by primary-key lookups. Left to itself the planner
     // hashes the work table and scans the whole source, computing every row's md5 (measured: 0.5 s

@@ -2,6 +2,7 @@ import { multirangeLiteral, type Interval, type MoveMode } from '../core/move-pl
 import type { PgClient } from '../postgres/connect.js';
 import { quoteIdent, quoteLiteral } from '../postgres/ident.js';
 import { streamByHash, type HashBatch, type HashStreamResult } from './hash-stream.js';
+import { accessSettings, rangeTest, SCAN, type RangeAccess } from './range-access.js';
 import { columnList, hashedRows, hashExpression, type TableShape } from './table-shape.js';
 
 export interface CopyRangeOptions {
@@ -11,6 +12,8 @@ export interface CopyRangeOptions {
   cursor: number;
   batchSize: number;
   workMem?: string;
+  /** How the source reads the ranges (rangeAccessFor); a scan when absent. */
+  access?: RangeAccess;
   /** Called after each batch is committed on the target; journal here. Return false to stop. */
   onBatch: (batch: HashBatch) => Promise<boolean>;
 }
@@ -33,6 +36,17 @@ export function hashedRangeFilter(ranges: Interval[], cursor: number): string {
 }
 
 /**
+ * `FROM … WHERE …` text for the rows of `ranges` above `cursor`, each with its
+ * hash as `s.shardctl_h`: every row hashed (scan), or only the ranges' rows
+ * read by the routing-hash index (run it under accessSettings).
+ */
+export function rowsInRanges(shape: TableShape, ranges: Interval[], cursor: number, access: RangeAccess): string {
+  if (access.kind === 'scan') return `${hashedRows(shape)} WHERE ${hashedRangeFilter(ranges, cursor)}`;
+  const above = cursor >= 0 ? ` WHERE s.shardctl_h > ${Math.trunc(cursor)}` : '';
+  return `(SELECT ${hashExpression(shape, 't')} AS shardctl_h, t.* FROM ${shape.sqlName} t WHERE ${rangeTest(shape, ranges, access)}) s${above}`;
+}
+
+/**
  * Copies a table's rows in `ranges` from source to target in hash order
  * (see streamByHash). In `fresh` mode the target does not own the ranges yet:
  * rows above the cursor there can only be a batch that committed before its
@@ -42,16 +56,18 @@ export function hashedRangeFilter(ranges: Interval[], cursor: number): string {
  */
 export async function copyRange(source: PgClient, target: PgClient, shape: TableShape, options: CopyRangeOptions): Promise<HashStreamResult> {
   const cols = columnList(shape.columns);
-  const readSql = `COPY (SELECT s.shardctl_h, ${columnList(shape.columns, 's')} FROM ${hashedRows(shape)} WHERE ${hashedRangeFilter(options.ranges, options.cursor)} ORDER BY 1) TO STDOUT`;
+  const access = options.access ?? SCAN;
+  const readSql = `COPY (SELECT s.shardctl_h, ${columnList(shape.columns, 's')} FROM ${rowsInRanges(shape, options.ranges, options.cursor, access)} ORDER BY 1) TO STDOUT`;
+  const read = { readSql, readSettings: accessSettings(access, false) };
   if (options.mode === 'fresh') {
     await target.query(`DELETE FROM ${shape.sqlName} WHERE ${rangeFilter(shape, options.ranges, options.cursor)}`);
-    return streamByHash(source, target, options.cursor, { readSql, writeSql: `COPY ${shape.sqlName} (${cols}) FROM STDIN`, batchSize: options.batchSize, ...(options.workMem ? { workMem: options.workMem } : {}), onBatch: options.onBatch });
+    return streamByHash(source, target, options.cursor, { ...read, writeSql: `COPY ${shape.sqlName} (${cols}) FROM STDIN`, batchSize: options.batchSize, ...(options.workMem ? { workMem: options.workMem } : {}), onBatch: options.onBatch });
   }
   const stage = stagingTable(shape, 'stage');
   await target.query(`CREATE TEMP TABLE IF NOT EXISTS ${stage} AS SELECT ${cols} FROM ${shape.sqlName} WITH NO DATA`);
   await target.query(`TRUNCATE ${stage}`);
   return streamByHash(source, target, options.cursor, {
-    readSql,
+    ...read,
     writeSql: `COPY ${stage} (${cols}) FROM STDIN`,
     // Empties the stage and adds what is new in one statement; its row count is the rows added.
     afterBatch: [`WITH staged AS (DELETE FROM ${stage} RETURNING *) INSERT INTO ${shape.sqlName} (${cols}) SELECT ${cols} FROM staged ON CONFLICT DO NOTHING`],

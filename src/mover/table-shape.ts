@@ -112,6 +112,12 @@ export async function keysRepeat(client: PgClient, shape: TableShape): Promise<b
   return fraction > 0 && fraction <= 0.3;
 }
 
+/** The table's row count from statistics (0 when never analysed). */
+export async function tableRowEstimate(client: PgClient, shape: TableShape): Promise<number> {
+  const { rows } = await client.query<{ n: number }>(`SELECT greatest(reltuples, 0)::float8 AS n FROM pg_class WHERE oid = to_regclass($1)`, [shape.sqlName]);
+  return rows[0]?.n ?? 0;
+}
+
 export function columnList(columns: Array<{ name: string }>, alias = ''): string {
   return columns.map((c) => `${alias ? `${alias}.` : ''}${quoteIdent(c.name)}`).join(', ');
 }

@@ -1,6 +1,7 @@
 import { multirangeLiteral, type Interval } from '../core/move-plan.js';
 import type { PgClient } from '../postgres/connect.js';
-import { hashedRows, rowDigestValue, type RowDigestKind, type TableShape } from './table-shape.js';
+import { queryWithAccess, rangeAccessFor, rangeTest, SCAN, type RangeAccess } from './range-access.js';
+import { hashedRows, hashExpression, rowDigestValue, type RowDigestKind, type TableShape } from './table-shape.js';
 
 export interface RangeChecksum {
   rows: number;
@@ -8,8 +9,19 @@ export interface RangeChecksum {
   sum: string;
 }
 
-/** Row count and order-independent checksum of a table's rows in `ranges`: equal on source and target means the same rows. */
-export async function rangeChecksum(client: PgClient, shape: TableShape, ranges: Interval[], digest: RowDigestKind, memo = false): Promise<RangeChecksum> {
+/**
+ * Row count and order-independent checksum of a table's rows in `ranges`: equal on source and target means the same rows.
+ * `memo` (keysRepeat) serves a scan; `access` may read the ranges by the routing-hash index instead (rangeAccessFor).
+ */
+export async function rangeChecksum(client: PgClient, shape: TableShape, ranges: Interval[], digest: RowDigestKind, memo = false, access: RangeAccess = SCAN): Promise<RangeChecksum> {
+  if (access.kind === 'index') {
+    const [r] = await queryWithAccess<{ rows: number; sum: string }>(
+      client,
+      access,
+      `SELECT count(*)::bigint AS rows, coalesce(sum(${rowDigestValue(shape, 't', digest)}), 0)::text AS sum FROM ${shape.sqlName} t WHERE ${rangeTest(shape, ranges, access)}`,
+    );
+    return { rows: r!.rows, sum: r!.sum };
+  }
   const { rows } = await client.query<{ rows: number; sum: string }>(
     `SELECT count(*)::bigint AS rows,
             coalesce(sum(${rowDigestValue(shape, 's', digest)}), 0)::text AS sum
@@ -21,8 +33,14 @@ export async function rangeChecksum(client: PgClient, shape: TableShape, ranges:
 }
 
 /** Rows of a table in `ranges` (e.g. rows left on a source after cleanup, or rows a shard holds for another). */
-export async function countInRanges(client: PgClient, shape: TableShape, ranges: Interval[]): Promise<number> {
+export async function countInRanges(client: PgClient, shape: TableShape, ranges: Interval[], given?: RangeAccess): Promise<number> {
   if (!ranges.length) return 0;
+  // Unless told, by the routing-hash index where it serves.
+  const access = given ?? (await rangeAccessFor(client, shape, ranges));
+  if (access.kind === 'index') {
+    const [r] = await queryWithAccess<{ n: number }>(client, access, `SELECT count(*)::bigint AS n FROM ${shape.sqlName} t WHERE ${rangeTest(shape, ranges, access)}`);
+    return r!.n;
+  }
   const { rows } = await client.query<{ n: number }>(
     `SELECT count(*)::bigint AS n FROM ${hashedRows(shape)} WHERE $1::int8multirange @> s.shardctl_h`,
     [multirangeLiteral(ranges)],
@@ -31,21 +49,39 @@ export async function countInRanges(client: PgClient, shape: TableShape, ranges:
 }
 
 /**
- * In one scan: how many rows of the table each other shard owns (the shard's
+ * In one read: how many rows of the table each other shard owns (the shard's
  * misplaced rows, by rightful owner). `owned` maps shard id → its ranges.
+ * With the routing-hash index (rangeAccessFor over the other shards' ranges)
+ * only misplaced rows are read, so an hourly check costs little on a
+ * well-placed shard; otherwise every row is hashed.
  */
 export async function misplacedByOwner(client: PgClient, shape: TableShape, self: string, owned: Map<string, Interval[]>): Promise<Map<string, number>> {
   const others = [...owned.entries()].filter(([id, ranges]) => id !== self && ranges.length);
   if (!others.length) return new Map();
+  const elsewhere = othersRanges(others);
+  const access = await rangeAccessFor(client, shape, elsewhere);
   const filters = others.map((_, i) => `count(*) FILTER (WHERE $${i + 1}::int8multirange @> s.shardctl_h)::bigint AS c${i}`);
-  const { rows } = await client.query<Record<string, number>>(
-    `SELECT ${filters.join(', ')} FROM ${hashedRows(shape)}`,
-    others.map(([, ranges]) => multirangeLiteral(ranges)),
-  );
+  const from =
+    access.kind === 'index'
+      ? `(SELECT ${hashExpression(shape, 't')} AS shardctl_h FROM ${shape.sqlName} t WHERE ${rangeTest(shape, elsewhere, access)}) s`
+      : hashedRows(shape);
+  const rows = await queryWithAccess<Record<string, number>>(client, access, `SELECT ${filters.join(', ')} FROM ${from}`, others.map(([, ranges]) => multirangeLiteral(ranges)));
   const out = new Map<string, number>();
   others.forEach(([id], i) => {
     const n = rows[0]![`c${i}`] ?? 0;
     if (n > 0) out.set(id, n);
   });
   return out;
+}
+
+/** Every range the other shards own, in order, adjacent ones joined (fewer index ranges to read). */
+function othersRanges(others: Array<[string, Interval[]]>): Interval[] {
+  const sorted = others.flatMap(([, ranges]) => ranges).sort((a, b) => a.start - b.start);
+  const joined: Interval[] = [];
+  for (const r of sorted) {
+    const last = joined.at(-1);
+    if (last && last.end + 1 >= r.start) last.end = Math.max(last.end, r.end);
+    else joined.push({ ...r });
+  }
+  return joined;
 }

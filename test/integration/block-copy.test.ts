@@ -35,7 +35,7 @@ describe('block-ordered copy', () => {
 
   beforeAll(async () => {
     dbs = [await createTestDatabase('sct_blk_src'), await createTestDatabase('sct_blk_tgt')];
-    [source, target] = await Promise.all(dbs.map((d) => connect(d.url, { label: d.name })));
+    [source, target] = (await Promise.all(dbs.map((d) => connect(d.url, { label: d.name })))) as [PgClient, PgClient];
     for (const c of [source, target]) {
       await c.query(SCHEMA_SQL);
       await installRoutingFunction(c);

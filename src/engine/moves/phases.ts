@@ -5,7 +5,9 @@ import type { MoveRecord, PlanRecord, TableProgress } from '../../metadata/journ
 import { blockCopyState, clearBlockCopy, copyByBlock, deleteBatches, forgetBatches, recordedBatches, removedState, sourceUnchangedSince, supportsBlockCopy, type MoveTableId } from '../../mover/block-copy.js';
 import { cleanupRange } from '../../mover/cleanup.js';
 import { copyRange } from '../../mover/copy-range.js';
-import { chooseDigest, keysRepeat } from '../../mover/table-shape.js';
+import { cleanupUsesIndex } from '../../core/range-access.js';
+import { rangeAccessFor, SCAN } from '../../mover/range-access.js';
+import { chooseDigest, keysRepeat, tableRowEstimate } from '../../mover/table-shape.js';
 import { countInRanges, rangeChecksum } from '../../mover/verify.js';
 import { withConnections, type MoveEnv } from './env.js';
 import type { ExecuteOptions } from './execute.js';
@@ -108,6 +110,8 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
   };
   const attempt = () => withConnections([env.connect(move.source, 'shard move'), env.connect(move.target, 'shard move')], async (source, target) => {
     const shape = await env.shapeOn(source!, move.source, tableConfig);
+    // By the routing-hash index where there is one (`shard index`): only the moving rows are read.
+    const access = await rangeAccessFor(source!, shape, move.ranges);
     // A fresh move on PostgreSQL 14+ copies in physical order (no sort); decided once, journaled before it starts.
     const undecided = progress.copyOrder === 'hash' && progress.copyCursor < 0 && progress.rowsCopied === 0;
     if (undecided && move.mode === 'fresh' && (await supportsBlockCopy(source!))) {
@@ -138,6 +142,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
         digest: await chooseDigest(source!, target!, shape),
         batchSize: env.config.migration.batchSize,
         memo: await keysRepeat(source!, shape),
+        access,
         onStart: (snapshot) => record({ copySnapshotXmin: snapshot.xmin, copyTableRows: snapshot.tableRows }),
         onBatch: (batch) => onRows(batch.lastBlock, batch.rows, batch.bytes),
       }).then((r) => ({ done: r.done, cursor: r.state.lastBlock }));
@@ -148,6 +153,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
       cursor: progress.copyCursor,
       batchSize: env.config.migration.batchSize,
       workMem: env.config.migration.workMem,
+      access,
       onBatch: (batch) => onRows(batch.cursor, batch.rows, batch.bytes),
     });
   });
@@ -205,12 +211,13 @@ async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord):
       const progress = move.tables.find((t) => t.table === table.name)!;
       const shape = await env.shapeOn(source!, move.source, table);
       const digest = await chooseDigest(source!, target!, shape);
+      const [sourceAccess, targetAccess] = await Promise.all([rangeAccessFor(source!, shape, move.ranges), rangeAccessFor(target!, shape, move.ranges)]);
       let s: { rows: number; sum: string };
       let t: { rows: number; sum: string };
       if (progress.copyOrder === 'block') {
         const snapshot = progress.copySnapshotXmin !== null && progress.copyTableRows !== null ? { xmin: progress.copySnapshotXmin, tableRows: progress.copyTableRows } : null;
         const [onTarget, unchanged] = await Promise.all([
-          rangeChecksum(target!, shape, move.ranges, digest, await keysRepeat(target!, shape)),
+          rangeChecksum(target!, shape, move.ranges, digest, await keysRepeat(target!, shape), targetAccess),
           snapshot ? sourceUnchangedSince(source!, shape, snapshot) : false,
         ]);
         t = onTarget;
@@ -219,10 +226,13 @@ async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord):
           // The target does not hold what was read: whatever the source says now, copy again.
           s = { rows: read.rows, sum: read.sum.toString() };
         } else {
-          s = unchanged ? { rows: read.rows, sum: read.sum.toString() } : await rangeChecksum(source!, shape, move.ranges, digest, await keysRepeat(source!, shape));
+          s = unchanged ? { rows: read.rows, sum: read.sum.toString() } : await rangeChecksum(source!, shape, move.ranges, digest, await keysRepeat(source!, shape), sourceAccess);
         }
       } else {
-        [s, t] = await Promise.all([rangeChecksum(source!, shape, move.ranges, digest), rangeChecksum(target!, shape, move.ranges, digest)]);
+        [s, t] = await Promise.all([
+          rangeChecksum(source!, shape, move.ranges, digest, false, sourceAccess),
+          rangeChecksum(target!, shape, move.ranges, digest, false, targetAccess),
+        ]);
       }
       await env.journal.updateTable(plan.id, move.moveNo, table.name, { sourceRows: s.rows, sourceSum: s.sum, targetRows: t.rows, targetSum: t.sum });
       if (s.rows !== t.rows || BigInt(s.sum) !== BigInt(t.sum)) mismatches.push(table.name);
@@ -287,14 +297,20 @@ async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecor
     // does not match is tried again batch by batch, so only the batches that differ are left.
     const pending = await recordedBatches(target!, id, after);
     const groupRows = env.config.migration.batchSize * CLEANUP_GROUP;
+    // By index, each group reads the whole move's index ranges: worth it only for few groups of a small share.
+    const pendingRows = pending.reduce((n, b) => n + b.rows, 0);
+    const groups = Math.ceil(pendingRows / groupRows);
+    const fraction = pendingRows / Math.max(1, await tableRowEstimate(source!, shape));
+    const byIndex = await rangeAccessFor(source!, shape, move.ranges);
+    const access = cleanupUsesIndex(byIndex, groups, fraction) ? byIndex : SCAN;
     while (pending.length) {
       const group = [pending.shift()!];
       while (pending.length && group.reduce((n, b) => n + b.rows, 0) + pending[0]!.rows <= groupRows) group.push(pending.shift()!);
-      let deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo);
+      let deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access);
       if (deleted === null && group.length > 1) {
         pending.unshift(...group.slice(1));
         group.length = 1;
-        deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo);
+        deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access);
       }
       if (deleted === null) progress.cleanupMismatches++;
       else progress.rowsDeleted += deleted;
@@ -328,6 +344,7 @@ async function cleanupRows(ctx: MoveContext, plan: PlanRecord, move: MoveRecord,
       cursor: progress.cleanupCursor,
       batchSize: env.config.migration.batchSize,
       workMem: env.config.migration.workMem,
+      access: await rangeAccessFor(target!, shape, move.ranges),
       onBatch: async (batch) => {
         progress.cleanupCursor = batch.cursor;
         progress.rowsDeleted += batch.affected;
