@@ -181,7 +181,9 @@ export function registerShardMoveCommands(shard: Command): void {
 
   shard
     .command('index')
-    .description('create (CONCURRENTLY) the routing-hash expression index on every sharded table of every shard, for range queries on shardctl.route_hash(key::text)')
+    .description(
+      'create (CONCURRENTLY, then ANALYZE) an index on shardctl.route_hash(key::text) for every sharded table on every shard: moves, `shard verify` and the hourly misplaced-row check then read only the rows in their hash ranges instead of hashing every row',
+    )
     .option('--drop', 'drop those indexes instead', false)
     .addHelpText('after', examples('shard index', 'shard index --drop --json'))
     .action(
