@@ -13,7 +13,8 @@
 // Every run is checked (rows and checksum on the target, nothing left in the
 // moved ranges on the sources) so none is faster by being wrong.
 // Then shardctl alone on BENCH_MOVE_RSS_ROWS rows, for peak RSS against row
-// count. Prints JSON lines.
+// count, with the highest RSS in each quarter of a run (a plateau, or growth
+// with the rows moved). Prints JSON lines.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -219,21 +220,32 @@ async function runShardctl(cl) {
   let poll;
   const startedMs = Date.now();
   const t0 = process.hrtime.bigint();
+  // RSS over the run (Linux /proc), to tell a plateau from growth with the rows moved.
+  const samples = [];
+  let sampler;
   const r = await run(useTime ? GNU_TIME : 'node', useTime ? ['-f', 'BENCH_MAXRSS_KB=%M BENCH_CPU=%U+%S', 'node', ...args] : args, {
     allowFail: true,
     onSpawn: (child) => {
-      if (useTime) return;
-      poll = setInterval(() => {
+      const nodePid = () => {
+        if (!useTime) return child.pid;
+        try { return Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]) || null; } catch { return null; }
+      };
+      sampler = setInterval(() => {
         try {
-          const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-          if (m) hwmKb = Math.max(hwmKb, Number(m[1]));
-        } catch { /* exited */ }
-      }, 20);
+          const pid = nodePid();
+          if (!pid) return;
+          const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+          const rss = /VmRSS:\s+(\d+) kB/.exec(status);
+          if (rss) samples.push({ ms: Date.now() - startedMs, kb: Number(rss[1]) });
+          const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
+          if (hwm && !useTime) hwmKb = Math.max(hwmKb, Number(hwm[1]));
+        } catch { /* not started, or exited */ }
+      }, useTime ? 250 : 20);
     },
   });
   const wall = seconds(t0);
   const endedMs = Date.now();
-  clearInterval(poll);
+  clearInterval(sampler);
   if (r.code !== 0) throw new Error(`shard add exited ${r.code}: ${r.stdout.slice(-2000)} ${r.stderr.slice(-3000)}`);
   const lines = r.stderr.split('\n');
   let cpuSeconds = null;
@@ -244,7 +256,20 @@ async function runShardctl(cl) {
   }
   const execution = JSON.parse(r.stdout).data.execution;
   if (execution.status !== 'done') throw new Error(`shard add ended ${execution.status}`);
-  return { wall, peakRssMb: +(hwmKb / 1024).toFixed(1), cpuSeconds, execution, phases: phasesOf(lines, startedMs, endedMs) };
+  // The highest RSS seen in each quarter of the run.
+  const runMs = endedMs - startedMs;
+  const rssByQuarterMb = [0, 1, 2, 3].map((q) => {
+    const inQuarter = samples.filter((x) => x.ms >= (q * runMs) / 4 && x.ms < ((q + 1) * runMs) / 4);
+    return inQuarter.length ? +(Math.max(...inQuarter.map((x) => x.kb)) / 1024).toFixed(1) : null;
+  });
+  return { wall, peakRssMb: +(hwmKb / 1024).toFixed(1), rssByQuarterMb, cpuSeconds, execution, phases: phasesOf(lines, startedMs, endedMs) };
+}
+
+/** The highest RSS of a run's second half over its first half's (1.0: a plateau). */
+function lateGrowth(quarters) {
+  const [a, b, c, d] = quarters.map((q) => q ?? 0);
+  const early = Math.max(a, b);
+  return early > 0 ? +(Math.max(c, d) / early).toFixed(3) : null;
 }
 
 /** Where the time went, from the move-state debug lines (`-v --log-format json`). */
@@ -396,7 +421,8 @@ export async function benchMove() {
       const line = {
         bench: 'move', impl: r.impl, rows, bytes, totalRows: ds.totalRows, sources: 2,
         seconds: +r.seconds.toFixed(2), rowsPerSec: Math.round(rate(r)), mbPerSec: +(bytes / 1e6 / r.seconds).toFixed(2),
-        peakRssMb: r.peakRssMb ?? null, ...(r.cpuSeconds != null ? { nodeCpuSeconds: r.cpuSeconds } : {}), loadAvg1m: r.loadAvg1m,
+        peakRssMb: r.peakRssMb ?? null, ...(r === shardctlRun ? { rssByQuarterMb: sc.rssByQuarterMb } : {}),
+        ...(r.cpuSeconds != null ? { nodeCpuSeconds: r.cpuSeconds } : {}), loadAvg1m: r.loadAvg1m,
         ratioToRawPipe: pipe ? +(rate(r) / rate(pipe)).toFixed(2) : null,
         ratioToRawPipeSequential: pipeSeq ? +(rate(r) / rate(pipeSeq)).toFixed(2) : null,
         ratioToNaive: naive ? +(rate(r) / rate(naive)).toFixed(2) : null,
@@ -425,10 +451,12 @@ export async function benchMove() {
       const line = {
         bench: 'move.rss', impl: 'shardctl shard add', rows: big.expect.moved, bytes: big.expect.bytes, totalRows: big.totalRows,
         seconds: +bsc.wall.toFixed(2), rowsPerSec: Math.round(big.expect.moved / bsc.wall), mbPerSec: +(big.expect.bytes / 1e6 / bsc.wall).toFixed(2),
-        peakRssMb: bsc.peakRssMb, loadAvg1m: +Math.max(bigLoad, os.loadavg()[0]).toFixed(2),
-        baseline: { rows, peakRssMb: sc.peakRssMb, rowsPerSec: Math.round(rate(shardctlRun)) },
+        peakRssMb: bsc.peakRssMb, rssByQuarterMb: bsc.rssByQuarterMb, loadAvg1m: +Math.max(bigLoad, os.loadavg()[0]).toFixed(2),
+        baseline: { rows, peakRssMb: sc.peakRssMb, rssByQuarterMb: sc.rssByQuarterMb, rowsPerSec: Math.round(rate(shardctlRun)) },
         goal: 'peak RSS < 200 MB, and no higher than at the baseline row count (5% tolerance for GC timing)',
         meetsGoal: bsc.peakRssMb < 200 && bsc.peakRssMb <= sc.peakRssMb * 1.05,
+        // Within the long run: does RSS keep growing as rows move (last half against first half)?
+        growthInRun: lateGrowth(bsc.rssByQuarterMb),
         phases: bsc.phases,
       };
       console.log(JSON.stringify(line));
