@@ -12,7 +12,8 @@ export const SCAN: RangeAccess = { kind: 'scan' };
  * How to read `ranges` of the table on this server (see chooseRangeAccess):
  * by the routing-hash index when the planner can use one for the ranges (any
  * valid btree on shardctl.route_hash(key::text) first, e.g. `shard index`'s)
- * and its bitmap fits in work_mem; else a scan.
+ * and its bitmap fits in work_mem; else a scan. Call it outside a
+ * transaction: it asks the planner in one of its own.
  */
 export async function rangeAccessFor(client: PgClient, shape: TableShape, ranges: Interval[]): Promise<RangeAccess> {
   if (!ranges.length) return SCAN;
