@@ -1,11 +1,11 @@
 import { to as copyTo } from 'pg-copy-streams';
 import { CopyRowSplitter } from '../core/copy-text.js';
 import { multirangeLiteral, type Interval } from '../core/move-plan.js';
-import type { PgClient } from '../postgres/connect.js';
+import { inTransaction, type PgClient } from '../postgres/connect.js';
 import { quoteLiteral } from '../postgres/ident.js';
 import { BatchWriter } from './hash-stream.js';
 import { accessSettings, rangeTest, SCAN, type RangeAccess } from './range-access.js';
-import { columnList, hashExpression, memoHash, rowDigestValue, type RowDigestKind, type TableShape } from './table-shape.js';
+import { columnList, memoHash, rowDigestValue, type RowDigestKind, type TableShape } from './table-shape.js';
 
 /**
  * The fast path of a fresh move: rows are read in the source's physical
@@ -87,16 +87,11 @@ export async function recordedBatches(target: PgClient, id: MoveTableId, afterBa
 
 /** Removes a table's copy from the target (its rows in the ranges and its batch records), in one transaction. */
 export async function clearBlockCopy(target: PgClient, shape: TableShape, id: MoveTableId, ranges: Interval[]): Promise<number> {
-  await target.query('BEGIN');
-  try {
-    const { rowCount } = await target.query(`DELETE FROM ${shape.sqlName} t WHERE ${inRanges(shape, ranges)}`);
+  return inTransaction(target, async () => {
+    const { rowCount } = await target.query(`DELETE FROM ${shape.sqlName} t WHERE ${rangeTest(shape, ranges, 'scan')}`);
     await target.query(`DELETE FROM shardctl.move_batches WHERE ${BY_ID}`, idValues(id));
-    await target.query('COMMIT');
     return rowCount ?? 0;
-  } catch (err) {
-    await target.query('ROLLBACK').catch(() => {});
-    throw err;
-  }
+  });
 }
 
 /** Drops a finished (or aborted) move's batch records from a shard (its target, or its source). */
@@ -152,7 +147,7 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
   // An index read is a bitmap heap scan: physical order as well, and no hash computed per row.
   const settings = accessSettings(access, true);
   if (settings) await source.query(settings);
-  const inRangesTest = memo ? inRanges(shape, options.ranges, 'x') : rangeTest(shape, options.ranges, access);
+  const inRangesTest = memo ? memoInRanges(options.ranges) : rangeTest(shape, options.ranges, access.kind);
   const readSql = `COPY (SELECT (t.ctid::text::point)[0]::bigint, ${columnList(shape.columns, 't')}, ${rowDigestValue(shape, 't', options.digest)}
                            FROM ${shape.sqlName} t ${memo ? memoHash(shape, 't', 'x') : ''}
                           WHERE ${from > 0 ? `t.ctid >= '(${from},0)'::tid AND ` : ''}${inRangesTest}) TO STDOUT`;
@@ -291,11 +286,9 @@ export async function deleteBatches(
     // By index the span only filters the move's rows; a scan reads the span (a TID range scan).
     // DELETE cannot join the table laterally to itself: with memo, the rows are found by ctid first.
     const which =
-      access.kind === 'index'
-        ? `${span} AND ${rangeTest(shape, ranges, access)}`
-        : memo
-          ? `t.ctid = ANY (ARRAY(SELECT t.ctid FROM ${shape.sqlName} t ${memoHash(shape, 't', 'x')} WHERE ${span} AND ${inRanges(shape, ranges, 'x')}))`
-          : `${span} AND ${inRanges(shape, ranges)}`;
+      memo && access.kind === 'scan'
+        ? `t.ctid = ANY (ARRAY(SELECT t.ctid FROM ${shape.sqlName} t ${memoHash(shape, 't', 'x')} WHERE ${span} AND ${memoInRanges(ranges)}))`
+        : `${span} AND ${rangeTest(shape, ranges, access.kind)}`;
     const { rows: found } = await source.query<{ n: number; sum: string }>(
       `WITH d AS (DELETE FROM ${shape.sqlName} t WHERE ${which}
                   RETURNING ${rowDigestValue(shape, 't', digest)} AS g)
@@ -356,7 +349,7 @@ export async function sourceUnchangedSince(source: PgClient, shape: TableShape, 
   return rows[0]!.n === snapshot.tableRows && rows[0]!.fresh === 0;
 }
 
-/** The row's hash is in the ranges: computed on `t`, or taken from memoHash's `<memo>.shardctl_h`. */
-function inRanges(shape: TableShape, ranges: Interval[], memo: string | null = null): string {
-  return `${quoteLiteral(multirangeLiteral(ranges))}::int8multirange @> ${memo ? `${memo}.shardctl_h` : hashExpression(shape, 't')}`;
+/** The row's hash, taken from memoHash's `x.shardctl_h`, is in the ranges. */
+function memoInRanges(ranges: Interval[]): string {
+  return `${quoteLiteral(multirangeLiteral(ranges))}::int8multirange @> x.shardctl_h`;
 }

@@ -36,14 +36,15 @@ export function hashedRangeFilter(ranges: Interval[], cursor: number): string {
 }
 
 /**
- * `FROM … WHERE …` text for the rows of `ranges` above `cursor`, each with its
- * hash as `s.shardctl_h`: every row hashed (scan), or only the ranges' rows
- * read by the routing-hash index (run it under accessSettings).
+ * `FROM … WHERE …` text for the rows of `ranges` above `cursor` (-1: all), as
+ * `s` with the hash as `s.shardctl_h`: every row hashed (scan; once per key
+ * with `memo`), or only the ranges' rows read by the routing-hash index (run
+ * it under accessSettings, e.g. with queryWithAccess).
  */
-export function rowsInRanges(shape: TableShape, ranges: Interval[], cursor: number, access: RangeAccess): string {
-  if (access.kind === 'scan') return `${hashedRows(shape)} WHERE ${hashedRangeFilter(ranges, cursor)}`;
+export function rowsInRanges(shape: TableShape, ranges: Interval[], cursor: number, access: RangeAccess, memo = false): string {
+  if (access.kind === 'scan') return `${hashedRows(shape, memo)} WHERE ${hashedRangeFilter(ranges, cursor)}`;
   const above = cursor >= 0 ? ` WHERE s.shardctl_h > ${Math.trunc(cursor)}` : '';
-  return `(SELECT ${hashExpression(shape, 't')} AS shardctl_h, t.* FROM ${shape.sqlName} t WHERE ${rangeTest(shape, ranges, access)}) s${above}`;
+  return `(SELECT ${hashExpression(shape, 't')} AS shardctl_h, t.* FROM ${shape.sqlName} t WHERE ${rangeTest(shape, ranges, access.kind)}) s${above}`;
 }
 
 /**

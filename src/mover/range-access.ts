@@ -1,6 +1,6 @@
 import { chooseRangeAccess, MAX_INDEX_RANGES, type RangeAccess } from '../core/range-access.js';
 import { multirangeLiteral, type Interval } from '../core/move-plan.js';
-import type { PgClient } from '../postgres/connect.js';
+import { inTransaction, type PgClient } from '../postgres/connect.js';
 import { parseQualifiedName, quoteLiteral } from '../postgres/ident.js';
 import { hashExpression, type TableShape } from './table-shape.js';
 
@@ -55,7 +55,7 @@ async function planRangeRead(client: PgClient, shape: TableShape, ranges: Interv
   try {
     await client.query(`SELECT set_config('enable_seqscan', 'off', true)`);
     const { rows } = await client.query<{ 'QUERY PLAN': Array<{ Plan: { 'Plan Rows': number } }> }>(
-      `EXPLAIN (FORMAT JSON) SELECT 1 FROM ${shape.sqlName} t WHERE ${rangeTest(shape, ranges, { kind: 'index', workMemKb: 0 })}`,
+      `EXPLAIN (FORMAT JSON) SELECT 1 FROM ${shape.sqlName} t WHERE ${rangeTest(shape, ranges, 'index')}`,
     );
     const plan = rows[0]!['QUERY PLAN'];
     return { usesIndex: /"Index Cond"/.test(JSON.stringify(plan)), rows: plan[0]!.Plan['Plan Rows'] };
@@ -89,10 +89,10 @@ export function accessSettings(access: RangeAccess, local: boolean): string | nu
  * on the indexed expression (one index range each) for an index read.
  * COPY takes no bind parameters: the text is built from integers only.
  */
-export function rangeTest(shape: TableShape, ranges: Interval[], access: RangeAccess, alias = 't'): string {
+export function rangeTest(shape: TableShape, ranges: Interval[], kind: RangeAccess['kind'], alias = 't'): string {
   if (!ranges.length) return 'false';
   const hash = hashExpression(shape, alias);
-  if (access.kind === 'scan') return `${quoteLiteral(multirangeLiteral(ranges))}::int8multirange @> ${hash}`;
+  if (kind === 'scan') return `${quoteLiteral(multirangeLiteral(ranges))}::int8multirange @> ${hash}`;
   return `(${ranges.map((r) => `${hash} BETWEEN ${Math.trunc(r.start)} AND ${Math.trunc(r.end)}`).join(' OR ')})`;
 }
 
@@ -100,14 +100,8 @@ export function rangeTest(shape: TableShape, ranges: Interval[], access: RangeAc
 export async function queryWithAccess<R extends Record<string, unknown>>(client: PgClient, access: RangeAccess, text: string, values: unknown[] = []): Promise<R[]> {
   const settings = accessSettings(access, true);
   if (!settings) return (await client.query<R>(text, values)).rows;
-  await client.query('BEGIN');
-  try {
+  return inTransaction(client, async () => {
     await client.query(settings);
-    const { rows } = await client.query<R>(text, values);
-    await client.query('COMMIT');
-    return rows;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  }
+    return (await client.query<R>(text, values)).rows;
+  });
 }

@@ -1,7 +1,8 @@
 import { multirangeLiteral, type Interval } from '../core/move-plan.js';
 import type { PgClient } from '../postgres/connect.js';
-import { queryWithAccess, rangeAccessFor, rangeTest, SCAN, type RangeAccess } from './range-access.js';
-import { hashedRows, hashExpression, rowDigestValue, type RowDigestKind, type TableShape } from './table-shape.js';
+import { rowsInRanges } from './copy-range.js';
+import { queryWithAccess, rangeAccessFor, SCAN, type RangeAccess } from './range-access.js';
+import { rowDigestValue, type RowDigestKind, type TableShape } from './table-shape.js';
 
 export interface RangeChecksum {
   rows: number;
@@ -14,22 +15,12 @@ export interface RangeChecksum {
  * `memo` (keysRepeat) serves a scan; `access` may read the ranges by the routing-hash index instead (rangeAccessFor).
  */
 export async function rangeChecksum(client: PgClient, shape: TableShape, ranges: Interval[], digest: RowDigestKind, memo = false, access: RangeAccess = SCAN): Promise<RangeChecksum> {
-  if (access.kind === 'index') {
-    const [r] = await queryWithAccess<{ rows: number; sum: string }>(
-      client,
-      access,
-      `SELECT count(*)::bigint AS rows, coalesce(sum(${rowDigestValue(shape, 't', digest)}), 0)::text AS sum FROM ${shape.sqlName} t WHERE ${rangeTest(shape, ranges, access)}`,
-    );
-    return { rows: r!.rows, sum: r!.sum };
-  }
-  const { rows } = await client.query<{ rows: number; sum: string }>(
-    `SELECT count(*)::bigint AS rows,
-            coalesce(sum(${rowDigestValue(shape, 's', digest)}), 0)::text AS sum
-       FROM ${hashedRows(shape, memo)}
-      WHERE $1::int8multirange @> s.shardctl_h`,
-    [multirangeLiteral(ranges)],
+  const [r] = await queryWithAccess<{ rows: number; sum: string }>(
+    client,
+    access,
+    `SELECT count(*)::bigint AS rows, coalesce(sum(${rowDigestValue(shape, 's', digest)}), 0)::text AS sum FROM ${rowsInRanges(shape, ranges, -1, access, memo)}`,
   );
-  return { rows: rows[0]!.rows, sum: rows[0]!.sum };
+  return { rows: r!.rows, sum: r!.sum };
 }
 
 /** Rows of a table in `ranges` (e.g. rows left on a source after cleanup, or rows a shard holds for another). */
@@ -37,15 +28,8 @@ export async function countInRanges(client: PgClient, shape: TableShape, ranges:
   if (!ranges.length) return 0;
   // Unless told, by the routing-hash index where it serves.
   const access = given ?? (await rangeAccessFor(client, shape, ranges));
-  if (access.kind === 'index') {
-    const [r] = await queryWithAccess<{ n: number }>(client, access, `SELECT count(*)::bigint AS n FROM ${shape.sqlName} t WHERE ${rangeTest(shape, ranges, access)}`);
-    return r!.n;
-  }
-  const { rows } = await client.query<{ n: number }>(
-    `SELECT count(*)::bigint AS n FROM ${hashedRows(shape)} WHERE $1::int8multirange @> s.shardctl_h`,
-    [multirangeLiteral(ranges)],
-  );
-  return rows[0]!.n;
+  const [r] = await queryWithAccess<{ n: number }>(client, access, `SELECT count(*)::bigint AS n FROM ${rowsInRanges(shape, ranges, -1, access)}`);
+  return r!.n;
 }
 
 /**
@@ -61,11 +45,12 @@ export async function misplacedByOwner(client: PgClient, shape: TableShape, self
   const elsewhere = othersRanges(others);
   const access = await rangeAccessFor(client, shape, elsewhere);
   const filters = others.map((_, i) => `count(*) FILTER (WHERE $${i + 1}::int8multirange @> s.shardctl_h)::bigint AS c${i}`);
-  const from =
-    access.kind === 'index'
-      ? `(SELECT ${hashExpression(shape, 't')} AS shardctl_h FROM ${shape.sqlName} t WHERE ${rangeTest(shape, elsewhere, access)}) s`
-      : hashedRows(shape);
-  const rows = await queryWithAccess<Record<string, number>>(client, access, `SELECT ${filters.join(', ')} FROM ${from}`, others.map(([, ranges]) => multirangeLiteral(ranges)));
+  const rows = await queryWithAccess<Record<string, number>>(
+    client,
+    access,
+    `SELECT ${filters.join(', ')} FROM ${rowsInRanges(shape, elsewhere, -1, access)}`,
+    others.map(([, ranges]) => multirangeLiteral(ranges)),
+  );
   const out = new Map<string, number>();
   others.forEach(([id], i) => {
     const n = rows[0]![`c${i}`] ?? 0;

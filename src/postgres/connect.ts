@@ -4,6 +4,19 @@ import { OperationError } from '../errors.js';
 
 export type PgClient = pg.Client;
 
+/** Runs `fn` in a transaction on `client`: COMMIT when it returns, ROLLBACK when it throws. */
+export async function inTransaction<T>(client: PgClient, fn: () => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const result = await fn();
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
 export interface ConnectOptions {
   /** Shown in pg_stat_activity, and how a held lock names its holder. */
   applicationName?: string;

@@ -13,9 +13,7 @@ import {
 import { describeTable, keysRepeat, type TableShape } from '../../src/mover/table-shape.js';
 import { rangeChecksum } from '../../src/mover/verify.js';
 import { connect, type PgClient } from '../../src/postgres/connect.js';
-import { installRoutingFunction } from '../../src/postgres/routing-function.js';
-import { createTestDatabase, type TestDatabase } from '../support/databases.js';
-import { SCHEMA_SQL } from '../support/dataset.js';
+import { closeMoverPair, moverPair, type MoverPair } from '../support/mover-pair.js';
 
 /*
  * The physical-order copy and its batch records, on real servers: what the
@@ -28,28 +26,19 @@ const HALF: Interval[] = [{ start: 0, end: 2 ** 31 - 1 }];
 const ID = { planId: 'p-test', moveNo: 1, table: 'public.messages' };
 
 describe('block-ordered copy', () => {
-  let dbs: TestDatabase[] = [];
   let source: PgClient;
   let target: PgClient;
   let shape: TableShape;
 
+  let pair: Partial<MoverPair> = {};
+
   beforeAll(async () => {
-    dbs = [await createTestDatabase('sct_blk_src'), await createTestDatabase('sct_blk_tgt')];
-    [source, target] = (await Promise.all(dbs.map((d) => connect(d.url, { label: d.name })))) as [PgClient, PgClient];
-    for (const c of [source, target]) {
-      await c.query(SCHEMA_SQL);
-      await installRoutingFunction(c);
-    }
-    // 300 rooms of 20 messages, each room's rows scattered over the heap (loaded message by message).
-    await source.query(
-      `INSERT INTO public.messages (room_id, id, body) SELECT r, m, 'message ' || m || repeat('.', (r % 9) * 20) FROM generate_series(1, 20) m, generate_series(1, 300) r`,
-    );
-    await source.query('ANALYZE public.messages');
-    shape = (await describeTable(source, { name: 'public.messages', key: 'room_id' }))!;
+    pair = await moverPair('sct_blk');
+    ({ source, target, shape } = pair as MoverPair);
   });
   afterAll(async () => {
-    await Promise.all([source, target].map((c) => c?.end().catch(() => {})));
-    for (const d of dbs) await d.drop();
+    // The tests reconnect the source: close the clients they left, then drop.
+    await closeMoverPair(pair, [source, target]);
   });
 
   async function fullCopy(options: { memo: boolean; stopAfter?: number }): Promise<{ starts: number; batches: BlockBatch[] }> {
@@ -75,7 +64,7 @@ describe('block-ordered copy', () => {
       expect(first.done).toBe(false);
       // A stopped copy leaves the source's connection mid-COPY: the engine closes it; here, a new one.
       await source.end();
-      source = await connect(dbs[0]!.url, { label: dbs[0]!.name });
+      source = await connect(pair.dbs![0]!.url, { label: pair.dbs![0]!.name });
     }
     expect((await run(-1)).done).toBe(true);
     return { starts, batches };

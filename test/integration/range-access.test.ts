@@ -1,14 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Interval } from '../../src/core/move-plan.js';
+import { multirangeLiteral, type Interval } from '../../src/core/move-plan.js';
 import { blockCopyState, clearBlockCopy, copyByBlock, deleteBatches, recordedBatches, type BlockBatch } from '../../src/mover/block-copy.js';
 import { copyRange } from '../../src/mover/copy-range.js';
 import { rangeAccessFor, SCAN, type RangeAccess } from '../../src/mover/range-access.js';
-import { describeTable, type TableShape } from '../../src/mover/table-shape.js';
+import type { TableShape } from '../../src/mover/table-shape.js';
 import { countInRanges, misplacedByOwner, rangeChecksum } from '../../src/mover/verify.js';
 import { connect, type PgClient } from '../../src/postgres/connect.js';
-import { installRoutingFunction } from '../../src/postgres/routing-function.js';
-import { createTestDatabase, type TestDatabase } from '../support/databases.js';
-import { SCHEMA_SQL } from '../support/dataset.js';
+import { closeMoverPair, moverPair, type MoverPair } from '../support/mover-pair.js';
 
 /*
  * Reading a move's ranges by the routing-hash index (`shard index`) instead of
@@ -23,7 +21,6 @@ const ID = { planId: 'p-index', moveNo: 1, table: 'public.messages' };
 const INDEX = 'messages_shardctl_route_hash';
 
 describe('reading hash ranges by the routing-hash index', () => {
-  let dbs: TestDatabase[] = [];
   let source: PgClient;
   let target: PgClient;
   let shape: TableShape;
@@ -36,23 +33,15 @@ describe('reading hash ranges by the routing-hash index', () => {
     return rows[0]!.n;
   }
 
+  let pair: Partial<MoverPair> = {};
+
   beforeAll(async () => {
-    dbs = [await createTestDatabase('sct_idx_src'), await createTestDatabase('sct_idx_tgt')];
-    [source, target] = (await Promise.all(dbs.map((d) => connect(d.url, { label: d.name })))) as [PgClient, PgClient];
-    for (const c of [source, target]) {
-      await c.query(SCHEMA_SQL);
-      await installRoutingFunction(c);
-    }
-    // 300 rooms of 20 messages, each room's rows scattered over the heap.
-    await source.query(
-      `INSERT INTO public.messages (room_id, id, body) SELECT r, m, 'message ' || m || repeat('.', (r % 9) * 20) FROM generate_series(1, 20) m, generate_series(1, 300) r`,
-    );
-    await source.query('ANALYZE public.messages');
-    shape = (await describeTable(source, { name: 'public.messages', key: 'room_id' }))!;
+    pair = await moverPair('sct_idx');
+    ({ source, target, shape } = pair as MoverPair);
   });
   afterAll(async () => {
-    await Promise.all([source, target].map((c) => c?.end().catch(() => {})));
-    for (const d of dbs) await d.drop();
+    // The tests reconnect the source: close the clients they left, then drop.
+    await closeMoverPair(pair, [source, target]);
   });
 
   it('is chosen only when the planner can use an index on the routing hash for the ranges', async () => {
@@ -117,7 +106,7 @@ describe('reading hash ranges by the routing-hash index', () => {
     expect((await run()).done).toBe(false);
     // A stopped copy leaves the source's connection mid-COPY: the engine closes it; here, a new one.
     await source.end();
-    source = await connect(dbs[0]!.url, { label: dbs[0]!.name });
+    source = await connect(pair.dbs![0]!.url, { label: pair.dbs![0]!.name });
     expect((await run()).done).toBe(true);
     expect(await indexScans()).toBeGreaterThan(scans);
     expect(batches.length).toBeGreaterThan(3);
@@ -130,7 +119,7 @@ describe('reading hash ranges by the routing-hash index', () => {
     const { rows: victim } = await source.query<{ room_id: number; id: number }>(
       `SELECT room_id, id FROM public.messages t WHERE t.ctid >= '(${recorded[0]!.firstBlock},0)'::tid AND t.ctid < '(${recorded[0]!.lastBlock + 1},0)'::tid
           AND $1::int8multirange @> shardctl.route_hash(room_id::text) LIMIT 1`,
-      [`{${QUARTER.map((r) => `[${r.start},${r.end}]`).join(',')}}`],
+      [multirangeLiteral(QUARTER)],
     );
     const { rows: moved } = await source.query<{ block: number }>(
       `UPDATE public.messages SET body = body || ' (edited)' WHERE room_id = $1 AND id = $2 RETURNING (ctid::text::point)[0]::int AS block`,
@@ -158,7 +147,7 @@ describe('reading hash ranges by the routing-hash index', () => {
     // The target already holds some of the rows (a merge target has its own).
     const { rows: some } = await source.query<{ room_id: string; id: string; body: string }>(
       `SELECT room_id, id, body FROM public.messages WHERE $1::int8multirange @> shardctl.route_hash(room_id::text) ORDER BY room_id, id LIMIT 20`,
-      [`{${QUARTER.map((r) => `[${r.start},${r.end}]`).join(',')}}`],
+      [multirangeLiteral(QUARTER)],
     );
     for (const r of some) await target.query(`INSERT INTO public.messages (room_id, id, body) VALUES ($1, $2, $3)`, [r.room_id, r.id, r.body]);
     const scans = await indexScans();

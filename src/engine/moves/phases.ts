@@ -211,7 +211,9 @@ async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord):
       const progress = move.tables.find((t) => t.table === table.name)!;
       const shape = await env.shapeOn(source!, move.source, table);
       const digest = await chooseDigest(source!, target!, shape);
-      const [sourceAccess, targetAccess] = await Promise.all([rangeAccessFor(source!, shape, move.ranges), rangeAccessFor(target!, shape, move.ranges)]);
+      // The source's side is read only when its records cannot stand for it: decide how then.
+      const readSource = async (memo: boolean) => rangeChecksum(source!, shape, move.ranges, digest, memo, await rangeAccessFor(source!, shape, move.ranges));
+      const targetAccess = await rangeAccessFor(target!, shape, move.ranges);
       let s: { rows: number; sum: string };
       let t: { rows: number; sum: string };
       if (progress.copyOrder === 'block') {
@@ -226,13 +228,10 @@ async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord):
           // The target does not hold what was read: whatever the source says now, copy again.
           s = { rows: read.rows, sum: read.sum.toString() };
         } else {
-          s = unchanged ? { rows: read.rows, sum: read.sum.toString() } : await rangeChecksum(source!, shape, move.ranges, digest, await keysRepeat(source!, shape), sourceAccess);
+          s = unchanged ? { rows: read.rows, sum: read.sum.toString() } : await readSource(await keysRepeat(source!, shape));
         }
       } else {
-        [s, t] = await Promise.all([
-          rangeChecksum(source!, shape, move.ranges, digest, false, sourceAccess),
-          rangeChecksum(target!, shape, move.ranges, digest, false, targetAccess),
-        ]);
+        [s, t] = await Promise.all([readSource(false), rangeChecksum(target!, shape, move.ranges, digest, false, targetAccess)]);
       }
       await env.journal.updateTable(plan.id, move.moveNo, table.name, { sourceRows: s.rows, sourceSum: s.sum, targetRows: t.rows, targetSum: t.sum });
       if (s.rows !== t.rows || BigInt(s.sum) !== BigInt(t.sum)) mismatches.push(table.name);
