@@ -79,6 +79,24 @@ export class LockHeldError extends ShardctlError {
   }
 }
 
+/**
+ * The run lost the metadata lock while it worked (its lock session was
+ * terminated, the server restarted, the network dropped, or another run broke
+ * a stale lock): it stopped at a consistent point without writing further.
+ */
+export class LockLostError extends ShardctlError {
+  readonly exitCode = ExitCode.failed;
+  readonly kind = 'lock-lost';
+}
+
+/** The SQLSTATE of the lease fence in the metadata database (migrations/0004_leases.sql): a private class. */
+export const LEASE_FENCED_SQLSTATE = 'SHL01';
+
+/** A lost lock, whether the run noticed it (LockLostError) or the database fenced a write (SHL01). */
+export function isLockLost(err: unknown): boolean {
+  return err instanceof LockLostError || (err as { code?: unknown } | null)?.code === LEASE_FENCED_SQLSTATE;
+}
+
 /** SIGINT or SIGTERM stopped the run at a consistent point; `resume` continues. */
 export class InterruptedError extends ShardctlError {
   readonly exitCode = ExitCode.interrupted;

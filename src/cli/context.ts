@@ -18,6 +18,7 @@ export interface GlobalOptions {
   logFormat: LogFormat;
   actor?: string;
   lockWait: string;
+  breakStaleLock: boolean;
 }
 
 export interface CommandContext {
@@ -66,7 +67,9 @@ export function createContext(command: Command, signal: AbortSignal): CommandCon
         actor: global.actor ?? `${os.userInfo().username}@${os.hostname()}`,
         commandLine: redactCommandLine(process.argv.slice(2)),
         lockWaitMs,
+        ...(global.breakStaleLock ? { breakStaleLock: true } : {}),
         signal,
+        warn: (message: string) => out.warn(message),
       };
     },
   };

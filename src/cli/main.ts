@@ -24,6 +24,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--log-format <format>', 'stderr log format').choices(['text', 'json']).default('text'))
     .option('--actor <name>', 'who to record in the audit log (default: OS user@host)')
     .option('--lock-wait <duration>', 'how long a mutating command waits for the metadata lock before exiting 75', '0s')
+    .option('--break-stale-lock', 'if the lock holder is stale (no heartbeat for metadata.lockStaleAfter), end its sessions and take over', false)
     .exitOverride()
     .showHelpAfterError("(run with --help for usage)")
     .configureOutput({ outputError: (text, write) => write(text) })
@@ -36,7 +37,7 @@ Examples:
   $ shardctl shard list --stats
   $ shardctl shard locate room-1 room-42 --json
 
-Exit codes: 0 ok, 1 failed, 2 usage/config error, 75 lock held, 130 interrupted.`,
+Exit codes: 0 ok, 1 failed (also: the metadata lock was lost mid-run), 2 usage/config error, 75 lock held, 130 interrupted.`,
     );
 
   registerInitCommand(program);

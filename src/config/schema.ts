@@ -38,7 +38,11 @@ const threshold = z.object({
 
 export const configSchema = z
   .object({
-    metadata: z.object({ url: postgresUrl }),
+    metadata: z.object({
+      url: postgresUrl,
+      /** A metadata-lock holder whose lease heartbeat is older than this is stale (--break-stale-lock may end it). */
+      lockStaleAfter: duration.default('2m'),
+    }),
     redis: z
       .object({
         url: redisUrl.optional(),

@@ -4,7 +4,7 @@ import { DEFAULT_VNODES, Ring } from '../core/ring.js';
 import { OperationError } from '../errors.js';
 import { runMutation } from '../metadata/mutation.js';
 import type { RunInfo } from '../metadata/run-info.js';
-import { MetadataStore } from '../metadata/store.js';
+import { MetadataStore, storeOptionsOf } from '../metadata/store.js';
 import { withClient } from '../postgres/connect.js';
 import { installRoutingFunction } from '../postgres/routing-function.js';
 import { mapWithConcurrency } from './concurrency.js';
@@ -39,6 +39,7 @@ export interface InitResult {
  */
 export async function init(config: ShardctlConfig, run: RunInfo): Promise<InitResult> {
   const store = await MetadataStore.open(config.metadata.url, {
+    ...storeOptionsOf(config),
     applicationName: `shardctl init by ${run.actor}`,
     createDatabase: true,
   });

@@ -1,6 +1,6 @@
 import type { ShardctlConfig } from '../config/schema.js';
 import { OperationError } from '../errors.js';
-import { MetadataStore, type RingEpoch } from '../metadata/store.js';
+import { MetadataStore, storeOptionsOf, type RingEpoch } from '../metadata/store.js';
 
 /** Opens the metadata store, runs `fn`, always closes it. */
 export async function withMetadata<T>(
@@ -8,7 +8,7 @@ export async function withMetadata<T>(
   fn: (store: MetadataStore) => Promise<T>,
   options: { applicationName?: string } = {},
 ): Promise<T> {
-  const store = await MetadataStore.open(config.metadata.url, options);
+  const store = await MetadataStore.open(config.metadata.url, { ...options, ...storeOptionsOf(config) });
   try {
     return await fn(store);
   } finally {

@@ -4,8 +4,8 @@ import { parseDuration } from '../config/duration.js';
 import type { ShardctlConfig } from '../config/schema.js';
 import { runMutation } from '../metadata/mutation.js';
 import type { RunInfo } from '../metadata/run-info.js';
-import { MetadataStore } from '../metadata/store.js';
-import { acquireAdvisoryLock } from '../postgres/advisory-lock.js';
+import { MetadataStore, storeOptionsOf } from '../metadata/store.js';
+import { acquireAdvisoryLock, LockSessionLost, type HeldLock } from '../postgres/advisory-lock.js';
 import { connect, withClient } from '../postgres/connect.js';
 import {
   applyMigrationFile,
@@ -86,18 +86,19 @@ export async function migrateUp(config: ShardctlConfig, run: RunInfo, options: M
   const files = await readMigrationFiles(options.dir);
   const store = await openInitialisedStore(config, run);
   try {
-    const body = async (): Promise<MigrateUpResult> => {
+    // `active` is the run as the mutation hands it over: its signal also stops on a lost lease.
+    const body = async (active: RunInfo): Promise<MigrateUpResult> => {
       const targets = await resolveMigrateTargets(config, store, { targets: options.targets ?? config.migrate.targets, ...(options.shards ? { shards: options.shards } : {}) });
       const inspections = await inspectTargets(targets, files, config.migrate.parallel);
       if (!options.allowChanged) refuseDrift(inspections, options.dir);
       const outcomes = options.dryRun
         ? inspections.map(dryRunOutcome)
-        : await applyEverywhere(inspections, files, config, run, options);
+        : await applyEverywhere(inspections, files, config, active, options);
       const result: MigrateUpResult = { dir: options.dir, files: files.length, dryRun: !!options.dryRun, targets: outcomes, summary: summarize(outcomes) };
-      failIfIncomplete(result, run.signal);
+      failIfIncomplete(result, active.signal);
       return result;
     };
-    if (options.dryRun) return await body();
+    if (options.dryRun) return await body(run);
     return await runMutation({ store, run, command: 'migrate up', summarize: (r) => ({ summary: r.summary, files: r.files }) }, body);
   } finally {
     await store.close();
@@ -152,7 +153,7 @@ export interface MigrateTargetOptions {
 export async function migrateTarget(target: MigrateTarget, files: MigrationFile[], options: MigrateTargetOptions): Promise<TargetOutcome> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
-  let lock;
+  let lock: HeldLock;
   try {
     lock = await acquireAdvisoryLock(target.url, 'migrate', {
       waitMs: options.lockWaitMs,
@@ -163,6 +164,7 @@ export async function migrateTarget(target: MigrateTarget, files: MigrationFile[
     const status = err instanceof LockHeldError ? 'locked' : 'unreachable';
     return outcomeOf(target, status, { durationMs: elapsed(), error: { message: (err as Error).message } });
   }
+  const heldLock = lock;
   const applied: TargetOutcome['applied'] = [];
   let remaining: string[] = [];
   let client;
@@ -177,7 +179,15 @@ export async function migrateTarget(target: MigrateTarget, files: MigrationFile[
       if (options.shouldStop?.()) {
         return outcomeOf(target, 'skipped', { applied, pending: remaining, version: await currentVersion(client), durationMs: elapsed() });
       }
-      const { durationMs } = await applyMigrationFile(client, MIGRATIONS_TABLE, file, { appliedBy: options.appliedBy, lockTimeoutMs: options.lockTimeoutMs });
+      await heldLock.assertHeldFrom(client);
+      // The target's lock must still be ours where the file commits (in its transaction, just
+      // before COMMIT; before each statement of a no-transaction file): once its session is
+      // gone another run may hold it, and a file must never be applied twice or concurrently.
+      const { durationMs } = await applyMigrationFile(client, MIGRATIONS_TABLE, file, {
+        appliedBy: options.appliedBy,
+        lockTimeoutMs: options.lockTimeoutMs,
+        beforeCommit: (c) => heldLock.assertHeldFrom(c),
+      });
       applied.push({ file: file.filename, durationMs });
       options.onEvent?.({ type: 'file-applied', target: target.id, file: file.filename, durationMs });
     }
@@ -185,12 +195,16 @@ export async function migrateTarget(target: MigrateTarget, files: MigrationFile[
   } catch (err) {
     const failure = err instanceof MigrationFileError ? err.failure : undefined;
     const version = client ? await currentVersion(client).catch(() => null) : null;
+    const message =
+      err instanceof LockSessionLost
+        ? `${err.message}; stopped on this target: ${remaining[0] ?? 'the file in progress'} was not recorded (rolled back, or for a no-transaction file stopped before its next statement): run \`migrate up\` again`
+        : (err as Error).message;
     return outcomeOf(target, client ? 'failed' : 'unreachable', {
       applied,
       pending: remaining,
       version,
       durationMs: elapsed(),
-      error: { message: (err as Error).message, ...(failure ? { failure } : {}) },
+      error: { message, ...(failure ? { failure } : {}) },
     });
   } finally {
     await client?.end().catch(() => {});
@@ -306,7 +320,7 @@ async function currentVersion(client: import('../postgres/connect.js').PgClient)
 }
 
 async function openInitialisedStore(config: ShardctlConfig, run: RunInfo): Promise<MetadataStore> {
-  const store = await MetadataStore.open(config.metadata.url, { applicationName: `shardctl migrate by ${run.actor}` });
+  const store = await MetadataStore.open(config.metadata.url, { applicationName: `shardctl migrate by ${run.actor}`, ...storeOptionsOf(config) });
   if (!(await store.isInitialised())) {
     await store.close();
     throw new OperationError('the metadata database has no shardctl schema: run `shardctl init` first');

@@ -51,6 +51,9 @@ function documentOf(plan: PlanRecord): PlanDocument {
   };
 }
 
+/** After a lost lock, a data-moving run leaves its plan journaled for the next one. */
+const RESUME_HINT = 'the journal is consistent: `shard resume` continues the plan';
+
 interface ChangeOptions extends MoveRunOptions {
   dryRun?: boolean;
 }
@@ -75,7 +78,7 @@ export async function shardAdd(
       const env = await moveEnv(config, store, run, { [options.id]: url });
       return { plan: await planChange(env, change, { exact: !!options.exact, extra }), dryRun: true, nothingToDo: false };
     }
-    return runMutation({ store, run, command: 'shard add', summarize: summarizeChange }, async () => {
+    return runMutation({ store, run, command: 'shard add', summarize: summarizeChange, afterLockLost: RESUME_HINT }, async (run) => {
       const env = await moveEnv(config, store, run, { [options.id]: url });
       await refuseIfPlanInProgress(env);
       const preparation = await prepareNewShard(env, { id: options.id, url, migrationsDir: options.migrationsDir });
@@ -97,7 +100,7 @@ export async function shardRemove(config: ShardctlConfig, run: RunInfo, options:
       const env = await moveEnv(config, store, run);
       return { plan: await planChange(env, change, { exact: !!options.exact, extra: { removeShard: options.id } }), dryRun: true, nothingToDo: false };
     }
-    return runMutation({ store, run, command: 'shard remove', summarize: summarizeChange }, async () => {
+    return runMutation({ store, run, command: 'shard remove', summarize: summarizeChange, afterLockLost: RESUME_HINT }, async (run) => {
       const env = await moveEnv(config, store, run);
       await refuseIfPlanInProgress(env);
       const plan = await planChange(env, change, { exact: !!options.exact, extra: { removeShard: options.id } });
@@ -129,7 +132,7 @@ export async function shardRebalance(
       const doc = await plan(env);
       return { plan: doc, dryRun: true, nothingToDo: !change && doc.moves.length === 0 };
     }
-    return runMutation({ store, run, command: 'shard rebalance', summarize: summarizeChange }, async () => {
+    return runMutation({ store, run, command: 'shard rebalance', summarize: summarizeChange, afterLockLost: RESUME_HINT }, async (run) => {
       const env = await moveEnv(config, store, run);
       // From cron, the hourly run first finishes what an earlier run (a budget, a crash) left in progress.
       const active = await env.journal.activePlan();
@@ -157,7 +160,7 @@ function rebalanceChange(config: ShardctlConfig, current: { vnodes: number; memb
 export async function shardApply(config: ShardctlConfig, run: RunInfo, doc: PlanDocument, options: MoveRunOptions & { migrationsDir?: string }): Promise<ShardChangeResult> {
   if (doc.format !== 'shardctl-plan/1') throw new UsageError('not a shardctl plan file (format shardctl-plan/1)');
   return withMetadata(config, async (store) =>
-    runMutation({ store, run, command: 'shard apply', summarize: summarizeChange }, async () => {
+    runMutation({ store, run, command: 'shard apply', summarize: summarizeChange, afterLockLost: RESUME_HINT }, async (run) => {
       const url = doc.addShard ? (config.shards.find((s) => s.id === doc.addShard!.id)?.url ?? doc.addShard.url) : undefined;
       const env = await moveEnv(config, store, run, doc.addShard && url ? { [doc.addShard.id]: url } : {});
       const current = await env.currentRing();
@@ -180,7 +183,7 @@ export async function shardApply(config: ShardctlConfig, run: RunInfo, doc: Plan
 /** `shard resume`: continue the plan in progress from its journal. */
 export async function shardResume(config: ShardctlConfig, run: RunInfo, options: MoveRunOptions): Promise<{ plan: PlanRecord | null; execution?: ExecutionReport }> {
   return withMetadata(config, async (store) =>
-    runMutation({ store, run, command: 'shard resume', summarize: (r) => ({ plan: r.plan?.id ?? null, status: r.execution?.status ?? 'nothing to resume' }) }, async () => {
+    runMutation({ store, run, command: 'shard resume', summarize: (r) => ({ plan: r.plan?.id ?? null, status: r.execution?.status ?? 'nothing to resume' }), afterLockLost: RESUME_HINT }, async (run) => {
       const env = await moveEnv(config, store, run);
       const plan = await env.journal.activePlan();
       if (!plan) return { plan: null };
@@ -197,7 +200,7 @@ export interface AbortResult {
 /** `shard abort PLAN`: undo an unswitched plan; the copies are removed from the targets. */
 export async function shardAbort(config: ShardctlConfig, run: RunInfo, planId: string): Promise<AbortResult> {
   return withMetadata(config, async (store) =>
-    runMutation({ store, run, command: 'shard abort', summarize: (r) => r }, async () => {
+    runMutation({ store, run, command: 'shard abort', summarize: (r) => r, afterLockLost: 'the journal is consistent: run `shard abort` again' }, async (run) => {
       const env = await moveEnv(config, store, run);
       const plan = await env.journal.getPlan(planId);
       if (!plan) throw new UsageError(`no plan ${planId} (\`shard status\` lists them)`);
@@ -212,6 +215,7 @@ export async function shardAbort(config: ShardctlConfig, run: RunInfo, planId: s
         let removed = 0;
         if (move.mode === 'fresh' && state !== 'planned') {
           removed = await withConnections([env.connect(move.target, 'shard abort')], async (target) => {
+            await run.lease?.check();
             let n = 0;
             for (const table of [...env.tables].reverse()) {
               const shape = await env.shapeOn(target!, move.target, table);

@@ -1,3 +1,4 @@
+import { isLockLost } from '../errors.js';
 import type { ShardctlConfig } from '../config/schema.js';
 import { mapWithConcurrency } from './concurrency.js';
 import { requireRing, withMetadata } from './metadata-session.js';
@@ -33,7 +34,7 @@ export function routeHashIndexName(table: string): string {
 export async function shardIndex(config: ShardctlConfig, run: RunInfo, options: { drop?: boolean; lockTimeoutMs?: number; retries?: number }): Promise<IndexReport> {
   return withMetadata(config, async (store) => {
     await requireRing(store);
-    return runMutation({ store, run, command: 'shard index', summarize: (r: IndexReport) => r }, () => buildIndexes(store, config, run, options));
+    return runMutation({ store, run, command: 'shard index', summarize: (r: IndexReport) => r }, (run) => buildIndexes(store, config, run, options));
   });
 }
 
@@ -45,6 +46,8 @@ async function buildIndexes(store: MetadataStore, config: ShardctlConfig, run: R
       await client!.query(`SET lock_timeout = '${Math.round(options.lockTimeoutMs ?? 5000)}ms'`);
       const tables: IndexReport['shards'][number]['tables'] = [];
       for (const table of env.tables) {
+        // A run that lost the metadata lock starts no further build (LockLostError ends the run).
+        await run.lease?.check();
         const q = parseQualifiedName(table.name);
         const index = routeHashIndexName(table.name);
         const qualifiedIndex = `${quoteIdent(q.schema)}.${quoteIdent(index)}`;
@@ -73,11 +76,15 @@ async function buildIndexes(store: MetadataStore, config: ShardctlConfig, run: R
           await client!.query(`ANALYZE ${shape.sqlName}`);
           tables.push({ table: table.name, index, status: 'created' });
         } catch (err) {
+          if (isLockLost(err)) throw err;
           tables.push({ table: table.name, index, status: 'error', error: (err as Error).message });
         }
       }
       return { shard: s.id, tables };
-    }).catch((err: Error) => ({ shard: s.id, tables: [{ table: '*', index: '-', status: 'error' as const, error: err.message }] })),
+    }).catch((err: Error) => {
+      if (isLockLost(err)) throw err;
+      return { shard: s.id, tables: [{ table: '*', index: '-', status: 'error' as const, error: err.message }] };
+    }),
   );
   return { shards: reports };
 }

@@ -1,4 +1,6 @@
 import { fileURLToPath } from 'node:url';
+import { parseDuration } from '../config/duration.js';
+import type { ShardctlConfig } from '../config/schema.js';
 import { stripPassword } from '../config/redact.js';
 import type { RingMember, RingSpec } from '../core/ring.js';
 import { connect, databaseOf, withClient, withDatabase, type PgClient } from '../postgres/connect.js';
@@ -10,6 +12,18 @@ import { OperationError } from '../errors.js';
 /** The package's own metadata schema files, next to dist/ and src/. */
 export const METADATA_MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
 const TRACKING_TABLE = { schema: 'shardctl', name: 'tool_migrations' };
+/** The default of metadata.lockStaleAfter. */
+export const DEFAULT_LOCK_STALE_AFTER_MS = 120_000;
+
+export interface StoreOptions {
+  lockStaleAfterMs?: number;
+  shardUrls?: string[];
+}
+
+/** The store's options from the config: lockStaleAfter, and where the shards are. */
+export function storeOptionsOf(config: ShardctlConfig): StoreOptions {
+  return { lockStaleAfterMs: parseDuration(config.metadata.lockStaleAfter), shardUrls: config.shards.map((s) => s.url) };
+}
 
 export type ShardState = 'pending' | 'active' | 'draining' | 'retired';
 
@@ -47,16 +61,22 @@ export interface AuditRecord {
 export class MetadataStore {
   readonly #client: PgClient;
   readonly url: string;
+  /** metadata.lockStaleAfter: a lock holder silent for longer is stale. */
+  readonly lockStaleAfterMs: number;
+  /** The config's shard URLs (with their passwords): where breaking a stale lock also ends the stale run's sessions. */
+  readonly shardUrls: string[];
 
-  private constructor(client: PgClient, url: string) {
+  private constructor(client: PgClient, url: string, options: StoreOptions) {
     this.#client = client;
     this.url = url;
+    this.lockStaleAfterMs = options.lockStaleAfterMs ?? DEFAULT_LOCK_STALE_AFTER_MS;
+    this.shardUrls = options.shardUrls ?? [];
   }
 
-  static async open(url: string, options: { applicationName?: string; createDatabase?: boolean } = {}): Promise<MetadataStore> {
+  static async open(url: string, options: StoreOptions & { applicationName?: string; createDatabase?: boolean } = {}): Promise<MetadataStore> {
     const appName = options.applicationName ?? 'shardctl';
     try {
-      return new MetadataStore(await connect(url, { applicationName: appName, label: 'the metadata database' }), url);
+      return new MetadataStore(await connect(url, { applicationName: appName, label: 'the metadata database' }), url, options);
     } catch (err) {
       const code = (err as { cause?: { code?: string } }).cause?.code;
       if (code !== '3D000' || !options.createDatabase) {
@@ -70,7 +90,7 @@ export class MetadataStore {
     await withClient(withDatabase(url, 'postgres'), { applicationName: appName, label: 'the metadata server' }, (c) =>
       c.query(`CREATE DATABASE ${quoteIdent(databaseOf(url))}`),
     );
-    return new MetadataStore(await connect(url, { applicationName: appName, label: 'the metadata database' }), url);
+    return new MetadataStore(await connect(url, { applicationName: appName, label: 'the metadata database' }), url, options);
   }
 
   get client(): PgClient {
@@ -101,6 +121,21 @@ export class MetadataStore {
       applied.push(sql.filename);
     }
     return { applied, current: files.length };
+  }
+
+  /**
+   * Makes this session's writes carry the lease's generation (checked by the
+   * fence trigger, migrations/0004_leases.sql), under the holder's name, so
+   * that breaking a stale lock ends this session too; null lets go. A session
+   * of a mutating run never idles inside a transaction, so one that does (a
+   * paused process) is ended by the server rather than holding rows for ever.
+   */
+  async claimLease(generation: number | null, holder: string | null): Promise<void> {
+    await this.#client.query(
+      `SELECT set_config('shardctl.lease', $1, false), set_config('application_name', coalesce($2, current_setting('application_name')), false),
+              set_config('idle_in_transaction_session_timeout', $3, false)`,
+      [generation === null ? '' : String(generation), holder?.slice(0, 63) ?? null, generation === null ? '0' : '60s'],
+    );
   }
 
   async isInitialised(): Promise<boolean> {

@@ -114,6 +114,8 @@ export interface BlockCopyOptions {
    * count in it (see sourceUnchangedSince).
    */
   onStart?: (snapshot: { xmin: string; tableRows: number }) => Promise<void>;
+  /** Runs just before each batch commits on the target (the run's lease check); throwing rolls it back. */
+  beforeCommit?: () => Promise<void>;
   /** Called after each batch committed on the target; journal here. Return false to stop. */
   onBatch: (batch: BlockBatch) => Promise<boolean>;
 }
@@ -188,7 +190,7 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
           if (!(await closeBatch())) return { done: false, state };
         }
         if (!batch) {
-          batch = await BatchWriter.open(target, { writeSql, afterBatch: [] });
+          batch = await BatchWriter.open(target, { writeSql, afterBatch: [], ...(options.beforeCommit ? { beforeCommit: options.beforeCommit } : {}) });
           first = block;
           rowsInBatch = 0;
         }
@@ -274,6 +276,8 @@ export async function deleteBatches(
   batches: BlockBatch[],
   memo = false,
   access: RangeAccess = SCAN,
+  /** Runs just before the delete commits (the run's lease check); throwing rolls it back. */
+  beforeCommit?: () => Promise<void>,
 ): Promise<number | null> {
   const rows = batches.reduce((n, b) => n + b.rows, 0);
   const sum = batches.reduce((n, b) => n + b.sum, 0n);
@@ -313,6 +317,7 @@ export async function deleteBatches(
         batches.map((b) => b.sum.toString()),
       ],
     );
+    await beforeCommit?.();
     await source.query('COMMIT');
     return rows;
   } catch (err) {

@@ -15,6 +15,8 @@ export interface CleanupOptions {
   workMem?: string;
   /** How the target reads the ranges (rangeAccessFor); a scan when absent. */
   access?: RangeAccess;
+  /** Runs just before each batch of deletes commits (the run's lease check); throwing rolls it back. */
+  beforeCommit?: () => Promise<void>;
   /** Called after each batch of deletes commits (`affected` = rows deleted); journal here. Return false to stop. */
   onBatch: (batch: HashBatch) => Promise<boolean>;
 }
@@ -53,6 +55,7 @@ export async function cleanupRange(target: PgClient, source: PgClient, shape: Ta
       `TRUNCATE ${confirm}`,
     ],
     affectedIndex: 4,
+    ...(options.beforeCommit ? { beforeCommit: options.beforeCommit } : {}),
     batchSize: options.batchSize,
     ...(options.workMem ? { workMem: options.workMem } : {}),
     onBatch: options.onBatch,

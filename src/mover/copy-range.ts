@@ -14,6 +14,8 @@ export interface CopyRangeOptions {
   workMem?: string;
   /** How the source reads the ranges (rangeAccessFor); a scan when absent. */
   access?: RangeAccess;
+  /** Runs just before each batch commits on the target (the run's lease check); throwing rolls it back. */
+  beforeCommit?: () => Promise<void>;
   /** Called after each batch is committed on the target; journal here. Return false to stop. */
   onBatch: (batch: HashBatch) => Promise<boolean>;
 }
@@ -59,7 +61,7 @@ export async function copyRange(source: PgClient, target: PgClient, shape: Table
   const cols = columnList(shape.columns);
   const access = options.access ?? SCAN;
   const readSql = `COPY (SELECT s.shardctl_h, ${columnList(shape.columns, 's')} FROM ${rowsInRanges(shape, options.ranges, options.cursor, access)} ORDER BY 1) TO STDOUT`;
-  const read = { readSql, readSettings: accessSettings(access, false) };
+  const read = { readSql, readSettings: accessSettings(access, false), ...(options.beforeCommit ? { beforeCommit: options.beforeCommit } : {}) };
   if (options.mode === 'fresh') {
     await target.query(`DELETE FROM ${shape.sqlName} WHERE ${rangeFilter(shape, options.ranges, options.cursor)}`);
     return streamByHash(source, target, options.cursor, { ...read, writeSql: `COPY ${shape.sqlName} (${cols}) FROM STDIN`, batchSize: options.batchSize, ...(options.workMem ? { workMem: options.workMem } : {}), onBatch: options.onBatch });

@@ -31,6 +31,11 @@ export interface HashStreamOptions {
    */
   afterBatch?: string[];
   affectedIndex?: number;
+  /**
+   * Runs just before each batch commits on the writer (the run's lease
+   * check); a batch then always runs in a transaction. Throwing rolls the batch back.
+   */
+  beforeCommit?: () => Promise<void>;
   /** Called after each batch is committed; journal here. Return false to stop. */
   onBatch: (batch: HashBatch) => Promise<boolean>;
 }
@@ -61,6 +66,8 @@ export async function streamByHash(reader: PgClient, writer: PgClient, startCurs
   let cursor = startCursor;
   let lastHash = -1;
   const total = { rows: 0, bytes: 0, affected: 0 };
+  // A lease check before COMMIT needs a transaction around the batch, even with nothing else in it.
+  const writerOptions = { ...options, afterBatch: options.afterBatch ?? (options.beforeCommit ? [] : undefined) };
   const closeBatch = async (): Promise<boolean> => {
     const done = await batch!.commit();
     batch = null;
@@ -81,7 +88,7 @@ export async function streamByHash(reader: PgClient, writer: PgClient, startCurs
           out.length = 0;
           if (!(await closeBatch())) return { done: false, cursor, ...total };
         }
-        batch ??= await BatchWriter.open(writer, options);
+        batch ??= await BatchWriter.open(writer, writerOptions);
         out.push(rest);
         lastHash = hash;
       }
@@ -95,6 +102,8 @@ export async function streamByHash(reader: PgClient, writer: PgClient, startCurs
   }
 }
 
+type BatchWriterOptions = Pick<HashStreamOptions, 'writeSql' | 'afterBatch' | 'affectedIndex' | 'beforeCommit'>;
+
 /** One batch on the writer: a COPY FROM, in a transaction when there are statements to run with it. */
 export class BatchWriter {
   rows = 0;
@@ -102,11 +111,11 @@ export class BatchWriter {
 
   private constructor(
     private readonly writer: PgClient,
-    private readonly options: Pick<HashStreamOptions, 'writeSql' | 'afterBatch' | 'affectedIndex'>,
+    private readonly options: BatchWriterOptions,
     private readonly stream: NodeJS.WritableStream & { destroy(err?: Error): void },
   ) {}
 
-  static async open(writer: PgClient, options: Pick<HashStreamOptions, 'writeSql' | 'afterBatch' | 'affectedIndex'>): Promise<BatchWriter> {
+  static async open(writer: PgClient, options: BatchWriterOptions): Promise<BatchWriter> {
     if (options.afterBatch) await writer.query('BEGIN');
     const stream = writer.query(copyFrom(options.writeSql));
     // The writer's server dying mid-COPY emits 'error' here: without a listener that is an uncaught
@@ -132,6 +141,7 @@ export class BatchWriter {
         if (i === (this.options.affectedIndex ?? 0)) affected = rowCount ?? 0;
       }
       if (extra) await this.writer.query(extra.text, extra.values);
+      await this.options.beforeCommit?.();
       await this.writer.query('COMMIT');
     }
     return { rows: this.rows, bytes: this.bytes, affected };

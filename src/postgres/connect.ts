@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { redactUrl } from '../config/redact.js';
 import { OperationError } from '../errors.js';
@@ -25,6 +26,48 @@ export interface ConnectOptions {
   label?: string;
 }
 
+/**
+ * Server-side settings of every session shardctl opens, sent in the startup
+ * packet (no round trip). TCP keepalives: a client that vanishes without
+ * closing its socket (a crashed VM, a network partition) is noticed by the
+ * server after 30 s of silence plus 3 unanswered probes 10 s apart, so about a
+ * minute, instead of the kernel's default of two hours; its session ends and
+ * any lock it held is freed. client_connection_check_interval (PostgreSQL 14+):
+ * a long statement whose client has gone is cancelled within 10 s instead of
+ * running to its end. A URL's own `options` (or PGOPTIONS) come after these,
+ * so they can override them.
+ */
+export const SESSION_SETTINGS = {
+  tcp_keepalives_idle: '30',
+  tcp_keepalives_interval: '10',
+  tcp_keepalives_count: '3',
+  client_connection_check_interval: '10s',
+} as const;
+
+/** Settings a server older than 14 does not know: dropped when it refuses them. */
+const NEWER_SETTINGS = new Set(['client_connection_check_interval']);
+const UNKNOWN_SETTING = '42704';
+
+/**
+ * This process's tag, put into the application_name of every session it
+ * opens ("shardctl[3f9a1c02] shard move by alice@host pid 4242"), at the
+ * front so PostgreSQL's 63-byte limit never cuts it: breaking a stale lock
+ * ends every session of the stale run, on the metadata database and on the
+ * shards, by this tag (a paused mover may sit in a COPY that holds rows).
+ */
+export const SESSION_TAG = randomBytes(4).toString('hex');
+
+/** "shardctl shard move by …" → "shardctl[tag] shard move by …"; other names are left as they are. */
+export function taggedApplicationName(name: string): string {
+  const tagged = name === 'shardctl' || name.startsWith('shardctl ') ? `shardctl[${SESSION_TAG}]${name.slice('shardctl'.length)}` : name;
+  return tagged.slice(0, 63);
+}
+
+/** The tag of a tagged application_name, or null. */
+export function sessionTagOf(applicationName: string): string | null {
+  return /^shardctl\[([0-9a-f]{8})\]/.exec(applicationName)?.[1] ?? null;
+}
+
 let pgModule: Promise<typeof pg> | undefined;
 
 /** pg is loaded on first use, so commands that never touch PostgreSQL start fast. */
@@ -39,23 +82,50 @@ export function loadPg(): Promise<typeof pg> {
 }
 
 export async function connect(url: string, options: ConnectOptions = {}): Promise<PgClient> {
+  try {
+    return await open(url, options, true);
+  } catch (err) {
+    if ((err as { code?: string }).code !== UNKNOWN_SETTING) throw describeConnectError(url, options, err);
+  }
+  try {
+    return await open(url, options, false);
+  } catch (err) {
+    throw describeConnectError(url, options, err);
+  }
+}
+
+async function open(url: string, options: ConnectOptions, newerSettings: boolean): Promise<PgClient> {
   const { Client } = await loadPg();
+  const { connectionString, userOptions } = splitOptions(url);
+  const ours = Object.entries(SESSION_SETTINGS)
+    .filter(([name]) => newerSettings || !NEWER_SETTINGS.has(name))
+    .map(([name, value]) => `-c ${name}=${value}`);
   const client = new Client({
-    connectionString: url,
-    application_name: (options.applicationName ?? 'shardctl').slice(0, 63),
+    connectionString,
+    application_name: taggedApplicationName(options.applicationName ?? 'shardctl'),
     connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+    options: [...ours, ...(userOptions ? [userOptions] : [])].join(' '),
+    // The client side of the same: the OS probes an idle socket after 30 s.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 30_000,
   });
   // A server that dies mid-session emits 'error' on the client; the pending query rejects with it.
   client.on('error', () => {});
-  try {
-    await client.connect();
-  } catch (err) {
-    throw new OperationError(
-      `cannot connect to ${options.label ?? 'PostgreSQL'} at ${redactUrl(url)}: ${(err as Error).message}`,
-      { cause: err },
-    );
-  }
+  await client.connect();
   return client;
+}
+
+/** The URL without its `options` parameter, and that parameter (or PGOPTIONS), which pg would let override ours. */
+function splitOptions(url: string): { connectionString: string; userOptions: string | undefined } {
+  if (!URL.canParse(url)) return { connectionString: url, userOptions: process.env.PGOPTIONS };
+  const u = new URL(url);
+  const userOptions = u.searchParams.get('options') ?? process.env.PGOPTIONS;
+  u.searchParams.delete('options');
+  return { connectionString: u.toString(), userOptions: userOptions || undefined };
+}
+
+function describeConnectError(url: string, options: ConnectOptions, err: unknown): OperationError {
+  return new OperationError(`cannot connect to ${options.label ?? 'PostgreSQL'} at ${redactUrl(url)}: ${(err as Error).message}`, { cause: err });
 }
 
 /** Runs `fn` with a fresh connection and always closes it. */

@@ -143,9 +143,32 @@ export interface ApplyOptions {
   /** Extra attempts of a transactional file that hit lock_timeout (55P03); default 2. */
   lockRetries?: number;
   retryDelayMs?: number;
+  /**
+   * Runs on the applying session before the file commits (inside its
+   * transaction), or before each statement and the record of a no-transaction
+   * file: `migrate` confirms there that it still holds the target's lock. An
+   * error it throws is passed through as it is, and not recorded as the file's failure.
+   */
+  beforeCommit?: (client: PgClient) => Promise<void>;
 }
 
 const LOCK_NOT_AVAILABLE = '55P03';
+
+/** An error of the beforeCommit hook: not the file's fault. */
+class HookFailed extends Error {
+  constructor(readonly original: unknown) {
+    super('beforeCommit failed');
+  }
+}
+
+async function runHook(client: PgClient, options: ApplyOptions): Promise<void> {
+  if (!options.beforeCommit) return;
+  try {
+    await options.beforeCommit(client);
+  } catch (err) {
+    throw new HookFailed(err);
+  }
+}
 
 /**
  * Applies one file and records it. A transactional file runs with its record
@@ -171,6 +194,7 @@ export async function applyMigrationFile(
       else await applyStatementByStatement(client, table, file, options, started);
       return { durationMs: Math.round(performance.now() - started), attempts: attempt };
     } catch (err) {
+      if (err instanceof HookFailed) throw err.original;
       const code = (err as { code?: string }).code;
       if (file.transaction && code === LOCK_NOT_AVAILABLE && attempt <= retries) {
         await new Promise((r) => setTimeout(r, (options.retryDelayMs ?? 500) * attempt));
@@ -196,6 +220,7 @@ async function applyInTransaction(
     await client.query(`SELECT set_config('lock_timeout', $1, true)`, [`${Math.round(options.lockTimeoutMs)}ms`]);
     await runStatements(client, file);
     await record(client, table, file, options.appliedBy, started);
+    await runHook(client, options);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
@@ -212,7 +237,8 @@ async function applyStatementByStatement(
 ): Promise<void> {
   await client.query(`SELECT set_config('lock_timeout', $1, false)`, [`${Math.round(options.lockTimeoutMs)}ms`]);
   try {
-    await runStatements(client, file);
+    await runStatements(client, file, () => runHook(client, options));
+    await runHook(client, options);
     await record(client, table, file, options.appliedBy, started);
   } finally {
     await client.query('RESET lock_timeout').catch(() => {});
@@ -223,8 +249,9 @@ async function applyStatementByStatement(
  * One statement at a time, so a failure names its statement even when
  * PostgreSQL gives no position (e.g. "relation already exists").
  */
-async function runStatements(client: PgClient, file: MigrationFile): Promise<void> {
+async function runStatements(client: PgClient, file: MigrationFile, beforeEach?: () => Promise<void>): Promise<void> {
   for (const statement of splitStatements(file.sql)) {
+    await beforeEach?.();
     try {
       await client.query(statement.text);
     } catch (err) {

@@ -211,3 +211,60 @@ describe('migrate: locks, CONCURRENTLY, late shards', () => {
     }
   });
 });
+
+describe('migrate when a target loses its lock session', () => {
+  let d: TestDeployment;
+  let files: Awaited<ReturnType<typeof migrationDir>>;
+
+  beforeAll(async () => {
+    d = await createDeployment({ shards: 1, redis: false, tables: false });
+    await init(d.config, testRun());
+    files = await migrationDir({ '0001_users.sql': BASE['0001_users.sql'] });
+    await migrateUp(d.config, testRun(), { dir: files.dir });
+  });
+  afterAll(async () => {
+    await files?.remove();
+    await d?.cleanup();
+  });
+
+  /** The backend holding the migrate lock on the shard, once a file is running there. */
+  const migrateLockHolder = async (): Promise<number> => {
+    for (let i = 0; i < 400; i++) {
+      const rows = await sql<{ pid: number }>(
+        d.shardUrls[0]!,
+        `SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::oid AND l.objid = $2
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+                          AND a.query LIKE 'SELECT pg_sleep%' AND a.state = 'active')`,
+        [LOCK_NAMESPACE, LOCKS.migrate],
+      );
+      if (rows[0]) return rows[0].pid;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error('no file started running under the migrate lock');
+  };
+
+  for (const transactional of [true, false]) {
+    it(`${transactional ? 'a transactional' : 'a no-transaction'} file whose target lock session is terminated mid-file is not recorded, stops that target with a clear error, and the next up applies it once`, async () => {
+      const version = transactional ? '0002' : '0003';
+      const name = `${version}_slow.sql`;
+      const table = `public.after_sleep_${version}`;
+      await files.write(name, `${transactional ? '' : '-- shardctl:no-transaction\n'}SELECT pg_sleep(1.5);\nCREATE TABLE ${table} (id int);\n`);
+      const run = migrateUp(d.config, testRun(), { dir: files.dir }).catch((e: unknown) => e);
+      await sql(d.shardUrls[0]!, 'SELECT pg_terminate_backend($1, 5000)', [await migrateLockHolder()]);
+      const err = (await run) as OperationError;
+      expect(err).toBeInstanceOf(OperationError);
+      const target = (err.data as Awaited<ReturnType<typeof migrateUp>>).targets[0]!;
+      expect(target.status).toBe('failed');
+      expect(target.error?.message).toMatch(/the migrate lock was lost/);
+      expect(target.error?.message).toContain(`${name} was not recorded`);
+      expect(await appliedVersions(d.shardUrls[0]!)).not.toContain(version);
+      // The file's effects: rolled back (transactional), or its next statement never ran.
+      expect(await sql(d.shardUrls[0]!, `SELECT to_regclass($1) AS t`, [table])).toEqual([{ t: null }]);
+
+      const again = await migrateUp(d.config, testRun(), { dir: files.dir });
+      expect(again.targets[0]).toMatchObject({ status: 'migrated', version });
+      expect((await appliedVersions(d.shardUrls[0]!)).filter((v) => v === version)).toEqual([version]);
+    });
+  }
+});

@@ -46,7 +46,7 @@ export class MoveEnv {
   }
 
   connect(shard: string, purpose: string): Promise<PgClient> {
-    return connect(this.urlOf(shard), { label: `shard ${shard}`, applicationName: `shardctl ${purpose} by ${this.run.actor}` });
+    return connect(this.urlOf(shard), { label: `shard ${shard}`, applicationName: `shardctl ${purpose} by ${this.run.actor} pid ${process.pid}` });
   }
 
   /** The table's shape as the source shard has it (read once per run). */

@@ -6,6 +6,7 @@ import { withConnections, type MoveEnv } from './env.js';
 import { installRoutingFunction } from '../../postgres/routing-function.js';
 import { cleanupMove, copyAndVerify, type MoveContext, type Outcome } from './phases.js';
 import { Budget, Throttle, type StopReason } from './throttle.js';
+import type { LeaseGuard } from '../../metadata/lease.js';
 
 export interface ExecuteOptions {
   parallel: number;
@@ -16,6 +17,8 @@ export interface ExecuteOptions {
   maxDurationMs?: number;
   maxRows?: number;
   signal?: AbortSignal;
+  /** The run's lease: checked before every commit on a shard; when lost, the run stops at its next step. */
+  lease?: LeaseGuard;
   onEvent?: (event: MoveEvent) => void;
 }
 
@@ -45,8 +48,8 @@ export interface MoveReport {
 export interface ExecutionReport {
   planId: string;
   kind: string;
-  /** done: finished; partial: a budget stopped it (run again to continue); failed; interrupted (SIGINT). */
-  status: 'done' | 'partial' | 'failed' | 'interrupted';
+  /** done: finished; partial: a budget stopped it (run again to continue); failed; interrupted (SIGINT); lock-lost (fenced: nothing more was written). */
+  status: 'done' | 'partial' | 'failed' | 'interrupted' | 'lock-lost';
   stoppedBy?: StopReason;
   planState: string;
   fromEpoch: number;
@@ -87,6 +90,8 @@ export async function executePlan(env: MoveEnv, planId: string, options: Execute
   };
 
   let outcome: Outcome = 'ok';
+  // After a lost lease nothing more is written (the fence would refuse it): the report reads the journal only.
+  const lost = () => outcome === 'lost' || budget.stopReason() === 'lock-lost';
   if (plan.state === 'running') {
     outcome = await schedule(plan.moves, options, budget, (move) => copyAndVerify(ctx, plan, move));
     if (outcome === 'ok') {
@@ -108,7 +113,7 @@ export async function executePlan(env: MoveEnv, planId: string, options: Execute
       if (removed) await env.journal.setShardState(removed, 'retired');
     }
   }
-  if (outcome === 'failed') await env.journal.setPlanState(planId, 'failed', 'a move failed; `shard resume` continues it');
+  if (outcome === 'failed' && !lost()) await env.journal.setPlanState(planId, 'failed', 'a move failed; `shard resume` continues it');
 
   const final = (await env.journal.getPlan(planId))!;
   const seconds = (Date.now() - started) / 1000;
@@ -116,7 +121,7 @@ export async function executePlan(env: MoveEnv, planId: string, options: Execute
   const report: ExecutionReport = {
     planId,
     kind: final.kind,
-    status: outcome === 'failed' ? 'failed' : outcome === 'stopped' ? (stop === 'signal' ? 'interrupted' : 'partial') : 'done',
+    status: lost() ? 'lock-lost' : outcome === 'failed' ? 'failed' : outcome === 'stopped' ? (stop === 'signal' ? 'interrupted' : 'partial') : 'done',
     ...(outcome === 'stopped' && stop ? { stoppedBy: stop } : {}),
     planState: final.state,
     fromEpoch: final.fromEpoch,
@@ -158,7 +163,8 @@ async function schedule(moves: MoveRecord[], options: ExecuteOptions, budget: Bu
   const busy = new Map<string, number>();
   let running = 0;
   let result: Outcome = 'ok';
-  return new Promise((resolve) => {
+  let crashed: { error: unknown } | undefined;
+  return new Promise((resolve, reject) => {
     const startable = (m: MoveRecord) => (busy.get(m.source) ?? 0) < options.perShard && (busy.get(m.target) ?? 0) < options.perShard;
     const pump = () => {
       while (result === 'ok' && running < options.parallel && !budget.stopReason()) {
@@ -167,15 +173,22 @@ async function schedule(moves: MoveRecord[], options: ExecuteOptions, budget: Bu
         const [move] = pending.splice(i, 1) as [MoveRecord];
         running++;
         for (const s of [move.source, move.target]) busy.set(s, (busy.get(s) ?? 0) + 1);
-        void run(move).then((outcome) => {
+        const settle = (outcome: Outcome) => {
           running--;
           for (const s of [move.source, move.target]) busy.set(s, (busy.get(s) ?? 1) - 1);
-          if (outcome === 'failed') result = 'failed';
+          if (outcome === 'lost') result = 'lost';
+          else if (outcome === 'failed' && result !== 'lost') result = 'failed';
           else if (outcome === 'stopped' && result === 'ok') result = 'stopped';
           pump();
+        };
+        // A step that could not even journal its failure (the metadata database went away): the run fails with it.
+        void run(move).then(settle, (error: unknown) => {
+          crashed ??= { error };
+          settle('failed');
         });
       }
       if (running === 0) {
+        if (crashed) return reject(crashed.error);
         if (result === 'ok' && pending.length) result = 'stopped';
         resolve(result);
       }

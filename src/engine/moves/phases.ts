@@ -1,6 +1,6 @@
 import type { TableConfig } from '../../config/schema.js';
 import type { MoveState } from '../../core/move-state.js';
-import { OperationError } from '../../errors.js';
+import { isLockLost, OperationError } from '../../errors.js';
 import type { MoveRecord, PlanRecord, TableProgress } from '../../metadata/journal.js';
 import { blockCopyState, clearBlockCopy, copyByBlock, deleteBatches, forgetBatches, recordedBatches, removedState, sourceUnchangedSince, supportsBlockCopy, type MoveTableId } from '../../mover/block-copy.js';
 import { cleanupRange } from '../../mover/cleanup.js';
@@ -20,7 +20,8 @@ import type { Budget, Throttle } from './throttle.js';
  * with the state to resume from.
  */
 
-export type Outcome = 'ok' | 'stopped' | 'failed';
+/** lost: the run's lease was lost; the step stopped and journaled nothing more (the fence would refuse it). */
+export type Outcome = 'ok' | 'stopped' | 'failed' | 'lost';
 
 const UNIQUE_VIOLATION = '23505';
 
@@ -33,6 +34,27 @@ export interface MoveContext {
   budget: Budget;
   throttle: Throttle;
   onCopied(rows: number, bytes: number): void;
+}
+
+/**
+ * Confirms the run's lease just before a step commits on a shard (SPEC
+ * invariant 3): a run that lost the metadata lock, noticed or not, finishes
+ * at most the batch in flight. Without a lease (engine tests) there is nothing to check.
+ */
+function leaseCheck(ctx: MoveContext): () => Promise<void> {
+  return () => ctx.options.lease?.check() ?? Promise.resolve();
+}
+
+/** Journals a step's failure, unless the failure is the lost lease (then nothing more may be journaled). */
+async function failOrLost(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, state: MoveState, err: unknown): Promise<'failed' | 'lost'> {
+  if (isLockLost(err) || ctx.options.lease?.lostReason) return 'lost';
+  try {
+    await fail(ctx, plan, move, state, err);
+  } catch (failErr) {
+    if (isLockLost(failErr)) return 'lost';
+    throw failErr;
+  }
+  return 'failed';
 }
 
 export async function copyAndVerify(ctx: MoveContext, plan: PlanRecord, move: MoveRecord): Promise<Outcome> {
@@ -76,8 +98,7 @@ export async function copyAndVerify(ctx: MoveContext, plan: PlanRecord, move: Mo
     await setState('verified');
     return 'ok';
   } catch (err) {
-    await fail(ctx, plan, move, state, err);
-    return 'failed';
+    return failOrLost(ctx, plan, move, state, err);
   }
 }
 
@@ -109,6 +130,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
     await env.journal.updateTable(plan.id, move.moveNo, table, fields);
   };
   const attempt = () => withConnections([env.connect(move.source, 'shard move'), env.connect(move.target, 'shard move')], async (source, target) => {
+    await leaseCheck(ctx)();
     const shape = await env.shapeOn(source!, move.source, tableConfig);
     // By the routing-hash index where there is one (`shard index`): only the moving rows are read.
     const access = await rangeAccessFor(source!, shape, move.ranges);
@@ -144,6 +166,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
         memo: await keysRepeat(source!, shape),
         access,
         onStart: (snapshot) => record({ copySnapshotXmin: snapshot.xmin, copyTableRows: snapshot.tableRows }),
+        beforeCommit: leaseCheck(ctx),
         onBatch: (batch) => onRows(batch.lastBlock, batch.rows, batch.bytes),
       }).then((r) => ({ done: r.done, cursor: r.state.lastBlock }));
     }
@@ -154,6 +177,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
       batchSize: env.config.migration.batchSize,
       workMem: env.config.migration.workMem,
       access,
+      beforeCommit: leaseCheck(ctx),
       onBatch: (batch) => onRows(batch.cursor, batch.rows, batch.bytes),
     });
   });
@@ -191,6 +215,7 @@ function tableId(plan: PlanRecord, move: MoveRecord, table: string): MoveTableId
 async function clearCopy(ctx: MoveContext, move: MoveRecord, id: MoveTableId): Promise<void> {
   const table = ctx.env.tables.find((t) => t.name === id.table)!;
   await withConnections([ctx.env.connect(move.target, 'shard move')], async (target) => {
+    await leaseCheck(ctx)();
     await clearBlockCopy(target!, await ctx.env.shapeOn(target!, move.target, table), id, move.ranges);
   });
 }
@@ -260,6 +285,7 @@ export async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: Move
       await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupDone: true, rowsLeft: progress.rowsLeft, rowsDeleted: progress.rowsDeleted });
     }
     await withConnections([env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')], async (target, source) => {
+      await leaseCheck(ctx)();
       await forgetBatches(target!, plan.id, move.moveNo);
       await forgetBatches(source!, plan.id, move.moveNo);
     });
@@ -267,8 +293,7 @@ export async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: Move
     ctx.options.onEvent?.({ type: 'move-state', moveNo: move.moveNo, source: move.source, target: move.target, state: 'cleaned' });
     return 'ok';
   } catch (err) {
-    await fail(ctx, plan, move, 'switched', err);
-    return 'failed';
+    return failOrLost(ctx, plan, move, 'switched', err);
   }
 }
 
@@ -305,11 +330,11 @@ async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecor
     while (pending.length) {
       const group = [pending.shift()!];
       while (pending.length && group.reduce((n, b) => n + b.rows, 0) + pending[0]!.rows <= groupRows) group.push(pending.shift()!);
-      let deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access);
+      let deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access, leaseCheck(ctx));
       if (deleted === null && group.length > 1) {
         pending.unshift(...group.slice(1));
         group.length = 1;
-        deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access);
+        deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access, leaseCheck(ctx));
       }
       if (deleted === null) progress.cleanupMismatches++;
       else progress.rowsDeleted += deleted;
@@ -344,6 +369,7 @@ async function cleanupRows(ctx: MoveContext, plan: PlanRecord, move: MoveRecord,
       batchSize: env.config.migration.batchSize,
       workMem: env.config.migration.workMem,
       access: await rangeAccessFor(target!, shape, move.ranges),
+      beforeCommit: leaseCheck(ctx),
       onBatch: async (batch) => {
         progress.cleanupCursor = batch.cursor;
         progress.rowsDeleted += batch.affected;

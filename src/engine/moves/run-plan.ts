@@ -1,5 +1,5 @@
 import type { ShardctlConfig } from '../../config/schema.js';
-import { InterruptedError, OperationError } from '../../errors.js';
+import { InterruptedError, LockLostError, OperationError } from '../../errors.js';
 import type { RunInfo } from '../../metadata/run-info.js';
 import type { MetadataStore } from '../../metadata/store.js';
 import { MoveEnv } from './env.js';
@@ -30,6 +30,7 @@ export function executeOptions(config: ShardctlConfig, run: RunInfo, options: Mo
     ...(options.maxDurationMs !== undefined ? { maxDurationMs: options.maxDurationMs } : {}),
     ...(options.maxRows !== undefined ? { maxRows: options.maxRows } : {}),
     ...(run.signal ? { signal: run.signal } : {}),
+    ...(run.lease ? { lease: run.lease } : {}),
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),
   };
 }
@@ -74,6 +75,10 @@ export async function resumePlan(env: MoveEnv, planId: string, options: MoveRunO
 
 /** A failed run exits 1 and an interrupted one 130, both with the report attached; partial and done return. */
 function finishRun(report: ExecutionReport): ExecutionReport {
+  if (report.status === 'lock-lost') {
+    // runMutation words the message (why the lock was lost); the report rides along.
+    throw new LockLostError(`plan ${report.planId} stopped: the metadata lock was lost`, { data: report });
+  }
   if (report.status === 'failed') {
     const errors = report.moves.filter((m) => m.error).map((m) => `move ${m.moveNo}: ${m.error}`);
     throw new OperationError(`plan ${report.planId} failed; the journal has it: \`shard resume\` continues once the cause is fixed`, { details: errors, data: report });
