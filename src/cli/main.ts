@@ -54,11 +54,25 @@ export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
   const wantsJson = argv.slice(2).some((a) => a === '--json');
   let code: number = ExitCode.ok;
+  // Node exits on its own, with code 0, once nothing is left to wait on. A command still
+  // running then is waiting on a promise that can never settle (a connection that closed
+  // without an answer): that must never pass for success.
+  let settled = false;
+  const onStall = () => {
+    if (settled) return;
+    settled = true;
+    const message = 'the run ended without finishing: it was waiting on a database connection that closed without an answer (this is a bug; please report it). Whatever it journaled is consistent: run the command again, or `shard resume` for a move';
+    process.stderr.write(`shardctl: ${message}\n`);
+    if (wantsJson) printJsonError('internal', message, ExitCode.failed, []);
+    process.exit(ExitCode.failed);
+  };
+  process.once('beforeExit', onStall);
   try {
     await program.parseAsync(argv);
   } catch (err) {
     code = reportError(err, wantsJson);
   }
+  settled = true;
   // Flush and leave even if a driver left a socket open: the result is already written.
   process.exitCode = code;
   setImmediate(() => process.exit(code));

@@ -1,4 +1,5 @@
 import { formatDuration } from '../config/duration.js';
+import { leaseTimings } from '../core/lease-timings.js';
 import { LockHeldError, LockLostError, OperationError } from '../errors.js';
 import { acquireAdvisoryLock, describeHolder, type HeldLock, type LockHolder } from '../postgres/advisory-lock.js';
 import { connect, sessionTagOf, taggedApplicationName, type PgClient } from '../postgres/connect.js';
@@ -46,11 +47,6 @@ export interface LeaseOptions {
   signal?: AbortSignal;
   /** A notice for the operator (the CLI logs it on stderr). */
   warn?: (message: string) => void;
-}
-
-/** Heartbeat period and local loss threshold, from lockStaleAfter (default 2m: every 5 s, lost after 30 s). */
-export function leaseTimings(staleAfterMs: number): { beatMs: number; lossAfterMs: number } {
-  return { beatMs: Math.max(50, Math.min(5_000, staleAfterMs / 8)), lossAfterMs: Math.max(200, Math.min(30_000, staleAfterMs / 2)) };
 }
 
 export class Lease implements LeaseGuard {

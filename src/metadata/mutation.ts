@@ -2,7 +2,7 @@ import { ConfigError, InterruptedError, isLockLost, isShardctlError, LockHeldErr
 import { redactText } from '../config/redact.js';
 import { Lease } from './lease.js';
 import type { RunInfo } from './run-info.js';
-import type { MetadataStore } from './store.js';
+import { MetadataStore } from './store.js';
 
 export interface MutationOptions<T> {
   store: MetadataStore;
@@ -57,7 +57,7 @@ export async function runMutation<T>(options: MutationOptions<T>, body: (run: Ru
     if (auditId !== undefined) {
       const exitCode = isShardctlError(err) ? err.exitCode : 1;
       const message = redactText(err instanceof Error ? err.message : String(err));
-      await store.auditFinish(auditId, outcomeOf(err), exitCode, { error: message }).catch(() => {});
+      await finishAudit(store, auditId, outcomeOf(err), exitCode, { error: message });
     }
     throw err;
   } finally {
@@ -70,6 +70,21 @@ function asLockLost(err: unknown, lease: Lease, afterLockLost = 'nothing was lef
   const message = `the metadata lock was lost (${reason.replace(/^the metadata lock was lost: /, '')}); this run stopped without writing further: ${afterLockLost}`;
   const data = (err as { data?: unknown } | null)?.data;
   return new LockLostError(message, { cause: err, ...(data !== undefined ? { data } : {}) });
+}
+
+/**
+ * The audit row's end, even when the store's session is gone (a restarted
+ * server, or a stale run whose sessions were ended): then on a fresh one. The
+ * audit log is not fenced: a run that lost its lock still says how it ended.
+ */
+async function finishAudit(store: MetadataStore, id: number, outcome: string, exitCode: number, summary: unknown): Promise<void> {
+  try {
+    await store.auditFinish(id, outcome, exitCode, summary);
+  } catch {
+    const fresh = await MetadataStore.open(store.url, { applicationName: 'shardctl audit' }).catch(() => null);
+    await fresh?.auditFinish(id, outcome, exitCode, summary).catch(() => {});
+    await fresh?.close();
+  }
 }
 
 function outcomeOf(err: unknown): string {

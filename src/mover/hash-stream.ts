@@ -108,23 +108,31 @@ type BatchWriterOptions = Pick<HashStreamOptions, 'writeSql' | 'afterBatch' | 'a
 export class BatchWriter {
   rows = 0;
   bytes = 0;
+  /**
+   * The stream's first error. pg-copy-streams reports a dead connection by
+   * emitting 'error' (not by destroying the stream), possibly before anyone
+   * waits on it, and a wait for 'drain' or 'finish' that starts afterwards
+   * would never end: every wait checks this first.
+   */
+  #failure: Error | null = null;
 
   private constructor(
     private readonly writer: PgClient,
     private readonly options: BatchWriterOptions,
     private readonly stream: NodeJS.WritableStream & { destroy(err?: Error): void },
-  ) {}
+  ) {
+    // The writer's server dying mid-COPY emits 'error' here: without a listener that is an uncaught
+    // exception. write() and commit() reject with it instead.
+    stream.on('error', (err: Error) => (this.#failure ??= err));
+  }
 
   static async open(writer: PgClient, options: BatchWriterOptions): Promise<BatchWriter> {
     if (options.afterBatch) await writer.query('BEGIN');
-    const stream = writer.query(copyFrom(options.writeSql));
-    // The writer's server dying mid-COPY emits 'error' here: without a listener that is an uncaught
-    // exception. write() and commit() reject with it instead (once() and finished() reject on 'error').
-    stream.on('error', () => {});
-    return new BatchWriter(writer, options, stream);
+    return new BatchWriter(writer, options, writer.query(copyFrom(options.writeSql)));
   }
 
   async write(data: Buffer, rows: number): Promise<void> {
+    this.#throwIfFailed();
     this.rows += rows;
     this.bytes += data.length;
     if (!this.stream.write(data)) await once(this.stream, 'drain');
@@ -132,6 +140,7 @@ export class BatchWriter {
 
   /** Ends the COPY, runs the batch's statements (and `extra`, with its bound values) and commits. */
   async commit(extra?: { text: string; values: unknown[] }): Promise<{ rows: number; bytes: number; affected: number }> {
+    this.#throwIfFailed();
     this.stream.end();
     await finished(this.stream);
     let affected = 0;
@@ -150,5 +159,9 @@ export class BatchWriter {
   async abort(): Promise<void> {
     this.stream.destroy(new Error('batch aborted'));
     if (this.options.afterBatch) await this.writer.query('ROLLBACK').catch(() => {});
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure) throw this.#failure;
   }
 }

@@ -160,3 +160,32 @@ describe('session settings', () => {
     }
   });
 });
+
+describe('a batch written into a dead connection', () => {
+  let d: TestDeployment;
+  beforeAll(async () => {
+    d = await createDeployment({ shards: 1, redis: false, tables: false });
+    await sql(d.shardUrls[0]!, 'CREATE TABLE public.t (id int, body text)');
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  it('rejects instead of waiting for ever (a stalled run must never look finished)', async () => {
+    const { BatchWriter } = await import('../../src/mover/hash-stream.js');
+    const client = await connect(d.shardUrls[0]!, { applicationName: 'shardctl test writer' });
+    const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    await sql(d.shardUrls[0]!, 'SELECT pg_terminate_backend($1, 5000)', [pid]);
+    await until('the client to see its session end', () => (client as unknown as { _ended: boolean })._ended);
+    const rows = Buffer.from('1\tx\n'.repeat(200_000));
+    const outcome = (async () => {
+      const batch = await BatchWriter.open(client, { writeSql: 'COPY public.t (id, body) FROM STDIN' });
+      await batch.write(rows, 200_000);
+      await batch.write(rows, 200_000);
+      await batch.commit();
+    })();
+    const result = await Promise.race([outcome.then(() => 'committed', () => 'rejected'), sleep(5_000).then(() => 'hung')]);
+    expect(result).toBe('rejected');
+    await client.end().catch(() => {});
+  });
+});
