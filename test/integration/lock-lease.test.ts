@@ -6,9 +6,10 @@ import { LockLostError } from '../../src/errors.js';
 import { Journal } from '../../src/metadata/journal.js';
 import { Lease } from '../../src/metadata/lease.js';
 import { MetadataStore } from '../../src/metadata/store.js';
-import { acquireAdvisoryLock, LOCK_NAMESPACE } from '../../src/postgres/advisory-lock.js';
+import { acquireAdvisoryLock } from '../../src/postgres/advisory-lock.js';
 import { connect, SESSION_SETTINGS } from '../../src/postgres/connect.js';
 import { createDeployment, testRun, type TestDeployment } from '../support/deployment.js';
+import { metadataLockHolder } from '../support/locks.js';
 import { sql } from '../support/migrations.js';
 
 /*
@@ -16,17 +17,6 @@ import { sql } from '../support/migrations.js';
  * in the metadata database) makes the database itself refuse the writes of a
  * run that no longer holds the lock, whether or not the run has noticed.
  */
-
-/** The backend that holds the metadata lock now, or null. */
-async function metadataLockHolder(metaUrl: string): Promise<number | null> {
-  const rows = await sql<{ pid: number }>(
-    metaUrl,
-    `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::bigint::oid AND objid = 1 AND objsubid = 2
-        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-    [LOCK_NAMESPACE],
-  );
-  return rows[0]?.pid ?? null;
-}
 
 async function until(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<number> {
   const started = Date.now();

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOCK_NAMESPACE } from '../../src/postgres/advisory-lock.js';
 import { runCli } from '../support/cli.js';
+import { metadataLockHolder } from '../support/locks.js';
 import { sql } from '../support/migrations.js';
 import { createBench, expectCompleted, prng, reachedPhase, readJournal, startCli, waitFor, type Bench } from '../support/move-trials.js';
 
@@ -79,16 +79,6 @@ async function expectNoOverlap(b: Bench, firstPid: number): Promise<{ first: str
   const lastShardWrite = Math.max(...ofFirst.map((w) => w.at.getTime()));
   expect(lastShardWrite, 'the first run wrote to a shard after the second began').toBeLessThan(secondStarts);
   return { first, second };
-}
-
-async function metadataLockHolder(metaUrl: string): Promise<number | null> {
-  const rows = await sql<{ pid: number }>(
-    metaUrl,
-    `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::bigint::oid AND objid = 1 AND objsubid = 2
-        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-    [LOCK_NAMESPACE],
-  );
-  return rows[0]?.pid ?? null;
 }
 
 async function auditOutcomes(b: Bench): Promise<Array<{ command: string; outcome: string; exit_code: number | null; summary: any }>> {
