@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { CheckFailed, ExitCode, isShardctlError, ShardctlError } from '../errors.js';
 import { redactText } from '../config/redact.js';
+import { ProcessExit } from './exit.js';
 import { registerAuditCommand } from './commands/audit.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerInitCommand } from './commands/init.js';
@@ -51,6 +52,7 @@ Exit codes: 0 ok, 1 failed (also: the metadata lock was lost mid-run), 2 usage/c
 
 /** The single top-level handler: every error becomes an exit code of SPEC.md. */
 export async function main(argv: string[]): Promise<void> {
+  const ending = new ProcessExit();
   const program = buildProgram();
   const wantsJson = argv.slice(2).some((a) => a === '--json');
   let code: number = ExitCode.ok;
@@ -73,9 +75,9 @@ export async function main(argv: string[]): Promise<void> {
     code = reportError(err, wantsJson);
   }
   settled = true;
-  // Flush and leave even if a driver left a socket open: the result is already written.
+  // Leave even if a driver left a socket open, once the result has reached the reader.
   process.exitCode = code;
-  setImmediate(() => process.exit(code));
+  await ending.exit(code);
 }
 
 function reportError(err: unknown, json: boolean): number {
