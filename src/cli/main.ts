@@ -28,7 +28,8 @@ export function buildProgram(): Command {
     .option('--break-stale-lock', 'if the lock holder is stale (no heartbeat for metadata.lockStaleAfter), end its sessions and take over', false)
     .exitOverride()
     .showHelpAfterError("(run with --help for usage)")
-    .configureOutput({ outputError: (text, write) => write(text) })
+    // One prefix for every error, commander's usage errors included.
+    .configureOutput({ outputError: (text, write) => write(text.replace(/^error: /, 'shardctl: ')) })
     .addHelpText(
       'after',
       `
@@ -65,14 +66,14 @@ export async function main(argv: string[]): Promise<void> {
     settled = true;
     const message = 'the run ended without finishing: it was waiting on a database connection that closed without an answer (this is a bug; please report it). Whatever it journaled is consistent: run the command again, or `shard resume` for a move';
     process.stderr.write(`shardctl: ${message}\n`);
-    if (wantsJson) printJsonError('internal', message, ExitCode.failed, []);
+    if (wantsJson) printJsonError(commandNameOf(program, argv.slice(2)), 'internal', message, ExitCode.failed, []);
     process.exit(ExitCode.failed);
   };
   process.once('beforeExit', onStall);
   try {
     await program.parseAsync(argv);
   } catch (err) {
-    code = reportError(err, wantsJson);
+    code = reportError(err, wantsJson, commandNameOf(program, argv.slice(2)));
   }
   settled = true;
   // Leave even if a driver left a socket open, once the result has reached the reader.
@@ -80,24 +81,48 @@ export async function main(argv: string[]): Promise<void> {
   await ending.exit(code);
 }
 
-function reportError(err: unknown, json: boolean): number {
+/**
+ * "shard add", for the --json error envelope: the subcommands named on the
+ * command line (options and their values skipped), even when parsing failed
+ * before any action ran.
+ */
+export function commandNameOf(program: Command, args: string[]): string {
+  const names: string[] = [];
+  let current: Command = program;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') break;
+    if (arg.startsWith('-')) {
+      const option = [...current.options, ...program.options].find((o) => o.long === arg.split('=')[0] || o.short === arg);
+      if (option && (option.required || option.optional) && !arg.includes('=')) i++;
+      continue;
+    }
+    const sub = current.commands.find((c) => c.name() === arg || c.aliases().includes(arg));
+    if (!sub) break;
+    names.push(sub.name());
+    current = sub;
+  }
+  return names.join(' ');
+}
+
+function reportError(err: unknown, json: boolean, command: string): number {
   if (err instanceof CommanderError) {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
       return ExitCode.ok;
     }
     // commander already printed the message and the --help hint on stderr.
-    if (json) printJsonError('usage', err.message.replace(/^error: /, ''), ExitCode.usage, []);
+    if (json) printJsonError(command, 'usage', err.message.replace(/^error: /, ''), ExitCode.usage, []);
     return ExitCode.usage;
   }
   if (isShardctlError(err)) {
     printHumanError(err.message, err.details);
     // A failed check has already printed its report as the result document.
-    if (json && !(err instanceof CheckFailed)) printJsonError(err.kind, err.message, err.exitCode, err.details, extraFields(err));
+    if (json && !(err instanceof CheckFailed)) printJsonError(command, err.kind, err.message, err.exitCode, err.details, extraFields(err));
     return err.exitCode;
   }
   const message = redactText(err instanceof Error ? (err.stack ?? err.message) : String(err));
   process.stderr.write(`shardctl: internal error (this is a bug; please report it at ${ISSUES_URL}):\n${message}\n`);
-  if (json) printJsonError('internal', redactText(err instanceof Error ? err.message : String(err)), ExitCode.failed, []);
+  if (json) printJsonError(command, 'internal', redactText(err instanceof Error ? err.message : String(err)), ExitCode.failed, []);
   return ExitCode.failed;
 }
 
@@ -107,6 +132,7 @@ function printHumanError(message: string, details: string[]): void {
 }
 
 function printJsonError(
+  command: string,
   kind: string,
   message: string,
   exitCode: number,
@@ -114,7 +140,7 @@ function printJsonError(
   extra: Record<string, unknown> = {},
 ): void {
   const error = { kind, message: redactText(message), exitCode, details: details.map(redactText), ...extra };
-  process.stdout.write(JSON.stringify({ ok: false, error }, null, 2) + '\n');
+  process.stdout.write(JSON.stringify({ ok: false, command, error }, null, 2) + '\n');
 }
 
 function extraFields(err: ShardctlError): Record<string, unknown> {

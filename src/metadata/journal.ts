@@ -120,7 +120,10 @@ export class Journal {
 
   async listPlans(limit: number): Promise<PlanRecord[]> {
     const { rows } = await this.#client.query<PlanRow>(`SELECT * FROM shardctl.plans ORDER BY created_at DESC LIMIT $1`, [limit]);
-    return Promise.all(rows.map((r) => this.#hydrate(r)));
+    // One plan after another: the session serves one query at a time.
+    const plans: PlanRecord[] = [];
+    for (const r of rows) plans.push(await this.#hydrate(r));
+    return plans;
   }
 
   async setMoveState(planId: string, moveNo: number, state: MoveState, extra: { error?: string | null; resumeState?: MoveState | null } = {}): Promise<void> {

@@ -3,7 +3,7 @@ import { parseDuration } from '../config/duration.js';
 import type { ShardctlConfig } from '../config/schema.js';
 import { stripPassword } from '../config/redact.js';
 import type { RingMember, RingSpec } from '../core/ring.js';
-import { connect, databaseOf, withClient, withDatabase, type PgClient } from '../postgres/connect.js';
+import { connect, databaseOf, serialized, withClient, withDatabase, type PgClient } from '../postgres/connect.js';
 import { quoteIdent } from '../postgres/ident.js';
 import { applyMigrationFile, ensureTrackingTable, readApplied, readMigrationFiles } from '../postgres/migrator.js';
 import { planMigrations } from '../core/migration-plan.js';
@@ -67,7 +67,7 @@ export class MetadataStore {
   readonly shardUrls: string[];
 
   private constructor(client: PgClient, url: string, options: StoreOptions) {
-    this.#client = client;
+    this.#client = serialized(client);
     this.url = url;
     this.lockStaleAfterMs = options.lockStaleAfterMs ?? DEFAULT_LOCK_STALE_AFTER_MS;
     this.shardUrls = options.shardUrls ?? [];

@@ -18,6 +18,28 @@ export async function inTransaction<T>(client: PgClient, fn: () => Promise<T>): 
   }
 }
 
+/**
+ * A client whose queries run one after another even when callers do not wait
+ * for each other (parallel moves journaling on the one metadata session):
+ * pg queues them today but deprecates it, and a pg major will refuse. Only for
+ * sessions that run no transaction across awaits of different callers.
+ */
+export function serialized(client: PgClient): PgClient {
+  let tail: Promise<unknown> = Promise.resolve();
+  const query = (...args: unknown[]) => {
+    const run = tail.then(() => (client.query as (...a: unknown[]) => Promise<unknown>)(...args));
+    tail = run.catch(() => {});
+    return run;
+  };
+  return new Proxy(client, {
+    get(target, prop) {
+      if (prop === 'query') return query;
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
 export interface ConnectOptions {
   /** Shown in pg_stat_activity, and how a held lock names its holder. */
   applicationName?: string;

@@ -58,6 +58,22 @@ describe('CLI conventions', () => {
     expect(r.stderr).toMatch(/--help/);
   });
 
+  it('every error line starts with the same prefix, usage errors of the parser included', async () => {
+    for (const args of [['frobnicate'], ['shard', 'list', '--bogus'], ['-c', '/nonexistent/shardctl.yaml', 'config', 'show']]) {
+      const r = await runCli(args);
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr.split('\n')[0], args.join(' ')).toMatch(/^shardctl: /);
+      expect(r.stderr).not.toMatch(/^error: /m);
+    }
+  });
+
+  it('the --json error envelope names the command, also when parsing failed', async () => {
+    const bad = await runCli(['--json', 'shard', 'list', '--bogus']);
+    expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, command: 'shard list', error: { kind: 'usage', exitCode: 2 } });
+    const missing = await runCli(['-c', '/nonexistent/shardctl.yaml', '--json', 'config', 'show']);
+    expect(JSON.parse(missing.stdout)).toMatchObject({ ok: false, command: 'config show', error: { kind: 'config' } });
+  });
+
   it('a bad flag value exits 2', async () => {
     const r = await runCli(['shard', 'simulate', '--keys', 'many', '--add', 'x']);
     expect(r.exitCode).toBe(2);
@@ -79,7 +95,7 @@ describe('CLI conventions', () => {
     const j = await runCli(['-c', file, 'shard', 'list', '--json']);
     expect(j.exitCode).toBe(2);
     const body = JSON.parse(j.stdout);
-    expect(body).toMatchObject({ ok: false, error: { kind: 'config', exitCode: 2 } });
+    expect(body).toMatchObject({ ok: false, command: 'shard list', error: { kind: 'config', exitCode: 2 } });
     expect(body.error.details).toHaveLength(4);
   });
 

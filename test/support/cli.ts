@@ -19,7 +19,10 @@ export async function runCli(args: string[], options: { env?: Record<string, str
     stdin: 'ignore',
     ...(options.cwd ? { cwd: options.cwd } : {}),
   });
-  return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
+  const stderr = String(result.stderr);
+  // pg's deprecation of concurrent queries on one client (an error in the next major), or any other.
+  if (/DeprecationWarning/.test(stderr)) throw new Error(`shardctl ${args.join(' ')} printed a deprecation warning:\n${stderr}`);
+  return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr };
 }
 
 /**
