@@ -24,7 +24,7 @@ interface Piped {
 async function piped(d: TestDeployment, args: string, reader: string): Promise<Piped> {
   const script = `node ${BIN} -c '${d.configPath}' ${args} 2>"$ERRFILE" | ${reader}; echo "status=\${PIPESTATUS[0]}" >&2`;
   const errFile = path.join(d.dir, `stderr-${Date.now()}-${Math.random().toString(16).slice(2)}`);
-  const r = await execa('bash', ['-c', script], { reject: false, env: { ...process.env, ERRFILE: errFile, CI: undefined, NO_COLOR: undefined } as Record<string, string>, extendEnv: false, stdin: 'ignore' });
+  const r = await execa('bash', ['-c', script], { reject: false, env: { ...process.env, ERRFILE: errFile, CI: undefined, NO_COLOR: undefined } as Record<string, string | undefined>, extendEnv: false, stdin: 'ignore' });
   const status = Number(/status=(\d+)/.exec(String(r.stderr))?.[1] ?? -1);
   const stderr = await readFile(errFile, 'utf8').catch(() => '');
   await rm(errFile, { force: true });
