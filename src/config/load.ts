@@ -2,6 +2,7 @@ import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { formatPath, interpolateEnv } from './interpolate.js';
 import { configSchema, duplicateProblems, type ShardctlConfig } from './schema.js';
+import { knownKeysAt, unknownKeyMessage } from './unknown-keys.js';
 
 export interface LoadedConfig {
   config: ShardctlConfig;
@@ -56,7 +57,8 @@ export function parseConfig(raw: unknown, filepath: string, env: NodeJS.ProcessE
   if (!result.success) {
     for (const issue of result.error.issues) {
       if (issue.code === 'unrecognized_keys') {
-        for (const key of issue.keys) problems.push(`${formatPath([...issue.path, key])}: unknown key`);
+        const known = knownKeysAt(configSchema, issue.path);
+        for (const key of issue.keys) problems.push(`${formatPath([...issue.path, key])}: ${unknownKeyMessage(key, known)}`);
       } else {
         problems.push(`${formatPath(issue.path)}: ${issue.message}`);
       }

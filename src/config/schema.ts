@@ -5,6 +5,11 @@ import { IDENTIFIER_PATTERN as IDENTIFIER, QUALIFIED_NAME_PATTERN as QUALIFIED_N
 /**
  * The configuration file's shape: a contract with users, whose files must keep
  * working. Sections that later commands fill in are already fixed here.
+ *
+ * Every object is strict: a misspelt key (`redis.uri`, `shards[0].wieght`)
+ * would otherwise be dropped in silence and its default used instead, so it
+ * is a problem like any other. A section left out gets the defaults of its
+ * keys through `prefault({})`, so each default is written once, on its key.
  */
 
 export { SHARD_ID_PATTERN };
@@ -23,7 +28,7 @@ const qualifiedName = z
   .string()
   .regex(QUALIFIED_NAME, 'expected a table name such as public.messages');
 
-const shard = z.object({
+const shard = z.strictObject({
   id: z
     .string()
     .regex(SHARD_ID_PATTERN, 'expected a shard id of letters, digits, "-" and "_" (at most 63)'),
@@ -31,80 +36,79 @@ const shard = z.object({
   weight: z.number().min(0).max(1000).default(1),
 });
 
-const threshold = z.object({
+const threshold = z.strictObject({
   warning: z.union([z.number(), z.string()]).optional(),
   critical: z.union([z.number(), z.string()]).optional(),
 });
 
-export const configSchema = z
-  .object({
-    metadata: z.object({
-      url: postgresUrl,
-      /** A metadata-lock holder whose lease heartbeat is older than this is stale (--break-stale-lock may end it). */
-      lockStaleAfter: duration.default('2m'),
-    }),
-    redis: z
-      .object({
-        url: redisUrl.optional(),
-        nodes: z.array(redisUrl).min(1).optional(),
-        /** Prefix of every key and channel shardctl writes (the ring key, its channel). */
-        prefix: z.string().min(1).default('shardctl:'),
-      })
-      .refine((r) => !(r.url && r.nodes), 'give either url or nodes, not both')
-      .optional(),
-    ring: z
-      .object({ vnodes: z.number().int().min(1).max(100_000).optional() })
-      .default({}),
-    shards: z.array(shard).default([]),
-    tables: z.array(z.object({ name: qualifiedName, key: identifier })).default([]),
-    migration: z
-      .object({
-        batchSize: z.number().int().min(1).max(10_000_000).default(10_000),
-        parallel: z.number().int().min(1).max(64).default(2),
-        maxRowsPerSecond: z.number().min(0).default(0),
-        /** work_mem of the sessions that read a move in hash order: the sort stays in memory up to this. */
-        workMem: z.string().regex(/^\d+(kB|MB|GB)$/, 'expected a PostgreSQL memory size such as 64MB').default('256MB'),
-      })
-      .default({ batchSize: 10_000, parallel: 2, maxRowsPerSecond: 0, workMem: '256MB' }),
-    partitions: z
-      .array(
-        z.object({
-          table: qualifiedName,
-          column: identifier,
-          interval: z.enum(['hourly', 'daily', 'weekly', 'monthly', 'yearly']),
-          premake: z.number().int().min(0).max(1000).default(7),
-          retention: duration.optional(),
-          retentionMode: z.enum(['drop', 'detach', 'archive']).default('detach'),
-          archiveSchema: identifier.default('archive'),
-        }),
-      )
-      .default([]),
-    streams: z
-      .array(
-        z.object({
-          match: z.string().min(1),
-          maxLen: z.number().int().min(0).optional(),
-          maxAge: duration.optional(),
-          approximate: z.boolean().default(true),
-        }),
-      )
-      .default([]),
-    health: z
-      .object({
-        timeout: duration.default('5s'),
-        thresholds: z.record(z.string(), threshold).default({}),
-      })
-      .default({ timeout: '5s', thresholds: {} }),
-    migrate: z
-      .object({
-        dir: z.string().min(1).default('./db/migrations'),
-        targets: z.enum(['shards', 'metadata', 'all']).default('shards'),
-        parallel: z.number().int().min(1).max(64).default(4),
-        lockTimeout: duration.default('5s'),
-      })
-      .default({ dir: './db/migrations', targets: 'shards', parallel: 4, lockTimeout: '5s' }),
-  })
-  .strict();
+export const configSchema = z.strictObject({
+  metadata: z.strictObject({
+    url: postgresUrl,
+    /** A metadata-lock holder whose lease heartbeat is older than this is stale (--break-stale-lock may end it). */
+    lockStaleAfter: duration.default('2m'),
+  }),
+  redis: z
+    .strictObject({
+      url: redisUrl.optional(),
+      nodes: z.array(redisUrl).min(1).optional(),
+      /** Prefix of every key and channel shardctl writes (the ring key, its channel). */
+      prefix: z.string().min(1).default('shardctl:'),
+    })
+    .refine((r) => !(r.url && r.nodes), 'give either url or nodes, not both')
+    .optional(),
+  ring: z
+    // Unset means "not configured" (init and rebalance tell it from a chosen value); effectiveConfig shows the default.
+    .strictObject({ vnodes: z.number().int().min(1).max(100_000).optional() })
+    .prefault({}),
+  shards: z.array(shard).default([]),
+  tables: z.array(z.strictObject({ name: qualifiedName, key: identifier })).default([]),
+  migration: z
+    .strictObject({
+      batchSize: z.number().int().min(1).max(10_000_000).default(10_000),
+      parallel: z.number().int().min(1).max(64).default(2),
+      maxRowsPerSecond: z.number().min(0).default(0),
+      /** work_mem of the sessions that read a move in hash order: the sort stays in memory up to this. */
+      workMem: z.string().regex(/^\d+(kB|MB|GB)$/, 'expected a PostgreSQL memory size such as 64MB').default('256MB'),
+    })
+    .prefault({}),
+  partitions: z
+    .array(
+      z.strictObject({
+        table: qualifiedName,
+        column: identifier,
+        interval: z.enum(['hourly', 'daily', 'weekly', 'monthly', 'yearly']),
+        premake: z.number().int().min(0).max(1000).default(7),
+        retention: duration.optional(),
+        retentionMode: z.enum(['drop', 'detach', 'archive']).default('detach'),
+        archiveSchema: identifier.default('archive'),
+      }),
+    )
+    .default([]),
+  streams: z
+    .array(
+      z.strictObject({
+        match: z.string().min(1),
+        maxLen: z.number().int().min(0).optional(),
+        maxAge: duration.optional(),
+        approximate: z.boolean().default(true),
+      }),
+    )
+    .default([]),
+  health: z
+    .strictObject({
+      timeout: duration.default('5s'),
+      thresholds: z.record(z.string(), threshold).default({}),
+    })
+    .prefault({}),
+  migrate: z
+    .strictObject({
+      dir: z.string().min(1).default('./db/migrations'),
+      targets: z.enum(['shards', 'metadata', 'all']).default('shards'),
+      parallel: z.number().int().min(1).max(64).default(4),
+      lockTimeout: duration.default('5s'),
+    })
+    .prefault({}),
+});
 
 /**
  * Cross-item rules, checked on the raw value so that they are reported with
