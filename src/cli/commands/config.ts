@@ -17,8 +17,9 @@ export function registerConfigCommands(program: Command): void {
       action(async (ctx) => {
         const { config: cfg, filepath } = await ctx.loadConfig();
         const { redactDeep } = await import('../../config/redact.js');
+        const { effectiveConfig } = await import('../../config/effective.js');
         const { stringify } = await import('yaml');
-        const shown = redactDeep(cfg);
+        const shown = redactDeep(effectiveConfig(cfg));
         ctx.out.result(ctx.name, { file: filepath, config: shown }, (r) => `# ${r.file}\n${stringify(r.config)}`);
       }),
     );
