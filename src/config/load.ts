@@ -10,9 +10,13 @@ export interface LoadedConfig {
   filepath: string;
 }
 
+/** The environment variable that names the config file when `-c` does not. */
+export const CONFIG_ENV_VAR = 'SHARDCTL_CONFIG';
+
 /**
- * Finds (cosmiconfig, name `shardctl`) or reads `explicitPath`, expands
- * `${VAR}`, validates, and throws one ConfigError listing every problem.
+ * Reads `explicitPath` (`-c`), else the file `$SHARDCTL_CONFIG` names, else
+ * finds one (cosmiconfig, name `shardctl`); expands `${VAR}`, validates, and
+ * throws one ConfigError listing every problem.
  */
 export async function loadConfig(
   options: { explicitPath?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {},
@@ -32,22 +36,28 @@ export async function loadConfig(
       'package.json',
     ],
   });
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  // An empty variable is unset, as a shell's `SHARDCTL_CONFIG= shardctl …` means.
+  const named = options.explicitPath
+    ? { file: options.explicitPath, from: '' }
+    : env[CONFIG_ENV_VAR]
+      ? { file: env[CONFIG_ENV_VAR], from: ` (from ${CONFIG_ENV_VAR})` }
+      : undefined;
   let found: { config: unknown; filepath: string; isEmpty?: boolean } | null;
   try {
-    found = options.explicitPath
-      ? await explorer.load(path.resolve(options.cwd ?? process.cwd(), options.explicitPath))
-      : await explorer.search(options.cwd ?? process.cwd());
+    found = named ? await explorer.load(path.resolve(cwd, named.file)) : await explorer.search(cwd);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new ConfigError(`config file not found: ${options.explicitPath}`);
-    throw new ConfigError(`cannot read the config file: ${(err as Error).message}`);
+    if (code === 'ENOENT') throw new ConfigError(`config file not found: ${named?.file}${named?.from}`);
+    throw new ConfigError(`cannot read the config file${named?.from ?? ''}: ${(err as Error).message}`);
   }
   if (!found) {
     throw new ConfigError(
-      'no shardctl config found (looked for shardctl.config.yaml, .shardctlrc.yaml, .shardctlrc.json, a "shardctl" key in package.json, …); pass -c PATH',
+      `no shardctl config found (looked for shardctl.config.yaml, .shardctlrc.yaml, .shardctlrc.json, a "shardctl" key in package.json, …); pass -c PATH or set ${CONFIG_ENV_VAR}`,
     );
   }
-  return { config: parseConfig(found.config ?? {}, found.filepath, options.env ?? process.env), filepath: found.filepath };
+  return { config: parseConfig(found.config ?? {}, found.filepath, env), filepath: found.filepath };
 }
 
 export function parseConfig(raw: unknown, filepath: string, env: NodeJS.ProcessEnv): ShardctlConfig {
