@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
-import { CONFIG_FILE } from './state.js';
+import { CONFIG_FILE, MIGRATIONS_DIR } from './state.js';
 
 export interface SandboxShard {
   id: string;
@@ -38,10 +38,13 @@ export async function writeSandboxConfig(
     ...(input.redisUrl ? { redis: { url: input.redisUrl } } : {}),
     shards: input.shards.map((s) => ({ id: s.id, url: s.url, weight: 1 })),
     tables: SANDBOX_TABLES.map((t) => ({ ...t })),
+    // Relative to this file; DIR/migrations/0001_sandbox_tables.sql creates the tables above.
+    migrate: { dir: `./${MIGRATIONS_DIR}` },
   };
   const header = [
     '# A local sandbox written by `shardctl sandbox up`; `shardctl sandbox down` removes it.',
     '# Trust authentication on 127.0.0.1: no passwords here. See config.example.yaml for every key.',
+    `# migrate.dir is the sandbox's own, throwaway migration set: \`sandbox down\` deletes it too.`,
     ...(input.redisUrl ? [] : ['# redis-server was not found on PATH, so there is no redis section: streams are unavailable.']),
     '',
   ].join('\n');

@@ -17,12 +17,14 @@ import {
 } from './postgres.js';
 import { locatePostgresBinaries } from './postgres-binaries.js';
 import { isRunning, terminate } from './process.js';
+import { applySandboxMigrations, writeSandboxMigrations, type SandboxMigrationOutcome } from './migrations.js';
 import { findRedisServer, startRedis, stopRedis } from './redis.js';
 import { resolveRunAs } from './run-as.js';
-import { CONFIG_FILE, readState, STATE_FILE, writeState, type SandboxState } from './state.js';
-import { configInput, inspectComponents, viewOf, type SandboxView } from './view.js';
+import { CONFIG_FILE, MIGRATIONS_DIR, readState, STATE_FILE, writeState, type SandboxState } from './state.js';
+import { configInput, inspectComponents, shardsOf, viewOf, type SandboxView } from './view.js';
 
 export { type SandboxShard } from './config-file.js';
+export type { SandboxMigrationOutcome } from './migrations.js';
 export type { SandboxComponent, SandboxView } from './view.js';
 
 export const DEFAULT_SANDBOX_DIR = '.shardctl/sandbox';
@@ -33,6 +35,12 @@ export interface SandboxUpResult extends SandboxView {
   /** started: made now; restarted: an existing sandbox's stopped servers were started; already-running: nothing to do. */
   outcome: 'started' | 'restarted' | 'already-running';
   createdDatabases: string[];
+  /** The config's migrate.dir (absolute): the sandbox's own, throwaway migration set that creates its tables. */
+  migrationsDir: string;
+  /** Per sandbox shard: what this `up` applied of that set (nothing when already at it). */
+  migrations: SandboxMigrationOutcome[];
+  /** `export SHARDCTL_CONFIG=<absolute config path>`: every later command then finds the sandbox's config. */
+  exportCommand: string;
   /** The command to run next: `shardctl -c <config> init`. */
   nextCommand: string;
 }
@@ -54,6 +62,8 @@ export interface SandboxDownResult {
 export interface SandboxUpOptions {
   dir: string;
   shards: number;
+  /** Recorded as applied_by of the sandbox's migrations (the CLI passes its actor). */
+  actor?: string;
   onProgress?: (message: string) => void;
 }
 
@@ -73,7 +83,8 @@ export async function sandboxUp(options: SandboxUpOptions): Promise<SandboxUpRes
   try {
     return await withSandboxLock(dir, async () => {
       const previous = await readState(dir);
-      return previous ? resumeSandbox(dir, previous, options.shards, progress) : startSandbox(dir, options.shards, progress);
+      const actor = options.actor ?? 'shardctl sandbox up';
+      return previous ? resumeSandbox(dir, previous, options.shards, actor, progress) : startSandbox(dir, options.shards, actor, progress);
     });
   } catch (err) {
     // A failed first start leaves no empty DIR behind.
@@ -126,8 +137,9 @@ export async function sandboxDown(options: { dir: string }): Promise<SandboxDown
   return result;
 }
 
-async function startSandbox(dir: string, shards: number, progress: (m: string) => void): Promise<SandboxUpResult> {
-  const foreign = (await readdir(dir)).filter((n) => ['postgres', 'redis', CONFIG_FILE].includes(n));
+async function startSandbox(dir: string, shards: number, actor: string, progress: (m: string) => void): Promise<SandboxUpResult> {
+  // migrations/ too: `down` deletes the sandbox's set, so it must never be a project's own folder.
+  const foreign = (await readdir(dir)).filter((n) => ['postgres', 'redis', CONFIG_FILE, MIGRATIONS_DIR].includes(n));
   if (foreign.length > 0) {
     throw new UsageError(`${dir} already holds ${foreign.join(', ')} but no ${STATE_FILE}: not a sandbox this tool made`, {
       details: ['choose another --dir, or remove those files'],
@@ -150,14 +162,15 @@ async function startSandbox(dir: string, shards: number, progress: (m: string) =
     const created = await ensureDatabases(port, [databases.metadata, ...databases.shards]);
     redis = await launchRedis(dir, null, progress);
     const state = stateOf(dir, server, relocated, databases, redis);
+    const migrations = await migrateSandbox(dir, state, actor, progress);
     await writeSandboxConfig(dir, configInput(state));
     await writeState(dir, state);
-    return upResult(dir, state, 'started', created, []);
+    return upResult(dir, state, 'started', created, migrations, []);
   } catch (err) {
     progress('start failed; removing what was made');
     if (server) await stopServer(server).catch(() => {});
     if (redis?.available) await stopRedis(redis).catch(() => {});
-    for (const target of [baseDir, path.join(dir, 'redis'), path.join(dir, CONFIG_FILE)]) {
+    for (const target of [baseDir, path.join(dir, 'redis'), path.join(dir, CONFIG_FILE), path.join(dir, MIGRATIONS_DIR)]) {
       await rm(target, { recursive: true, force: true }).catch(() => {});
     }
     throw err;
@@ -169,6 +182,7 @@ async function resumeSandbox(
   dir: string,
   previous: SandboxState,
   shards: number,
+  actor: string,
   progress: (m: string) => void,
 ): Promise<SandboxUpResult> {
   const state: SandboxState = structuredClone(previous);
@@ -209,7 +223,17 @@ async function resumeSandbox(
     if (portsMoved) notes.push(`ports changed: ${CONFIG_FILE} was rewritten`);
   }
   await writeState(dir, state);
-  return upResult(dir, state, restarted.length ? 'restarted' : 'already-running', created, notes);
+  // After the state is saved: a failing file leaves a running sandbox that `status` and `down` know.
+  const migrations = await migrateSandbox(dir, state, actor, progress);
+  return upResult(dir, state, restarted.length ? 'restarted' : 'already-running', created, migrations, notes);
+}
+
+/** Writes the sandbox's migration set (when absent) and brings every sandbox shard to it. */
+async function migrateSandbox(dir: string, state: SandboxState, actor: string, progress: (m: string) => void): Promise<SandboxMigrationOutcome[]> {
+  const migrationsDir = await fsStep(`cannot write the sandbox's migrations in ${dir}`, () => writeSandboxMigrations(dir));
+  const shards = shardsOf(state);
+  if (shards.length) progress(`applying ${migrationsDir} to ${shards.map((s) => s.id).join(', ')}`);
+  return applySandboxMigrations(migrationsDir, shards, { appliedBy: actor });
 }
 
 async function launchRedis(dir: string, previousPort: number | null, progress: (m: string) => void): Promise<SandboxState['redis']> {
@@ -282,6 +306,7 @@ async function upResult(
   state: SandboxState,
   outcome: SandboxUpResult['outcome'],
   createdDatabases: string[],
+  migrations: SandboxMigrationOutcome[],
   notes: string[],
 ): Promise<SandboxUpResult> {
   const view = viewOf(dir, state, await inspectComponents(state), notes);
@@ -289,13 +314,23 @@ async function upResult(
     ...view,
     outcome,
     createdDatabases,
+    migrationsDir: path.join(dir, MIGRATIONS_DIR),
+    migrations,
+    // Absolute: the variable is read from whatever directory the next commands run in.
+    exportCommand: `export SHARDCTL_CONFIG=${shellArg(view.configPath)}`,
     nextCommand: `shardctl -c ${shellArg(displayPath(view.configPath))} init`,
   };
 }
 
 /** Every path `up` made: the relocated data directory too, wherever it is. */
 function madePaths(dir: string, state: SandboxState): string[] {
-  const paths = [path.join(dir, 'postgres'), path.join(dir, 'redis'), path.join(dir, CONFIG_FILE), path.join(dir, STATE_FILE)];
+  const paths = [
+    path.join(dir, 'postgres'),
+    path.join(dir, 'redis'),
+    path.join(dir, MIGRATIONS_DIR),
+    path.join(dir, CONFIG_FILE),
+    path.join(dir, STATE_FILE),
+  ];
   if (state.postgres.relocated) paths.unshift(state.postgres.baseDir);
   return paths;
 }

@@ -34,6 +34,8 @@ export interface SandboxState {
 
 export const STATE_FILE = 'state.json';
 export const CONFIG_FILE = 'shardctl.config.yaml';
+/** The sandbox's migration set (the config's migrate.dir): see migrations.ts. */
+export const MIGRATIONS_DIR = 'migrations';
 
 export async function readState(dir: string): Promise<SandboxState | null> {
   let text: string;
@@ -52,4 +54,17 @@ export async function writeState(dir: string, state: SandboxState): Promise<stri
   await writeFile(`${file}.tmp`, JSON.stringify(state, null, 2) + '\n');
   await rename(`${file}.tmp`, file);
   return file;
+}
+
+/**
+ * The sandbox directory whose migration set `dir` is (DIR/migrations beside a
+ * DIR/state.json that `sandbox up` wrote for DIR), else null: `migrate create`
+ * says so, since `sandbox down` deletes that set.
+ */
+export async function sandboxOfMigrationsDir(dir: string): Promise<string | null> {
+  const resolved = path.resolve(dir);
+  if (path.basename(resolved) !== MIGRATIONS_DIR) return null;
+  const sandboxDir = path.dirname(resolved);
+  const state = await readState(sandboxDir).catch(() => null);
+  return state && path.resolve(state.dir) === sandboxDir ? sandboxDir : null;
 }

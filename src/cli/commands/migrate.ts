@@ -108,9 +108,41 @@ export function registerMigrateCommands(program: Command): void {
         const dir = await migrationDir(ctx, opts.dir);
         const { migrateCreate } = await import('../../engine/migrate-create.js');
         const created = await migrateCreate(dir, cmd.args[0]!, { noTransaction: !opts.transaction, timestamp: opts.timestamp });
-        ctx.out.result(ctx.name, created, (c) => `created ${path.relative(process.cwd(), c.path) || c.path}`);
+        const notes = await whereTheFileGoes(created.path);
+        for (const note of notes) ctx.out.warn(note);
+        // The absolute path: the file may be somewhere no one looks (a sandbox's folder, an ignored one).
+        ctx.out.result(ctx.name, { ...created, notes }, (c) => `created ${c.path}`);
       }),
     );
+}
+
+/**
+ * What the author of a new file should know about where it went: into a
+ * sandbox's throwaway set (`sandbox down` deletes it), or into a folder git
+ * ignores (it would never be committed). Said, never refused: both can be
+ * what the author wants.
+ */
+async function whereTheFileGoes(file: string): Promise<string[]> {
+  const notes: string[] = [];
+  const { sandboxOfMigrationsDir } = await import('../../sandbox/state.js');
+  const sandbox = await sandboxOfMigrationsDir(path.dirname(file));
+  if (sandbox) {
+    notes.push(
+      `${path.dirname(file)} is the sandbox's migration set: \`shardctl sandbox down\` deletes it; copy the file into your project's migrate.dir to keep it`,
+    );
+  }
+  if (await ignoredByGit(file)) {
+    notes.push(`${file} is ignored by git (\`git check-ignore -v ${file}\` says which rule): it will not be committed`);
+  }
+  return notes;
+}
+
+/** `git check-ignore` exits 0 for an ignored path, 1 for one that is not, 128 outside a repository; no git at all is "not ignored". */
+async function ignoredByGit(file: string): Promise<boolean> {
+  const { execFile } = await import('node:child_process');
+  return new Promise((resolve) => {
+    execFile('git', ['check-ignore', '-q', '--', file], { cwd: path.dirname(file), timeout: 5_000 }, (err) => resolve(err === null));
+  });
 }
 
 function withSelection(cmd: Command): Command {

@@ -25,14 +25,17 @@ export function registerSandboxCommands(program: Command): void {
     .addHelpText(
       'after',
       examples('sandbox up --shards 4', 'sandbox up --dir /tmp/rehearsal --json') +
-        '\nThe servers keep running after this command exits; `sandbox down` stops them.\nRunning up again reports the running sandbox, or restarts whichever server stopped.\n',
+        '\nThe servers keep running after this command exits; `sandbox down` stops them.\nRunning up again reports the running sandbox, or restarts whichever server stopped.\n' +
+          'The tables the config lists come from the sandbox\'s own migration set, DIR/migrations (its migrate.dir),\n' +
+          'applied to every sandbox shard by up and to a shard added later by `shard add`; `sandbox down` deletes it.\n',
     )
     .action(
       action(async (ctx, cmd) => {
         const opts = cmd.opts<{ shards: number; dir: string }>();
         const { sandboxUp } = await import('../../sandbox/sandbox.js');
         const spin = await ctx.out.spinner(`starting the sandbox in ${opts.dir}`);
-        const result = await sandboxUp({ dir: opts.dir, shards: opts.shards, onProgress: progressTo(ctx, spin) }).then(
+        const { actor } = ctx.runInfo();
+        const result = await sandboxUp({ dir: opts.dir, shards: opts.shards, actor, onProgress: progressTo(ctx, spin) }).then(
           (r) => (spin.succeed(r.outcome === 'already-running' ? 'sandbox already running' : `sandbox ${r.outcome}`), r),
           (err: unknown) => {
             spin.fail('sandbox up failed');
@@ -108,10 +111,21 @@ function renderUp(r: SandboxUpResult): string {
     headline,
     '',
     ...renderView(r),
+    `tables    ${tablesLine(r)}`,
     '',
     `config: ${displayPath(r.configPath)}`,
     `next:   ${chalk.bold(r.nextCommand)}`,
+    '',
+    '# or, for every later command in this shell:',
+    r.exportCommand,
   ].join('\n');
+}
+
+/** Which sandbox shards the migration set reached, and where the set lives (absolute: it is throwaway, and may be outside any repository). */
+function tablesLine(r: SandboxUpResult): string {
+  const applied = r.migrations.filter((m) => m.applied.length > 0).map((m) => m.shard);
+  const reached = r.migrations.length === 0 ? 'no shards yet' : applied.length ? `applied to ${applied.join(', ')}` : 'every shard up to date';
+  return `${reached}; migration set ${r.migrationsDir} ${chalk.dim('(throwaway: `sandbox down` deletes it)')}`;
 }
 
 function renderStatus(r: SandboxStatusResult): string {
