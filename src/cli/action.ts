@@ -15,12 +15,34 @@ export function action(handler: (ctx: CommandContext, cmd: Command) => Promise<v
   };
 }
 
+let received: NodeJS.Signals | undefined;
+
+/** The signal that stopped the run, if one did: SIGTERM exits 143, SIGINT 130 (the shell's 128 + signal number). */
+export function stoppedBy(): NodeJS.Signals | undefined {
+  return received;
+}
+
+export function exitCodeForSignal(signal: NodeJS.Signals | undefined): number {
+  return signal === 'SIGTERM' ? 143 : 130;
+}
+
+/** How long after the first signal a run may take to reach its safe point before it exits anyway. */
+const GRACE_MS = 10_000;
+
 function armSignals(): AbortController {
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
-    if (controller.signal.aborted) process.exit(130);
+    if (controller.signal.aborted) process.exit(exitCodeForSignal(received));
+    received = signal;
     process.stderr.write(`\n${signal}: stopping at the next safe point (again to exit now)\n`);
     controller.abort(signal);
+    // cron, systemd and timeout(1) send SIGTERM and wait a little before SIGKILL: a step that
+    // is not at a safe point in time (one long statement) is left as a crash would leave it,
+    // which every step is built to survive (the journal says where to resume).
+    setTimeout(() => {
+      process.stderr.write(`shardctl: no safe point within ${GRACE_MS / 1000}s of ${signal}; exiting now (the journal is consistent: run the command again, or \`shard resume\`)\n`);
+      process.exit(exitCodeForSignal(signal));
+    }, GRACE_MS).unref();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { CheckFailed, ExitCode, isShardctlError, ShardctlError } from '../errors.js';
 import { redactText } from '../config/redact.js';
 import { ProcessExit } from './exit.js';
+import { exitCodeForSignal, stoppedBy } from './action.js';
 import { registerAuditCommand } from './commands/audit.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerInitCommand } from './commands/init.js';
@@ -76,6 +77,7 @@ export async function main(argv: string[]): Promise<void> {
     code = reportError(err, wantsJson, commandNameOf(program, argv.slice(2)));
   }
   settled = true;
+  if (code === ExitCode.interrupted) code = exitCodeForSignal(stoppedBy());
   // Leave even if a driver left a socket open, once the result has reached the reader.
   process.exitCode = code;
   await ending.exit(code);

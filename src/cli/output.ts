@@ -64,15 +64,33 @@ export class Output {
     return !!this.#io.stdin.isTTY && !!this.#io.stderr.isTTY && !this.isCI;
   }
 
-  /** Spinners and progress bars: a TTY on stderr, not CI, not --json or --quiet, text logs. */
+  /**
+   * Spinners and progress redrawn in place: only on a TTY on stderr that
+   * reports a width (a pseudo-terminal whose size was never set, as some CI
+   * runners and `docker exec -t` give, reports 0) and can move the cursor
+   * (not TERM=dumb); not under CI, NO_COLOR or --no-color, --json, --quiet
+   * or --log-format json. Everywhere else progress is plain log lines.
+   */
   get decorated(): boolean {
+    const noColor = this.#io.env.NO_COLOR;
     return (
       !!this.#io.stderr.isTTY &&
+      (this.#io.stderr.columns ?? 0) > 0 &&
+      this.#io.env.TERM !== 'dumb' &&
       !this.isCI &&
+      !(noColor !== undefined && noColor !== '') &&
+      this.#opts.color &&
       !this.#opts.json &&
       !this.#opts.quiet &&
       this.#opts.logFormat === 'text'
     );
+  }
+
+  /** A live progress board on stderr when decorated, else null (log lines then). */
+  async board(): Promise<import('./progress-board.js').ProgressBoard | null> {
+    if (!this.decorated) return null;
+    const { ProgressBoard } = await import('./progress-board.js');
+    return new ProgressBoard(this.#io.stderr);
   }
 
   log(level: LogLevel, message: string, fields: Record<string, unknown> = {}): void {

@@ -213,8 +213,19 @@ export class MetadataStore {
       id: number; actor: string; command: string; command_line: string; started_at: Date;
       finished_at: Date | null; outcome: string; exit_code: number | null; summary: unknown;
     }>(
-      `SELECT id, actor, command, command_line, started_at, finished_at, outcome, exit_code, summary
-         FROM shardctl.audit_log
+      // A row still 'running' is alive only if its run holds the lock now: the live lease was taken
+      // before the row was written (runMutation takes it first) by a session that still holds the
+      // lock. Any other running row belongs to a process that died (SIGKILL, a lost machine): 'died'.
+      `SELECT id, actor, command, command_line, started_at, finished_at, exit_code, summary,
+              CASE WHEN outcome = 'running' AND NOT EXISTS (
+                     SELECT 1 FROM shardctl.leases l
+                      WHERE l.name = 'metadata' AND l.released_at IS NULL AND l.acquired_at <= a.started_at
+                        AND EXISTS (SELECT 1 FROM pg_locks k
+                                     WHERE k.locktype = 'advisory' AND k.granted AND k.pid = l.holder_pid
+                                       AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                                       AND k.classid = 1397244756::bigint::oid AND k.objid = 1 AND k.objsubid = 2))
+                   THEN 'died' ELSE outcome END AS outcome
+         FROM shardctl.audit_log a
         WHERE ($2::text IS NULL OR command = $2 OR command LIKE $2 || ' %')
           AND ($3::timestamptz IS NULL OR started_at >= $3)
         ORDER BY id DESC LIMIT $1`,

@@ -179,3 +179,33 @@ describe('a batch written into a dead connection', () => {
     await client.end().catch(() => {});
   });
 });
+
+describe('the audit log of runs that died', () => {
+  let d: TestDeployment;
+  beforeAll(async () => {
+    d = await createDeployment({ shards: 1, redis: false, tables: false });
+    await init(d.config, testRun());
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  it("shows a row left 'running' by a dead process as 'died', and the live run's own row as running", async () => {
+    const store = await MetadataStore.open(d.metaUrl);
+    try {
+      // A run that was SIGKILLed: its row was never finished.
+      const dead = await store.auditStart({ actor: 'cron@host', command: 'shard rebalance', commandLine: 'shardctl shard rebalance' });
+      const outcome = async (id: number) => (await store.listAudit({ limit: 10 })).find((r) => r.id === id)!.outcome;
+      expect(await outcome(dead)).toBe('died');
+      const live = await Lease.acquire(store, { holder: 'shardctl shard add by test', waitMs: 0, staleAfterMs: 120_000 });
+      await live.take();
+      const mine = await store.auditStart({ actor: 'test', command: 'shard add', commandLine: 'shardctl shard add' });
+      expect(await outcome(mine)).toBe('running');
+      expect(await outcome(dead)).toBe('died');
+      await live.release();
+      expect(await outcome(mine)).toBe('died');
+    } finally {
+      await store.close();
+    }
+  });
+});

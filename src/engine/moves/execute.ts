@@ -7,6 +7,7 @@ import { installRoutingFunction } from '../../postgres/routing-function.js';
 import { cleanupMove, copyAndVerify, type MoveContext, type Outcome } from './phases.js';
 import { Budget, Throttle, type StopReason } from './throttle.js';
 import type { LeaseGuard } from '../../metadata/lease.js';
+import type { PlanDocument } from './plan.js';
 
 export interface ExecuteOptions {
   parallel: number;
@@ -23,6 +24,10 @@ export interface ExecuteOptions {
 }
 
 export type MoveEvent =
+  /** A new plan, before anything is journaled (startPlan): what is about to run. */
+  | { type: 'plan'; plan: PlanDocument }
+  /** A run of a journaled plan begins: its moves and what they have done so far. */
+  | { type: 'started'; planId: string; moves: Array<{ moveNo: number; source: string; target: string; state: MoveState; estRows: number; rowsCopied: number }> }
   | { type: 'move-state'; moveNo: number; source: string; target: string; state: MoveState }
   | { type: 'progress'; moveNo: number; source: string; target: string; table: string; phase: 'copy' | 'cleanup'; rows: number; estRows: number; rowsPerSecond: number; etaSeconds: number | null }
   | { type: 'switched'; epoch: number; published: PublishOutcome };
@@ -75,6 +80,11 @@ export async function executePlan(env: MoveEnv, planId: string, options: Execute
   const budget = new Budget(options);
   const throttle = new Throttle(options.maxRowsPerSecond);
   let plan = await reopen(env, planId);
+  options.onEvent?.({
+    type: 'started',
+    planId,
+    moves: plan.moves.map((m) => ({ moveNo: m.moveNo, source: m.source, target: m.target, state: m.state, estRows: m.estRows, rowsCopied: m.tables.reduce((n, t) => n + t.rowsCopied, 0) })),
+  });
   let copiedThisRun = 0;
   let bytesThisRun = 0;
   let published: PublishOutcome | undefined;

@@ -53,6 +53,7 @@ export async function startPlan(env: MoveEnv, doc: PlanDocument, options: MoveRu
     throw new OperationError(`the plan was made from ring epoch ${doc.fromEpoch}, but the ring is at epoch ${current.epoch} now: make a new plan`);
   }
   await refuseIfPlanInProgress(env);
+  options.onEvent?.({ type: 'plan', plan: doc });
   const id = newPlanId(doc.fromEpoch);
   const ringChange = JSON.stringify(doc.targetRing) !== JSON.stringify({ vnodes: current.vnodes, members: current.members });
   await env.journal.createPlan({
