@@ -1,4 +1,4 @@
-import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { postgresAnswers } from '../../src/sandbox/postgres.js';
 import { findRedisServer, pingRedis, redisEndpoint } from '../../src/sandbox/redis.js';
 import { sandboxDown, sandboxStatus, sandboxUp, type SandboxUpResult } from '../../src/sandbox/sandbox.js';
+import { withPg } from '../support/dataset.js';
 
 async function exists(file: string): Promise<boolean> {
   return access(file).then(
@@ -50,6 +51,9 @@ describe('sandbox', () => {
       { name: 'public.reactions', key: 'room_id' },
     ]);
     expect(up.createdDatabases).toEqual(['shardctl_meta', 'shard_0', 'shard_1']);
+    expect(path.resolve(dir, config.migrate.dir)).toBe(up.migrationsDir);
+    expect(up.migrationsDir).toBe(path.join(dir, 'migrations'));
+    expect(up.exportCommand).toBe(`export SHARDCTL_CONFIG=${up.configPath}`);
     const state = JSON.parse(await readFile(path.join(dir, 'state.json'), 'utf8'));
     expect(state.postgres.port).toBe(Number(new URL(up.metadataUrl).port));
     expect(state.startedAt).toBe(up.startedAt);
@@ -59,6 +63,28 @@ describe('sandbox', () => {
     const config = parseConfig(YAML.parse(await readFile(up.configPath, 'utf8')), up.configPath, {});
     for (const url of [config.metadata.url, ...config.shards.map((s) => s.url)]) {
       expect(await postgresAnswers(url), url).toBe(true);
+    }
+  });
+
+  it('up creates the tables the config lists on every shard, through migrate\'s tracking table', async () => {
+    expect(up.migrations).toEqual([
+      { shard: 'shard-0', status: 'migrated', applied: ['0001_sandbox_tables.sql'] },
+      { shard: 'shard-1', status: 'migrated', applied: ['0001_sandbox_tables.sql'] },
+    ]);
+    for (const shard of up.shards) {
+      const { rows } = await withPg(shard.url, (c) =>
+        c.query<{ name: string; pk: string }>(
+          `SELECT c.oid::regclass::text AS name, pg_get_constraintdef(k.oid) AS pk
+             FROM pg_class c JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype = 'p'
+            WHERE c.oid IN ('public.messages'::regclass, 'public.reactions'::regclass) ORDER BY 1`,
+        ),
+      );
+      expect(rows, shard.id).toEqual([
+        { name: 'messages', pk: 'PRIMARY KEY (room_id, id)' },
+        { name: 'reactions', pk: 'PRIMARY KEY (room_id, message_id, emoji, user_id)' },
+      ]);
+      const applied = await withPg(shard.url, (c) => c.query('SELECT version, name FROM shardctl.schema_migrations'));
+      expect(applied.rows).toEqual([{ version: '0001', name: 'sandbox_tables' }]);
     }
   });
 
@@ -92,6 +118,17 @@ describe('sandbox', () => {
     expect(again.metadataUrl).toBe(up.metadataUrl);
     expect(again.redisUrl).toBe(up.redisUrl);
     expect(again.components.map((c) => c.pid)).toEqual(up.components.map((c) => c.pid));
+    expect(again.migrations.map((m) => [m.shard, m.status])).toEqual([
+      ['shard-0', 'up-to-date'],
+      ['shard-1', 'up-to-date'],
+    ]);
+  });
+
+  it('up refuses a DIR that has a migrations folder of its own: down would delete it', async () => {
+    const foreign = path.join(root, 'project');
+    await mkdir(path.join(foreign, 'migrations'), { recursive: true });
+    await expect(sandboxUp({ dir: foreign, shards: 1 })).rejects.toThrow(/already holds migrations but no state\.json/);
+    expect(await exists(path.join(foreign, 'migrations'))).toBe(true);
   });
 
   it('down stops every server and removes the directory; status then says absent', async () => {
@@ -101,6 +138,7 @@ describe('sandbox', () => {
     expect(down.stopped.map((s) => [s.name, s.outcome])).toEqual(
       redisInstalled ? [['postgres', 'stopped'], ['redis', 'stopped']] : [['postgres', 'stopped']],
     );
+    expect(down.removed).toContain(path.join(dir, 'migrations'));
     expect(await exists(dir)).toBe(false);
     expect(await postgresAnswers(urls[0]!, 1_000)).toBe(false);
     if (up.redisUrl) {

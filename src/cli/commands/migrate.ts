@@ -123,18 +123,17 @@ export function registerMigrateCommands(program: Command): void {
  * what the author wants.
  */
 async function whereTheFileGoes(file: string): Promise<string[]> {
-  const notes: string[] = [];
   const { sandboxOfMigrationsDir } = await import('../../sandbox/state.js');
-  const sandbox = await sandboxOfMigrationsDir(path.dirname(file));
-  if (sandbox) {
-    notes.push(
+  if (await sandboxOfMigrationsDir(path.dirname(file))) {
+    // Its default place, .shardctl/, is git-ignored too; this says what matters more.
+    return [
       `${path.dirname(file)} is the sandbox's migration set: \`shardctl sandbox down\` deletes it; copy the file into your project's migrate.dir to keep it`,
-    );
+    ];
   }
   if (await ignoredByGit(file)) {
-    notes.push(`${file} is ignored by git (\`git check-ignore -v ${file}\` says which rule): it will not be committed`);
+    return [`${file} is ignored by git (\`git check-ignore -v ${file}\` says which rule): it will not be committed`];
   }
-  return notes;
+  return [];
 }
 
 /** `git check-ignore` exits 0 for an ignored path, 1 for one that is not, 128 outside a repository; no git at all is "not ignored". */
