@@ -13,9 +13,9 @@ import { forgetBatches } from '../mover/block-copy.js';
 import { withMetadata, requireRing } from './metadata-session.js';
 import type { ExecutionReport } from './moves/execute.js';
 import { withConnections } from './moves/env.js';
-import { planChange, planMisplaced, type PlanDocument, type RingChange } from './moves/plan.js';
+import { PLAN_FORMAT, planChange, planMisplaced, type PlanDocument, type RingChange } from './moves/plan.js';
 import { moveEnv, refuseIfPlanInProgress, resumePlan, startPlan, type MoveRunOptions } from './moves/run-plan.js';
-import { prepareNewShard, type ShardPreparation } from './shard-prepare.js';
+import { checkNewShard, prepareNewShard, type ShardPreparation, type ShardReadiness } from './shard-prepare.js';
 
 export interface ShardChangeResult {
   plan: PlanDocument;
@@ -23,6 +23,8 @@ export interface ShardChangeResult {
   /** Nothing to move and no ring change: `shard rebalance` from cron, most hours. */
   nothingToDo: boolean;
   preparation?: ShardPreparation;
+  /** `shard add --dry-run` / `shard plan --add`: what the new shard needs first (read-only checks). */
+  readiness?: ShardReadiness;
   /** `shard rebalance` found a plan in progress and continued it (its id). */
   resumed?: string;
   execution?: ExecutionReport;
@@ -31,7 +33,7 @@ export interface ShardChangeResult {
 /** A journaled plan as a plan document (what `shard rebalance` shows when it continues one). */
 function documentOf(plan: PlanRecord): PlanDocument {
   return {
-    format: 'shardctl-plan/1',
+    format: PLAN_FORMAT,
     kind: plan.kind,
     fromEpoch: plan.fromEpoch,
     targetRing: plan.targetRing,
@@ -76,7 +78,9 @@ export async function shardAdd(
     const extra = { addShard: { id: options.id, url: stripPassword(url), weight } };
     if (options.dryRun) {
       const env = await moveEnv(config, store, run, { [options.id]: url });
-      return { plan: await planChange(env, change, { exact: !!options.exact, extra }), dryRun: true, nothingToDo: false };
+      // The checks `shard add` makes before any row moves, read-only: a plan is only shown for a change that can run.
+      const readiness = await checkNewShard(env, { id: options.id, url, migrationsDir: options.migrationsDir });
+      return { plan: await planChange(env, change, { exact: !!options.exact, extra }), dryRun: true, nothingToDo: false, readiness };
     }
     return runMutation({ store, run, command: 'shard add', summarize: summarizeChange, afterLockLost: RESUME_HINT }, async (run) => {
       const env = await moveEnv(config, store, run, { [options.id]: url });
@@ -158,7 +162,7 @@ function rebalanceChange(config: ShardctlConfig, current: { vnodes: number; memb
 
 /** `shard apply FILE`: run a reviewed plan, refused if the ring changed since it was made. */
 export async function shardApply(config: ShardctlConfig, run: RunInfo, doc: PlanDocument, options: MoveRunOptions & { migrationsDir?: string }): Promise<ShardChangeResult> {
-  if (doc.format !== 'shardctl-plan/1') throw new UsageError('not a shardctl plan file (format shardctl-plan/1)');
+  if (doc.format !== PLAN_FORMAT) throw new UsageError(`not a shardctl plan (format ${PLAN_FORMAT}): read plan files with readPlanFile`);
   return withMetadata(config, async (store) =>
     runMutation({ store, run, command: 'shard apply', summarize: summarizeChange, afterLockLost: RESUME_HINT }, async (run) => {
       const url = doc.addShard ? (config.shards.find((s) => s.id === doc.addShard!.id)?.url ?? doc.addShard.url) : undefined;

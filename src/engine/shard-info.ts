@@ -4,7 +4,7 @@ import { DEFAULT_VNODES, Ring, type RingMember, type RingSpec } from '../core/ri
 import { exportRing } from '../core/ring-export.js';
 import { routingHash } from '../core/routing-hash.js';
 import { simulateRingChange, type RingChangeSimulation } from '../core/simulate.js';
-import { UsageError } from '../errors.js';
+import { OperationError, UsageError } from '../errors.js';
 import { applyRingChange } from '../core/ring-change.js';
 import { withClient } from '../postgres/connect.js';
 import { quoteQualified } from '../postgres/ident.js';
@@ -28,7 +28,8 @@ export interface ShardListEntry {
   /** Fraction of the hash space this shard owns in the current ring. */
   ownership: number;
   url: string;
-  stats?: { tables: TableStats[]; error?: string };
+  /** With --stats: `error` when the shard could not be read (it did not answer, or a query failed). */
+  stats?: { status: 'ok' | 'error'; tables: TableStats[]; error?: string };
 }
 
 export interface ShardListResult {
@@ -60,13 +61,25 @@ export async function listShards(
         const target = targets.get(entry.id);
         if (!target) return;
         try {
-          entry.stats = { tables: await tableStats(target.url, entry.id, config.tables, !!options.exact) };
+          entry.stats = { status: 'ok', tables: await tableStats(target.url, entry.id, config.tables, !!options.exact) };
         } catch (err) {
-          entry.stats = { tables: [], error: (err as Error).message };
+          entry.stats = { status: 'error', tables: [], error: (err as Error).message };
         }
       });
     }
-    return { epoch: current.epoch, vnodes: current.vnodes, shards };
+    const result = { epoch: current.epoch, vnodes: current.vnodes, shards };
+    failIfUnread(result);
+    return result;
+  });
+}
+
+/** A shard whose statistics could not be read fails the listing (exit 1), with every shard's result attached. */
+function failIfUnread(result: ShardListResult): void {
+  const failed = result.shards.filter((s) => s.stats?.status === 'error');
+  if (!failed.length) return;
+  throw new OperationError(`could not read the statistics of ${failed.length} shard(s)`, {
+    details: failed.map((s) => `${s.id}: ${s.stats!.error}`),
+    data: result,
   });
 }
 

@@ -8,7 +8,7 @@ import {
   type MigrationSource,
 } from '../core/migration-plan.js';
 import { formatSqlError, migrationDirectives, splitStatements } from '../core/sql-text.js';
-import { OperationError } from '../errors.js';
+import { OperationError, UsageError } from '../errors.js';
 import type { PgClient } from './connect.js';
 import { quoteIdent, quoteQualified, type QualifiedName } from './ident.js';
 
@@ -63,9 +63,12 @@ export async function readMigrationFiles(dir: string): Promise<MigrationFile[]> 
   try {
     names = await readdir(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new OperationError(`migration directory not found: ${dir} (set migrate.dir or pass --dir; \`shardctl migrate create NAME\` makes it)`);
+    // A folder that is not there is a usage or configuration mistake (exit 2), not a failed run.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw new UsageError(`migration directory not found: ${dir} (set migrate.dir or pass --dir; \`shardctl migrate create NAME\` makes it)`);
     }
+    if (code === 'ENOTDIR') throw new UsageError(`not a migration directory: ${dir} is a file (set migrate.dir or pass --dir)`);
     throw err;
   }
   const files: MigrationFile[] = [];

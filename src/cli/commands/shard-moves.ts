@@ -39,13 +39,17 @@ export function registerShardMoveCommands(shard: Command): void {
 
   withMoveFlags(shard.command('remove').argument('<id>', 'the shard to drain and retire'))
     .description('drain a shard\'s hash ranges to the others, then retire it (refuses the last shard)')
-    .option('--confirm <id>', 'the shard id again: required without a terminal')
-    .addHelpText('after', examples('shard remove shard-2 --confirm shard-2', 'shard remove shard-2 --dry-run'))
+    .option('--confirm <id>', 'the shard id again, to confirm without being asked (or the global --yes)')
+    .addHelpText(
+      'after',
+      examples('shard remove shard-2 --confirm shard-2', 'shard remove shard-2 --yes', 'shard remove shard-2 --dry-run') +
+        '\nAt a terminal it asks you to type the id. Without one, --confirm ID or --yes is required;\notherwise it exits 2 having touched nothing. --dry-run and --plan-out need neither.\n',
+    )
     .action(
       action(async (ctx, cmd) => {
         const opts = cmd.opts<MoveFlags & { confirm?: string }>();
         const id = shardIdFlag(cmd.args[0]!);
-        if (!opts.dryRun && !opts.planOut) await confirmTyped(ctx, id, opts.confirm);
+        if (!opts.dryRun && !opts.planOut) await confirmTyped(ctx, id, opts.confirm, ctx.global.yes);
         await runChange(ctx, opts, (engine, config, run, moveOptions) => engine.shardRemove(config, run, { id, ...moveOptions }));
       }),
     );
@@ -85,7 +89,7 @@ export function registerShardMoveCommands(shard: Command): void {
         await runChange(ctx, flags, async (engine, config, run, moveOptions) => {
           if (opts.add) {
             const member = memberFlag(opts.add);
-            return engine.shardAdd(config, run, { id: member.id, weight: member.weight, ...(opts.url ? { url: opts.url } : {}), ...moveOptions });
+            return engine.shardAdd(config, run, { id: member.id, weight: member.weight, ...(opts.url ? { url: opts.url } : {}), migrationsDir: await migrationsDir(ctx), ...moveOptions });
           }
           if (opts.remove) return engine.shardRemove(config, run, { id: shardIdFlag(opts.remove), ...moveOptions });
           return engine.shardRebalance(config, run, { weights: opts.weight, ...moveOptions });
@@ -100,12 +104,15 @@ export function registerShardMoveCommands(shard: Command): void {
       action(async (ctx, cmd) => {
         const opts = cmd.opts<MoveFlags>();
         const file = cmd.args[0]!;
-        let doc;
+        let json;
         try {
-          doc = JSON.parse(await readFile(file, 'utf8'));
+          json = JSON.parse(await readFile(file, 'utf8'));
         } catch (err) {
           throw new UsageError(`cannot read the plan ${file}: ${(err as Error).message}`);
         }
+        // Either format: [start, end] pairs, or the {start, end} objects of plan files from older versions.
+        const { readPlanFile } = await import('../../engine/moves/plan.js');
+        const doc = readPlanFile(json);
         await runChange(ctx, { ...opts, dryRun: false }, async (engine, config, run, moveOptions) =>
           engine.shardApply(config, run, doc, { ...moveOptions, migrationsDir: await migrationsDir(ctx) }),
         );
@@ -237,10 +244,13 @@ async function runChange(
   try {
     const result = await run(engine, config, ctx.runInfo(), { ...moveOptionsOf(opts), dryRun, onEvent: progress.onEvent });
     if (opts.planOut) {
-      await writeFile(opts.planOut, JSON.stringify(result.plan, null, 2) + '\n');
+      const { planFileOf } = await import('../../engine/moves/plan.js');
+      await writeFile(opts.planOut, render.formatJson(planFileOf(result.plan)) + '\n');
       ctx.out.info(`plan written to ${path.resolve(opts.planOut)}; review it, then: shardctl shard apply ${opts.planOut}`);
     }
-    ctx.out.result(ctx.name, result, render.renderChange);
+    // The documented envelope, laid out so that a move's ranges stay on one line each (Output.result would indent every pair).
+    if (ctx.global.json) ctx.out.writeStdout(render.formatJson({ ok: true, command: ctx.name, data: render.changeJson(result) }) + '\n');
+    else ctx.out.result(ctx.name, result, render.renderChange);
   } catch (err) {
     const data = (err as { data?: unknown }).data;
     if (!ctx.global.json && render.isExecutionReport(data)) ctx.out.writeStdout(render.renderExecution(data) + '\n');
@@ -282,13 +292,20 @@ async function migrationsDir(ctx: CommandContext): Promise<string> {
   return path.resolve(path.dirname(filepath), config.migrate.dir);
 }
 
-/** `shard remove` needs the id typed again: --confirm ID, or at a terminal. */
-async function confirmTyped(ctx: CommandContext, id: string, given: string | undefined): Promise<void> {
+/**
+ * `shard remove` is confirmed by the id given again (--confirm ID), by the
+ * global --yes, or by typing the id at a terminal; without a terminal and
+ * without either flag it is refused (exit 2) naming both.
+ */
+async function confirmTyped(ctx: CommandContext, id: string, given: string | undefined, yes: boolean): Promise<void> {
   if (given !== undefined) {
-    if (given !== id) throw new UsageError(`--confirm ${given} does not match ${id}`);
+    if (given !== id) throw new UsageError(`--confirm ${given} does not match ${id}; nothing was done`);
     return;
   }
-  if (!ctx.out.interactive) throw new UsageError(`removing ${id} drains and retires it: pass --confirm ${id}`);
+  if (yes) return;
+  if (!ctx.out.interactive) {
+    throw new UsageError(`removing ${id} drains and retires it; refusing without a terminal to ask on: pass --confirm ${id} or --yes`);
+  }
   const { input } = await import('@inquirer/prompts');
   const typed = await input({ message: `Type ${id} to drain and retire it:` }, { output: process.stderr });
   if (typed.trim() !== id) throw new UsageError('not confirmed; nothing was done');

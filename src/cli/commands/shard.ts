@@ -17,16 +17,27 @@ export function registerShardCommands(program: Command): void {
     .description('shards with state, weight and ring points; --stats adds rows and bytes per sharded table')
     .option('--stats', 'rows and bytes of every sharded table on every shard', false)
     .option('--exact', 'with --stats: count(*) instead of the planner estimate', false)
-    .addHelpText('after', examples('shard list', 'shard list --stats', 'shard list --stats --exact --json'))
+    .addHelpText(
+      'after',
+      examples('shard list', 'shard list --stats', 'shard list --stats --exact --json') +
+        '\nWith --stats, a shard that cannot be read is marked in the table, its error goes to stderr, and the exit code is 1.\n',
+    )
     .action(
       action(async (ctx, cmd) => {
         const opts = cmd.opts<{ stats: boolean; exact: boolean }>();
         const { config } = await ctx.loadConfig();
         const { listShards } = await import('../../engine/shard-info.js');
         const spin = opts.stats ? await ctx.out.spinner('reading table statistics on every shard') : undefined;
-        const result = await listShards(config, opts).finally(() => spin?.stop());
-        const { renderShardList } = await import('../render/shard.js');
-        ctx.out.result(ctx.name, result, renderShardList);
+        const { renderShardList, isShardListResult } = await import('../render/shard.js');
+        try {
+          const result = await listShards(config, opts).finally(() => spin?.stop());
+          ctx.out.result(ctx.name, result, renderShardList);
+        } catch (err) {
+          // A shard that could not be read: the listing still shows (stdout), the error follows on stderr, exit 1.
+          const data = (err as { data?: unknown }).data;
+          if (!ctx.global.json && isShardListResult(data)) ctx.out.writeStdout(renderShardList(data) + '\n');
+          throw err;
+        }
       }),
     );
 

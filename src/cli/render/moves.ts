@@ -1,7 +1,8 @@
 import chalk from 'chalk';
 import type { MoveEvent, ExecutionReport } from '../../engine/moves/execute.js';
-import type { PlanDocument } from '../../engine/moves/plan.js';
+import { planFileOf, type PlanDocument, type PlanFile } from '../../engine/moves/plan.js';
 import type { ShardChangeResult } from '../../engine/shard-change.js';
+import type { ShardReadiness } from '../../engine/shard-prepare.js';
 import type { IndexReport } from '../../engine/shard-index.js';
 import type { VerifyReport } from '../../engine/shard-verify.js';
 import type { PlanRecord } from '../../metadata/journal.js';
@@ -19,12 +20,48 @@ export function renderPlan(plan: PlanDocument): string {
   return `${head}\n${table}\ntotal: ${formatCount(totalRows)} rows, ${formatBytes(totalBytes)}`;
 }
 
+/** A change's result as --json prints it: the plan with its ranges as `[start, end]` pairs. */
+export function changeJson(r: ShardChangeResult): Omit<ShardChangeResult, 'plan'> & { plan: PlanFile } {
+  return { ...r, plan: planFileOf(r.plan) };
+}
+
+/**
+ * JSON indented as JSON.stringify(value, null, 2) indents it, except that an
+ * array of numbers, or of arrays of numbers (a move's hash ranges), stays on
+ * one line: a plan over thousands of ranges is a few dozen lines, not
+ * thousands, and is still one document for jq.
+ */
+export function formatJson(value: unknown, indent = ''): string {
+  if (Array.isArray(value)) {
+    if (!value.length) return '[]';
+    if (value.every((v) => typeof v === 'number' || (Array.isArray(v) && v.every((n) => typeof n === 'number')))) return JSON.stringify(value);
+    const inner = indent + '  ';
+    return `[\n${value.map((v) => inner + (v === undefined || typeof v === 'function' ? 'null' : formatJson(v, inner))).join(',\n')}\n${indent}]`;
+  }
+  if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON !== 'function') {
+    const inner = indent + '  ';
+    const entries = Object.entries(value).filter(([, v]) => v !== undefined && typeof v !== 'function');
+    if (!entries.length) return '{}';
+    return `{\n${entries.map(([k, v]) => `${inner}${JSON.stringify(k)}: ${formatJson(v, inner)}`).join(',\n')}\n${indent}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
 export function renderChange(r: ShardChangeResult): string {
   if (r.nothingToDo) return 'nothing to do: no plan in progress, no weight change, and every row is where the ring says';
   const parts = [r.resumed ? `continuing plan ${r.resumed}, which was in progress` : renderPlan(r.plan)];
+  if (r.readiness) parts.push(renderReadiness(r.readiness));
   if (r.dryRun) parts.push(chalk.dim('dry run: nothing was changed'));
   if (r.execution) parts.push('', renderExecution(r.execution));
   return parts.join('\n');
+}
+
+/** What `shard add` would do to the new shard before moving rows (the checks passed, or the plan would not be shown). */
+export function renderReadiness(r: ShardReadiness): string {
+  if (!r.pendingMigrations.length) return `${r.shard} answers and has every sharded table with the same columns and a primary key`;
+  const files = r.pendingMigrations.length === 1 ? r.pendingMigrations[0] : `${r.pendingMigrations.length} files, ${r.pendingMigrations[0]} … ${r.pendingMigrations.at(-1)}`;
+  const creates = r.createdByMigrations.length ? `; it is expected to create ${r.createdByMigrations.join(', ')} (the tables are checked again after it)` : '';
+  return chalk.yellow(`${r.shard}: the migration set will be applied first (${files} from ${r.migrationsDir})${creates}`);
 }
 
 export function isExecutionReport(value: unknown): value is ExecutionReport {

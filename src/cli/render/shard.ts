@@ -14,7 +14,8 @@ export function renderShardList(result: ShardListResult): string {
   if (withStats) {
     const rows: Array<Array<string | number>> = [];
     for (const s of result.shards) {
-      if (s.stats?.error) rows.push([s.id, chalk.red('error'), '-', s.stats.error]);
+      // The error itself goes to stderr with the exit status; the table only marks the shard.
+      if (s.stats?.status === 'error') rows.push([s.id, chalk.red('✗ not read (see the error below)'), '-', '-']);
       for (const t of s.stats?.tables ?? []) {
         rows.push([s.id, t.table, t.exists ? formatCount(t.rows) : chalk.yellow('missing'), formatBytes(t.bytes)]);
       }
@@ -43,4 +44,8 @@ export function renderSimulation(sim: SimulateResult): string {
     ),
   ];
   return lines.join('\n');
+}
+
+export function isShardListResult(value: unknown): value is ShardListResult {
+  return typeof value === 'object' && value !== null && 'shards' in value && 'vnodes' in value && 'epoch' in value;
 }

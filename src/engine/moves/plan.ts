@@ -6,6 +6,7 @@ import type { PlanKind } from '../../metadata/journal.js';
 import { mapWithConcurrency } from '../concurrency.js';
 import { countInRanges, misplacedByOwner } from '../../mover/verify.js';
 import { quoteQualified } from '../../postgres/ident.js';
+import { UsageError } from '../../errors.js';
 import { withConnections, type MoveEnv } from './env.js';
 
 export interface MovePlanEntry {
@@ -20,9 +21,17 @@ export interface MovePlanEntry {
   tables: Array<{ table: string; rows: number; bytes: number }>;
 }
 
-/** A reviewable plan: what `--plan-out` writes and `shard apply` reads. */
+/**
+ * The plan file format written by `--plan-out`. Version 2 writes ranges as
+ * `[start, end]` pairs (version 1 wrote `{start, end}` objects: four lines
+ * each once indented, thousands for a large ring); `shard apply` reads both.
+ */
+export const PLAN_FORMAT = 'shardctl-plan/2';
+const READABLE_FORMATS = new Set(['shardctl-plan/1', PLAN_FORMAT]);
+
+/** A reviewable plan: what `--plan-out` writes (as a PlanFile) and `shard apply` reads. */
 export interface PlanDocument {
-  format: 'shardctl-plan/1';
+  format: typeof PLAN_FORMAT;
   kind: PlanKind;
   fromEpoch: number;
   targetRing: RingSpec;
@@ -33,6 +42,39 @@ export interface PlanDocument {
   moves: MovePlanEntry[];
   createdAt: string;
   createdBy: string;
+}
+
+/** An inclusive hash range as plan files and --json print it. */
+export type RangePair = [start: number, end: number];
+
+/** A plan as it is written to a file and printed under --json: every range a `[start, end]` pair. */
+export type PlanFile = Omit<PlanDocument, 'moves'> & { moves: Array<Omit<MovePlanEntry, 'ranges'> & { ranges: RangePair[] }> };
+
+export function planFileOf(doc: PlanDocument): PlanFile {
+  return { ...doc, moves: doc.moves.map((m) => ({ ...m, ranges: m.ranges.map((r): RangePair => [r.start, r.end]) })) };
+}
+
+/**
+ * A plan file's JSON as a plan: version 2 (`[start, end]` pairs) or version 1
+ * (`{start, end}` objects). Anything else is refused as not a plan file.
+ */
+export function readPlanFile(value: unknown): PlanDocument {
+  const doc = value as { format?: unknown; moves?: unknown } | null;
+  if (typeof doc !== 'object' || doc === null || typeof doc.format !== 'string' || !READABLE_FORMATS.has(doc.format) || !Array.isArray(doc.moves)) {
+    throw new UsageError(`not a shardctl plan file (format ${PLAN_FORMAT} or shardctl-plan/1)`);
+  }
+  const moves = doc.moves.map((m: { ranges?: unknown }, i: number) => {
+    if (!Array.isArray(m?.ranges)) throw new UsageError(`not a shardctl plan file: move ${i + 1} has no ranges`);
+    return { ...m, ranges: m.ranges.map((r: unknown) => intervalOf(r, i + 1)) };
+  });
+  return { ...(doc as unknown as PlanDocument), format: PLAN_FORMAT, moves: moves as MovePlanEntry[] };
+}
+
+function intervalOf(r: unknown, move: number): Interval {
+  const [start, end] = Array.isArray(r) ? r : [(r as Interval | null)?.start, (r as Interval | null)?.end];
+  const valid = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 0 && (n as number) < 2 ** 32;
+  if (!valid(start) || !valid(end) || start > end) throw new UsageError(`not a shardctl plan file: move ${move} has a range that is not [start, end] in the hash space: ${JSON.stringify(r)}`);
+  return { start, end };
 }
 
 export interface RingChange {
@@ -59,7 +101,7 @@ export async function planChange(env: MoveEnv, change: RingChange, options: { ex
   const target = targetRingOf(current, change);
   const moves = planRingChange(Ring.build(current), Ring.build(target));
   return {
-    format: 'shardctl-plan/1',
+    format: PLAN_FORMAT,
     kind: change.kind,
     fromEpoch: current.epoch,
     targetRing: target,
@@ -91,7 +133,7 @@ export async function planMisplaced(env: MoveEnv, shards: string[]): Promise<Pla
   );
   const moves = planMisplacedMoves(ring, pairs.flat());
   return {
-    format: 'shardctl-plan/1',
+    format: PLAN_FORMAT,
     kind: 'rebalance',
     fromEpoch: current.epoch,
     targetRing: { vnodes: current.vnodes, members: current.members },
