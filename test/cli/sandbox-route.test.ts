@@ -199,6 +199,16 @@ describe("README's sandbox route", () => {
     }
   });
 
+  it('with the export line, later commands find the sandbox without -c', async () => {
+    const env = { SHARDCTL_CONFIG: configPath };
+    const status = await runCli(['migrate', 'status', '--check'], { cwd: root, env });
+    expectOk(status, 'SHARDCTL_CONFIG=… migrate status --check');
+    expect(status.stdout).toMatch(/every target is up to date/);
+    const sandbox = await runCli(['sandbox', 'status', '--json'], { cwd: root, env });
+    expectOk(sandbox, 'SHARDCTL_CONFIG=… sandbox status');
+    expect(JSON.parse(sandbox.stdout).data).toMatchObject({ dir, state: 'up' });
+  });
+
   it('sandbox down --yes stops the servers and removes the sandbox with its migration set', async () => {
     const down = await cli('--yes', 'sandbox', 'down');
     expectOk(down, 'sandbox down');

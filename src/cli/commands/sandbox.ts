@@ -10,6 +10,8 @@ import { examples } from '../help.js';
 const DEFAULT_DIR = '.shardctl/sandbox';
 const DEFAULT_SHARDS = 4;
 const MAX_SHARDS = 64;
+// src/config/load.ts's CONFIG_ENV_VAR; not imported, since that module loads zod.
+const CONFIG_ENV_VAR = 'SHARDCTL_CONFIG';
 
 export function registerSandboxCommands(program: Command): void {
   const sandbox = program
@@ -49,7 +51,7 @@ export function registerSandboxCommands(program: Command): void {
   sandbox
     .command('status')
     .description('whether the sandbox servers are up, with their ports, pids and URLs')
-    .option('--dir <dir>', `the sandbox directory (default: the -c config's directory, else ${DEFAULT_DIR})`)
+    .option('--dir <dir>', `the sandbox directory (default: the directory of the -c or $${CONFIG_ENV_VAR} config, else ${DEFAULT_DIR})`)
     .addHelpText('after', examples('sandbox status', 'sandbox status --dir /tmp/rehearsal --json', '-c .shardctl/sandbox/shardctl.config.yaml sandbox status'))
     .action(
       action(async (ctx, cmd) => {
@@ -62,7 +64,7 @@ export function registerSandboxCommands(program: Command): void {
   sandbox
     .command('down')
     .description('stop the sandbox servers and delete everything the sandbox made (its data too)')
-    .option('--dir <dir>', `the sandbox directory (default: the -c config's directory, else ${DEFAULT_DIR})`)
+    .option('--dir <dir>', `the sandbox directory (default: the directory of the -c or $${CONFIG_ENV_VAR} config, else ${DEFAULT_DIR})`)
     .addHelpText('after', examples('sandbox down', '--yes sandbox down --dir /tmp/rehearsal', '--yes -c .shardctl/sandbox/shardctl.config.yaml sandbox down'))
     .action(
       action(async (ctx, cmd) => {
@@ -79,13 +81,16 @@ export function registerSandboxCommands(program: Command): void {
 
 /**
  * --dir, else the directory of the -c config (`sandbox up` writes its config
- * there), else the default. Never the default when -c is given: that would
- * stop some other sandbox than the one the config describes.
+ * there), else that of the config $SHARDCTL_CONFIG names (the line `up`
+ * prints), else the default. Never the default when a config is named: that
+ * would stop some other sandbox than the one the config describes.
  */
 function sandboxDir(ctx: CommandContext, cmd: Command): string {
   const { dir } = cmd.opts<{ dir?: string }>();
   if (dir) return dir;
-  return ctx.global.config ? path.dirname(ctx.global.config) : DEFAULT_DIR;
+  // An empty variable is unset, as in load.ts.
+  const config = ctx.global.config || process.env[CONFIG_ENV_VAR];
+  return config ? path.dirname(path.resolve(config)) : DEFAULT_DIR;
 }
 
 function shardCount(value: string): number {
