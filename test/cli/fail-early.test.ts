@@ -238,7 +238,7 @@ describe('the CLI says early, and with the right exit code, what a later step wo
       expect(help.stdout).toMatch(/--confirm ID or --yes is required/);
     });
 
-    it('--yes (before or after the command) satisfies it: the shard is drained and retired', async () => {
+    it('the global --yes satisfies it: the shard is drained and retired', async () => {
       const before = await placement(await currentRing(d.metaUrl), urls);
       const r = await runCli(['-c', d.configPath, '--yes', 'shard', 'remove', 'shard-1', '--json']);
       expect(r.exitCode, r.stderr).toBe(0);
