@@ -70,30 +70,14 @@ async function withShard(url, fn) {
   }
 }
 
-const SCHEMA = `
-  CREATE TABLE IF NOT EXISTS public.messages (
-    room_id    bigint      NOT NULL,
-    id         bigint      NOT NULL,
-    body       text        NOT NULL,
-    created_at timestamptz NOT NULL,
-    PRIMARY KEY (room_id, id)
-  );
-  -- Co-located child: same shard key, so a room's reactions live beside its messages.
-  CREATE TABLE IF NOT EXISTS public.reactions (
-    room_id    bigint NOT NULL,
-    message_id bigint NOT NULL,
-    emoji      text   NOT NULL,
-    user_id    bigint NOT NULL,
-    PRIMARY KEY (room_id, message_id, emoji, user_id),
-    FOREIGN KEY (room_id, message_id) REFERENCES public.messages (room_id, id)
-  );
-  TRUNCATE public.reactions, public.messages;
-`;
+// The tables come from the sandbox's migration set (`sandbox up` applies it; `shard add` applies it
+// to a new shard): the demo only empties them, so it can run again on a sandbox left up.
+const RESET = 'TRUNCATE public.reactions, public.messages';
 
 /** One shard's rows: the rooms the ring gives it (located once each), their messages, their reactions. */
 async function loadShard(shard, ringSql) {
   return withShard(shard.url, async (client) => {
-    await client.query(SCHEMA);
+    await client.query(RESET);
     await client.query(ringSql); // creates shardctl_ring and shardctl_locate(text)
     await client.query('CREATE TEMP TABLE my_rooms (room_id bigint PRIMARY KEY)');
     const rooms = await client.query(
@@ -133,7 +117,9 @@ async function main() {
 
     await step(`load ${ROOMS.toLocaleString('en-US')} rooms of messages and reactions, each room on the shard the ring gives it`, async () => {
       const config = YAML.parse(await readFile(path.join(ROOT, CONFIG), 'utf8'));
-      console.log(dim(`$ shardctl -c ${CONFIG} shard ring --format sql   # run on every shard`));
+      console.log(dim(`$ shardctl -c ${CONFIG} shard ring --format sql > ring.sql`));
+      console.log(dim(`$ psql SHARD_URL -f ring.sql   # on every shard: shardctl_ring and shardctl_locate(key), routing inside SQL`));
+      console.log(dim(`$ psql SHARD_URL -c "INSERT INTO public.messages … FROM generate_series(1, ${ROOMS}) room WHERE shardctl_locate(room::text) = 'SHARD_ID'"   # and reactions`));
       const ring = await execa('node', [BIN, '-c', CONFIG, 'shard', 'ring', '--format', 'sql'], { cwd: ROOT, stderr: 'inherit' });
       const loaded = await Promise.all(config.shards.map((shard) => loadShard(shard, ring.stdout)));
       const total = { rooms: 0, messages: 0, reactions: 0 };
@@ -152,14 +138,16 @@ async function main() {
 
     const config = YAML.parse(await readFile(path.join(ROOT, CONFIG), 'utf8'));
     const newShardUrl = databaseUrl(config.shards[0].url, 'shard_4');
-    await step('a fifth database with the same tables (what a DBA provisions before adding a shard)', async () => {
+    await step('a fifth, empty database (what a DBA provisions; shard add gives it the tables from migrate.dir)', async () => {
+      console.log(dim(`$ psql ${databaseUrl(config.shards[0].url, 'postgres')} -c 'CREATE DATABASE shard_4'`));
       await withShard(databaseUrl(config.shards[0].url, 'postgres'), (client) => client.query('CREATE DATABASE shard_4'));
-      await withShard(newShardUrl, (client) => client.query(SCHEMA));
     });
 
-    await step('review the plan: which hash ranges move, from where, how many rows (writes nothing)', () =>
-      shardctl(['-c', CONFIG, 'shard', 'plan', '--add', 'shard-4', '--url', newShardUrl]),
-    );
+    await step('review the plan: which hash ranges move, from where, how many rows (writes nothing)', async () => {
+      await shardctl(['-c', CONFIG, 'shard', 'plan', '--add', 'shard-4', '--url', newShardUrl]);
+      console.log(dim('   est. rows and bytes are estimates: each table\'s planner statistics scaled by the share of the hash space that moves'));
+      console.log(dim('   (--exact counts instead). The report after `shard add` gives the rows actually copied, verified and deleted.'));
+    });
 
     await step('add it: copy in batches by hash, verify checksums, switch the ring, delete confirmed rows from the sources', () =>
       shardctl(['-c', CONFIG, 'shard', 'add', 'shard-4', '--url', newShardUrl]),
