@@ -1,7 +1,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.js';
+import { execa } from 'execa';
+import { BIN, runCli } from '../support/cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { createSchema, loadRooms, placement, SCHEMA_SQL } from '../support/dataset.js';
 import { createDeployment, currentRing, type TestDeployment } from '../support/deployment.js';
@@ -236,6 +237,22 @@ describe('the CLI says early, and with the right exit code, what a later step wo
       expect((await currentRing(d.metaUrl)).members.map((m) => m.id)).toEqual(['shard-0', 'shard-1']);
       const help = await cli('shard', 'remove', '--help');
       expect(help.stdout).toMatch(/--confirm ID or --yes is required/);
+    });
+
+    it('at a terminal it asks to type the id; another answer does nothing (exit 2)', async () => {
+      const command = ['node', BIN, '-c', d.configPath, 'shard', 'remove', 'shard-1'].map((a) => `'${a}'`).join(' ');
+      // A pseudo-terminal (util-linux script) that gets the wrong id typed.
+      const r = await execa('script', ['-qec', command, '/dev/null'], {
+        reject: false,
+        timeout: 30_000,
+        input: 'shard-0\n',
+        env: { ...process.env, NO_COLOR: '1', CI: undefined, TERM: 'xterm-256color' },
+        extendEnv: false,
+      });
+      expect(String(r.stdout)).toMatch(/Type shard-1 to drain and retire it/);
+      expect(String(r.stdout)).toMatch(/not confirmed; nothing was done/);
+      expect(r.exitCode).toBe(2);
+      expect((await currentRing(d.metaUrl)).members.map((m) => m.id)).toEqual(['shard-0', 'shard-1']);
     });
 
     it('the global --yes satisfies it: the shard is drained and retired', async () => {
