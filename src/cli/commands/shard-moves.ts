@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type { RingMember } from '../../core/ring.js';
 import { UsageError } from '../../errors.js';
+import { moveProgress } from '../move-progress.js';
 import { action, positiveInt } from '../action.js';
 import type { CommandContext } from '../context.js';
 import type { ShardctlConfig } from '../../config/schema.js';
@@ -128,7 +129,7 @@ export function registerShardMoveCommands(shard: Command): void {
         const { config } = await ctx.loadConfig();
         const engine = await import('../../engine/shard-change.js');
         const { renderExecution } = await import('../render/moves.js');
-        const progress = await progressReporter(ctx);
+        const progress = await moveProgress(ctx);
         const result = await engine.shardResume(config, ctx.runInfo(), { ...moveOptionsOf(opts), onEvent: progress.onEvent }).finally(progress.stop);
         ctx.out.result(ctx.name, result, (r) => (r.execution ? renderExecution(r.execution) : 'no plan in progress: nothing to resume'));
       }),
@@ -239,18 +240,20 @@ async function runChange(
   const { config } = await ctx.loadConfig();
   const engine = await import('../../engine/shard-change.js');
   const render = await import('../render/moves.js');
-  const progress = await progressReporter(ctx);
+  const progress = await moveProgress(ctx);
   const dryRun = opts.dryRun || !!opts.planOut;
   try {
     const result = await run(engine, config, ctx.runInfo(), { ...moveOptionsOf(opts), dryRun, onEvent: progress.onEvent });
+    progress.stop();
     if (opts.planOut) {
       const { planFileOf } = await import('../../engine/moves/plan.js');
       await writeFile(opts.planOut, render.formatJson(planFileOf(result.plan)) + '\n');
       ctx.out.info(`plan written to ${path.resolve(opts.planOut)}; review it, then: shardctl shard apply ${opts.planOut}`);
     }
+    // On a terminal the plan was shown before the work started: the report follows it.
     // The documented envelope, laid out so that a move's ranges stay on one line each (Output.result would indent every pair).
     if (ctx.global.json) ctx.out.writeStdout(render.formatJson({ ok: true, command: ctx.name, data: render.changeJson(result) }) + '\n');
-    else ctx.out.result(ctx.name, result, render.renderChange);
+    else ctx.out.result(ctx.name, result, (r) => (progress.planShown && r.execution ? render.renderExecution(r.execution) : render.renderChange(r)));
   } catch (err) {
     const data = (err as { data?: unknown }).data;
     if (!ctx.global.json && render.isExecutionReport(data)) ctx.out.writeStdout(render.renderExecution(data) + '\n');
@@ -268,22 +271,6 @@ function moveOptionsOf(opts: MoveFlags): MoveOptions {
     ...(maxDurationMs !== undefined ? { maxDurationMs } : {}),
     ...(opts.maxRows ? { maxRows: opts.maxRows } : {}),
     ...(opts.exact ? { exact: true } : {}),
-  };
-}
-
-async function progressReporter(ctx: CommandContext) {
-  const spin = ctx.out.decorated ? await ctx.out.spinner('planning') : undefined;
-  const { formatProgress } = await import('../render/moves.js');
-  return {
-    onEvent: (e: import('../../engine/moves/execute.js').MoveEvent) => {
-      if (e.type === 'progress') ctx.out.progress(formatProgress(e), { ...e }, spin);
-      else if (e.type === 'move-state') ctx.out.debug(`move ${e.moveNo} ${e.source} → ${e.target}: ${e.state}`);
-      else if (e.type === 'switched') {
-        ctx.out.info(`ring switched to epoch ${e.epoch}`);
-        if (e.published.status === 'error') ctx.out.warn(`the new ring could not be published to Redis: ${e.published.reason} (shard resume publishes it again)`);
-      }
-    },
-    stop: () => spin?.stop(),
   };
 }
 
