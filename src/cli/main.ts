@@ -40,7 +40,7 @@ Examples:
   $ shardctl shard list --stats
   $ shardctl shard locate room-1 room-42 --json
 
-Exit codes: 0 ok, 1 failed (also: the metadata lock was lost mid-run), 2 usage/config error, 75 lock held, 130 interrupted.`,
+Exit codes: 0 ok, 1 failed (also: the metadata lock was lost mid-run), 2 usage/config error, 75 lock held, 130 interrupted (SIGINT), 143 (SIGTERM).`,
     );
 
   registerInitCommand(program);
