@@ -1,5 +1,6 @@
 import chalk from 'chalk';
 import { UsageError } from '../errors.js';
+import { formatJson } from './render/json.js';
 
 export type LogFormat = 'text' | 'json';
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -121,7 +122,7 @@ export class Output {
    */
   result<T>(command: string, data: T, renderText: (data: T) => string): void {
     if (this.#opts.json) {
-      this.#io.stdout.write(JSON.stringify({ ok: true, command, data }, null, 2) + '\n');
+      this.#io.stdout.write(formatJson({ ok: true, command, data: JSON.parse(JSON.stringify(data)) }) + '\n');
       return;
     }
     const text = renderText(data);

@@ -28,6 +28,12 @@ describe('pg sessions', () => {
     }
     const status = await runCli(['-c', d.configPath, '--json', 'shard', 'status']);
     expect(status.exitCode, status.stderr).toBe(0);
-    expect(JSON.parse(status.stdout).data.plans).toHaveLength(3);
+    const plans = JSON.parse(status.stdout).data.plans;
+    expect(plans).toHaveLength(3);
+    // Machine output that scales: ranges as [start, end] pairs, each move's on one line.
+    const ranges = plans.flatMap((p: { moves: Array<{ ranges: unknown[] }> }) => p.moves.flatMap((m) => m.ranges));
+    expect(ranges.length).toBeGreaterThan(10);
+    expect(ranges.every((r: unknown) => Array.isArray(r) && r.length === 2 && r.every((n) => Number.isInteger(n)))).toBe(true);
+    expect(status.stdout).toMatch(/"ranges": \[\[\d+,\d+\](,\[\d+,\d+\])*\]/);
   });
 });

@@ -164,7 +164,10 @@ export function registerShardMoveCommands(shard: Command): void {
         const { shardStatus } = await import('../../engine/shard-change.js');
         const result = await shardStatus(config, { limit, ...(cmd.args[0] ? { planId: cmd.args[0] } : {}) });
         const { renderStatus } = await import('../render/moves.js');
-        ctx.out.result(ctx.name, result, renderStatus);
+        if (!ctx.global.json) return ctx.out.result(ctx.name, result, renderStatus);
+        // Ranges as [start, end] pairs, as in plan files: one line per move's ranges, not four per range.
+        const plans = result.plans.map((p) => ({ ...p, moves: p.moves.map((m) => ({ ...m, ranges: m.ranges.map((r) => [r.start, r.end]) })) }));
+        ctx.out.result(ctx.name, { plans }, () => '');
       }),
     );
 
