@@ -9,7 +9,7 @@ import { withClient } from '../postgres/connect.js';
 import { installRoutingFunction } from '../postgres/routing-function.js';
 import { mapWithConcurrency } from './concurrency.js';
 import { publishCurrentRing, type PublishOutcome } from './publish.js';
-import { resolveShardTargets } from './shard-targets.js';
+import { resolveShardTargets } from './shards/targets.js';
 
 export interface InitShardResult {
   shard: string;

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { OperationError } from '../errors.js';
-import { migrateTarget, type TargetStatus } from '../engine/migrate.js';
+import { migrateTarget, type TargetStatus } from '../engine/migrate/migrate.js';
 import { readMigrationFiles } from '../postgres/migrator.js';
 import type { SandboxShard } from './config-file.js';
 import { MIGRATIONS_DIR } from './state.js';

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_VNODES } from '../../src/core/ring.js';
 import { init } from '../../src/engine/init.js';
 import { listAudit } from '../../src/engine/audit.js';
-import { listShards } from '../../src/engine/shard-info.js';
+import { listShards } from '../../src/engine/shards/info.js';
 import { LockHeldError, OperationError } from '../../src/errors.js';
 import { LOCK_NAMESPACE, LOCKS } from '../../src/postgres/advisory-lock.js';
 import { createTestDatabase, redisUrl } from '../support/databases.js';

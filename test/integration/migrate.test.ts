@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init } from '../../src/engine/init.js';
-import { migrateStatus, migrateUp, migrateValidate, type MigrateEvent } from '../../src/engine/migrate.js';
+import { migrateStatus, migrateUp, migrateValidate, type MigrateEvent } from '../../src/engine/migrate/migrate.js';
 import { LockHeldError, OperationError } from '../../src/errors.js';
 import { LOCK_NAMESPACE, LOCKS } from '../../src/postgres/advisory-lock.js';
 import { createTestDatabase } from '../support/databases.js';

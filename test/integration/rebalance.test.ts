@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init } from '../../src/engine/init.js';
-import { shardAdd, shardRebalance, shardRemove, shardStatus } from '../../src/engine/shard-change.js';
+import { shardAdd, shardRebalance, shardRemove, shardStatus } from '../../src/engine/shards/change.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { createSchema, loadRooms, placement } from '../support/dataset.js';
 import { createDeployment, currentRing, testRun, type TestDeployment } from '../support/deployment.js';

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init } from '../../src/engine/init.js';
-import { exportCurrentRing, locateKeys } from '../../src/engine/shard-info.js';
+import { exportCurrentRing, locateKeys } from '../../src/engine/shards/info.js';
 import { createDeployment, testRun, type TestDeployment } from '../support/deployment.js';
 
 describe('routing: SQL and the CLI agree', () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init } from '../../src/engine/init.js';
-import { shardAdd } from '../../src/engine/shard-change.js';
-import { shardVerify } from '../../src/engine/shard-verify.js';
+import { shardAdd } from '../../src/engine/shards/change.js';
+import { shardVerify } from '../../src/engine/shards/verify.js';
 import { chooseDigest, describeTable } from '../../src/mover/table-shape.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { withPg } from '../support/dataset.js';
@@ -23,7 +23,7 @@ describe('row digests', () => {
     await init(d.config, testRun());
     for (const url of [...d.shardUrls, extra.url]) await withPg(url, (c) => c.query(DOCS));
     // Every doc on the shard the ring gives it, via the SQL ring.
-    const { exportCurrentRing } = await import('../../src/engine/shard-info.js');
+    const { exportCurrentRing } = await import('../../src/engine/shards/info.js');
     const ringSql = (await exportCurrentRing(d.config, 'sql')).text;
     for (const [i, url] of d.shardUrls.entries()) {
       await withPg(url, async (c) => {

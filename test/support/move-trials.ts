@@ -3,7 +3,7 @@ import { execa, type ResultPromise } from 'execa';
 import pg from 'pg';
 import { expect } from 'vitest';
 import { init } from '../../src/engine/init.js';
-import { shardStatus } from '../../src/engine/shard-change.js';
+import { shardStatus } from '../../src/engine/shards/change.js';
 import { BIN, runCli } from './cli.js';
 import { createTestDatabase, type TestDatabase } from './databases.js';
 import { createSchema, loadRooms, placement, type Placement } from './dataset.js';

@@ -34,7 +34,7 @@ export function registerMigrateCommands(program: Command): void {
       action(async (ctx, cmd) => {
         const opts = cmd.opts<SelectionFlags & { parallel?: number; continueOnError: boolean; dryRun: boolean; allowChanged: boolean; lockTimeout?: string }>();
         const { config, dir, selection } = await loadSelection(ctx, opts);
-        const { migrateUp } = await import('../../engine/migrate.js');
+        const { migrateUp } = await import('../../engine/migrate/migrate.js');
         const { parseDuration } = await import('../../config/duration.js');
         const run = ctx.runInfo();
         const render = await import('../render/migrate.js');
@@ -70,7 +70,7 @@ export function registerMigrateCommands(program: Command): void {
       action(async (ctx, cmd) => {
         const opts = cmd.opts<SelectionFlags & { check: boolean }>();
         const { config, dir, selection } = await loadSelection(ctx, opts);
-        const { migrateStatus } = await import('../../engine/migrate.js');
+        const { migrateStatus } = await import('../../engine/migrate/migrate.js');
         const status = await migrateStatus(config, { ...selection, dir });
         const { renderStatus } = await import('../render/migrate.js');
         ctx.out.result(ctx.name, status, renderStatus);
@@ -88,7 +88,7 @@ export function registerMigrateCommands(program: Command): void {
       action(async (ctx, cmd) => {
         const opts = cmd.opts<SelectionFlags>();
         const { config, dir, selection } = await loadSelection(ctx, opts);
-        const { migrateValidate } = await import('../../engine/migrate.js');
+        const { migrateValidate } = await import('../../engine/migrate/migrate.js');
         const status = await migrateValidate(config, { ...selection, dir });
         ctx.out.result(ctx.name, status, (s) => `${s.files.length} files match what ${s.targets.length} target(s) applied`);
       }),
@@ -106,7 +106,7 @@ export function registerMigrateCommands(program: Command): void {
       action(async (ctx, cmd) => {
         const opts = cmd.opts<{ dir?: string; transaction: boolean; timestamp: boolean }>();
         const dir = await migrationDir(ctx, opts.dir);
-        const { migrateCreate } = await import('../../engine/migrate-create.js');
+        const { migrateCreate } = await import('../../engine/migrate/create.js');
         const created = await migrateCreate(dir, cmd.args[0]!, { noTransaction: !opts.transaction, timestamp: opts.timestamp });
         const notes = await whereTheFileGoes(created.path);
         for (const note of notes) ctx.out.warn(note);

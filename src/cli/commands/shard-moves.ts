@@ -127,7 +127,7 @@ export function registerShardMoveCommands(shard: Command): void {
       action(async (ctx, cmd) => {
         const opts = cmd.opts<MoveFlags>();
         const { config } = await ctx.loadConfig();
-        const engine = await import('../../engine/shard-change.js');
+        const engine = await import('../../engine/shards/change.js');
         const { renderExecution } = await import('../render/moves.js');
         const progress = await moveProgress(ctx);
         const result = await engine.shardResume(config, ctx.runInfo(), { ...moveOptionsOf(opts), onEvent: progress.onEvent }).finally(progress.stop);
@@ -145,7 +145,7 @@ export function registerShardMoveCommands(shard: Command): void {
         const planId = cmd.args[0]!;
         await ctx.out.confirm(`Abort plan ${planId} and delete the rows it copied to its targets?`);
         const { config } = await ctx.loadConfig();
-        const { shardAbort } = await import('../../engine/shard-change.js');
+        const { shardAbort } = await import('../../engine/shards/change.js');
         const result = await shardAbort(config, ctx.runInfo(), planId);
         ctx.out.result(ctx.name, result, (r) => [`plan ${r.planId} aborted`, ...r.moves.map((m) => `  move ${m.moveNo} ${m.source} → ${m.target}: ${m.rowsRemoved} copied rows removed from ${m.target}`)].join('\n'));
       }),
@@ -161,7 +161,7 @@ export function registerShardMoveCommands(shard: Command): void {
       action(async (ctx, cmd) => {
         const { limit } = cmd.opts<{ limit: number }>();
         const { config } = await ctx.loadConfig();
-        const { shardStatus } = await import('../../engine/shard-change.js');
+        const { shardStatus } = await import('../../engine/shards/change.js');
         const result = await shardStatus(config, { limit, ...(cmd.args[0] ? { planId: cmd.args[0] } : {}) });
         const { renderStatus } = await import('../render/moves.js');
         if (!ctx.global.json) return ctx.out.result(ctx.name, result, renderStatus);
@@ -178,7 +178,7 @@ export function registerShardMoveCommands(shard: Command): void {
     .action(
       action(async (ctx) => {
         const { config } = await ctx.loadConfig();
-        const { shardVerify } = await import('../../engine/shard-verify.js');
+        const { shardVerify } = await import('../../engine/shards/verify.js');
         const spin = await ctx.out.spinner('reading every shard');
         const report = await shardVerify(config).finally(() => spin.stop());
         const { renderVerify } = await import('../render/moves.js');
@@ -201,7 +201,7 @@ export function registerShardMoveCommands(shard: Command): void {
       action(async (ctx, cmd) => {
         const { drop } = cmd.opts<{ drop: boolean }>();
         const { config } = await ctx.loadConfig();
-        const { shardIndex } = await import('../../engine/shard-index.js');
+        const { shardIndex } = await import('../../engine/shards/hash-index.js');
         const spin = await ctx.out.spinner(drop ? 'dropping routing-hash indexes' : 'building routing-hash indexes (CONCURRENTLY)');
         const report = await shardIndex(config, ctx.runInfo(), { drop }).finally(() => spin.stop());
         const { renderIndex } = await import('../render/moves.js');
@@ -230,7 +230,7 @@ function withMoveFlags(cmd: Command, options: { planning?: boolean } = {}): Comm
   return cmd;
 }
 
-type Engine = typeof import('../../engine/shard-change.js');
+type Engine = typeof import('../../engine/shards/change.js');
 type ChangeResult = Awaited<ReturnType<Engine['shardAdd']>>;
 type MoveOptions = import('../../engine/moves/run-plan.js').MoveRunOptions & { dryRun?: boolean };
 
@@ -241,7 +241,7 @@ async function runChange(
   run: (engine: Engine, config: ShardctlConfig, runInfo: RunInfo, moveOptions: MoveOptions) => Promise<ChangeResult>,
 ): Promise<void> {
   const { config } = await ctx.loadConfig();
-  const engine = await import('../../engine/shard-change.js');
+  const engine = await import('../../engine/shards/change.js');
   const render = await import('../render/moves.js');
   const progress = await moveProgress(ctx);
   const dryRun = opts.dryRun || !!opts.planOut;

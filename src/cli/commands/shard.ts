@@ -26,7 +26,7 @@ export function registerShardCommands(program: Command): void {
       action(async (ctx, cmd) => {
         const opts = cmd.opts<{ stats: boolean; exact: boolean }>();
         const { config } = await ctx.loadConfig();
-        const { listShards } = await import('../../engine/shard-info.js');
+        const { listShards } = await import('../../engine/shards/info.js');
         const spin = opts.stats ? await ctx.out.spinner('reading table statistics on every shard') : undefined;
         const { renderShardList, isShardListResult } = await import('../render/shard.js');
         try {
@@ -49,7 +49,7 @@ export function registerShardCommands(program: Command): void {
     .action(
       action(async (ctx, cmd) => {
         const { config } = await ctx.loadConfig();
-        const { locateKeys } = await import('../../engine/shard-info.js');
+        const { locateKeys } = await import('../../engine/shards/info.js');
         const result = await locateKeys(config, cmd.args);
         const { renderLocate } = await import('../render/shard.js');
         ctx.out.result(ctx.name, result, renderLocate);
@@ -68,7 +68,7 @@ export function registerShardCommands(program: Command): void {
       action(async (ctx, cmd) => {
         const { format } = cmd.opts<{ format: 'json' | 'csv' | 'sql' }>();
         const { config } = await ctx.loadConfig();
-        const { exportCurrentRing } = await import('../../engine/shard-info.js');
+        const { exportCurrentRing } = await import('../../engine/shards/info.js');
         const result = await exportCurrentRing(config, format);
         // The export is the result itself: under --json it is wrapped like every other result.
         ctx.out.result(ctx.name, { epoch: result.epoch, format, text: result.text }, (r) => r.text);
@@ -95,7 +95,7 @@ export function registerShardCommands(program: Command): void {
           throw new UsageError('give at least one of --add, --remove, --weight');
         }
         const { config } = await ctx.loadConfig();
-        const { simulateChange } = await import('../../engine/shard-info.js');
+        const { simulateChange } = await import('../../engine/shards/info.js');
         const result = await simulateChange(config, { add: opts.add, remove: opts.remove, weights: opts.weight, keys: opts.keys, seed: opts.seed, fromConfig: opts.fromConfig });
         const { renderSimulation } = await import('../render/shard.js');
         ctx.out.result(ctx.name, result, renderSimulation);

@@ -1,6 +1,6 @@
 import chalk from 'chalk';
 import type { MigrationState } from '../../core/migration-plan.js';
-import type { MigrateUpResult, StatusMatrix, TargetOutcome } from '../../engine/migrate.js';
+import type { MigrateUpResult, StatusMatrix, TargetOutcome } from '../../engine/migrate/migrate.js';
 import { renderTable } from './table.js';
 
 const STATUS_COLOUR: Record<TargetOutcome['status'], (s: string) => string> = {

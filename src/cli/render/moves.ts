@@ -1,10 +1,10 @@
 import chalk from 'chalk';
 import type { MoveEvent, ExecutionReport } from '../../engine/moves/execute.js';
 import { planFileOf, type PlanDocument, type PlanFile } from '../../engine/moves/plan.js';
-import type { ShardChangeResult } from '../../engine/shard-change.js';
-import type { ShardReadiness } from '../../engine/shard-prepare.js';
-import type { IndexReport } from '../../engine/shard-index.js';
-import type { VerifyReport } from '../../engine/shard-verify.js';
+import type { ShardChangeResult } from '../../engine/shards/change.js';
+import type { ShardReadiness } from '../../engine/shards/prepare.js';
+import type { IndexReport } from '../../engine/shards/hash-index.js';
+import type { VerifyReport } from '../../engine/shards/verify.js';
 import type { PlanRecord } from '../../metadata/journal.js';
 import { formatBytes, formatCount, formatPercent, renderTable, statusMark } from './table.js';
 

@@ -1,5 +1,5 @@
 import chalk from 'chalk';
-import type { LocateResult, ShardListResult, SimulateResult } from '../../engine/shard-info.js';
+import type { LocateResult, ShardListResult, SimulateResult } from '../../engine/shards/info.js';
 import { formatBytes, formatCount, formatPercent, renderTable, statusMark } from './table.js';
 
 export function renderShardList(result: ShardListResult): string {

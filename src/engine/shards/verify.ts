@@ -1,14 +1,14 @@
-import type { ShardctlConfig } from '../config/schema.js';
-import { isUnswitched } from '../core/move-state.js';
-import { rangesByShard } from '../core/move-plan.js';
-import { Ring } from '../core/ring.js';
-import { chooseDigest } from '../mover/table-shape.js';
-import { rangeAccessFor } from '../mover/range-access.js';
-import { countInRanges, misplacedByOwner, rangeChecksum } from '../mover/verify.js';
-import { mapWithConcurrency } from './concurrency.js';
-import { requireRing, withMetadata } from './metadata-session.js';
-import { withConnections } from './moves/env.js';
-import { moveEnv } from './moves/run-plan.js';
+import type { ShardctlConfig } from '../../config/schema.js';
+import { isUnswitched } from '../../core/move-state.js';
+import { rangesByShard } from '../../core/move-plan.js';
+import { Ring } from '../../core/ring.js';
+import { chooseDigest } from '../../mover/table-shape.js';
+import { rangeAccessFor } from '../../mover/range-access.js';
+import { countInRanges, misplacedByOwner, rangeChecksum } from '../../mover/verify.js';
+import { mapWithConcurrency } from '../concurrency.js';
+import { requireRing, withMetadata } from '../metadata-session.js';
+import { withConnections } from '../moves/env.js';
+import { moveEnv } from '../moves/run-plan.js';
 
 export interface VerifyShardReport {
   shard: string;

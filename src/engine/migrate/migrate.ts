@@ -1,12 +1,12 @@
-import { planMigrations, type MigrationEntry, type MigrationPlan } from '../core/migration-plan.js';
-import { InterruptedError, LockHeldError, OperationError } from '../errors.js';
-import { parseDuration } from '../config/duration.js';
-import type { ShardctlConfig } from '../config/schema.js';
-import { runMutation } from '../metadata/mutation.js';
-import type { RunInfo } from '../metadata/run-info.js';
-import { MetadataStore, storeOptionsOf } from '../metadata/store.js';
-import { acquireAdvisoryLock, LockSessionLost, type HeldLock } from '../postgres/advisory-lock.js';
-import { connect, withClient } from '../postgres/connect.js';
+import { planMigrations, type MigrationEntry, type MigrationPlan } from '../../core/migration-plan.js';
+import { InterruptedError, LockHeldError, OperationError } from '../../errors.js';
+import { parseDuration } from '../../config/duration.js';
+import type { ShardctlConfig } from '../../config/schema.js';
+import { runMutation } from '../../metadata/mutation.js';
+import type { RunInfo } from '../../metadata/run-info.js';
+import { MetadataStore, storeOptionsOf } from '../../metadata/store.js';
+import { acquireAdvisoryLock, LockSessionLost, type HeldLock } from '../../postgres/advisory-lock.js';
+import { connect, withClient } from '../../postgres/connect.js';
 import {
   applyMigrationFile,
   ensureTrackingTable,
@@ -16,9 +16,9 @@ import {
   readMigrationFiles,
   type MigrationFailure,
   type MigrationFile,
-} from '../postgres/migrator.js';
-import { mapWithConcurrency } from './concurrency.js';
-import { resolveMigrateTargets, type MigrateTarget, type TargetSelection } from './migrate-targets.js';
+} from '../../postgres/migrator.js';
+import { mapWithConcurrency } from '../concurrency.js';
+import { resolveMigrateTargets, type MigrateTarget, type TargetSelection } from './targets.js';
 
 /** Where each shard records the user's migrations (shardctl's own schema uses shardctl.tool_migrations). */
 export const MIGRATIONS_TABLE = { schema: 'shardctl', name: 'schema_migrations' };
@@ -315,7 +315,7 @@ function labelOf(target: MigrateTarget): string {
   return target.kind === 'metadata' ? 'the metadata database' : `shard ${target.id}`;
 }
 
-async function currentVersion(client: import('../postgres/connect.js').PgClient): Promise<string | null> {
+async function currentVersion(client: import('../../postgres/connect.js').PgClient): Promise<string | null> {
   return (await readApplied(client, MIGRATIONS_TABLE)).at(-1)?.version ?? null;
 }
 

@@ -1,11 +1,11 @@
 import { readdir } from 'node:fs/promises';
-import { planMigrations } from '../core/migration-plan.js';
-import { OperationError } from '../errors.js';
-import { describeTable, shapeProblems, type TableShape } from '../mover/table-shape.js';
-import { installRoutingFunction } from '../postgres/routing-function.js';
-import { readApplied, readMigrationFiles } from '../postgres/migrator.js';
-import { MIGRATIONS_TABLE, migrateTarget, type TargetOutcome } from './migrate.js';
-import { withConnections, type MoveEnv } from './moves/env.js';
+import { planMigrations } from '../../core/migration-plan.js';
+import { OperationError } from '../../errors.js';
+import { describeTable, shapeProblems, type TableShape } from '../../mover/table-shape.js';
+import { installRoutingFunction } from '../../postgres/routing-function.js';
+import { readApplied, readMigrationFiles } from '../../postgres/migrator.js';
+import { MIGRATIONS_TABLE, migrateTarget, type TargetOutcome } from '../migrate/migrate.js';
+import { withConnections, type MoveEnv } from '../moves/env.js';
 
 export interface ShardPreparation {
   shard: string;

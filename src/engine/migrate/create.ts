@@ -1,8 +1,8 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { migrationSlug, nextVersion, parseMigrationFilename } from '../core/migration-plan.js';
-import { NO_TRANSACTION_DIRECTIVE } from '../core/sql-text.js';
-import { UsageError } from '../errors.js';
+import { migrationSlug, nextVersion, parseMigrationFilename } from '../../core/migration-plan.js';
+import { NO_TRANSACTION_DIRECTIVE } from '../../core/sql-text.js';
+import { UsageError } from '../../errors.js';
 
 export interface CreatedMigration {
   file: string;

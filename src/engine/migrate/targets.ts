@@ -1,8 +1,8 @@
-import { redactUrl } from '../config/redact.js';
-import type { ShardctlConfig } from '../config/schema.js';
-import { UsageError } from '../errors.js';
-import type { MetadataStore } from '../metadata/store.js';
-import { resolveShardTargets } from './shard-targets.js';
+import { redactUrl } from '../../config/redact.js';
+import type { ShardctlConfig } from '../../config/schema.js';
+import { UsageError } from '../../errors.js';
+import type { MetadataStore } from '../../metadata/store.js';
+import { resolveShardTargets } from '../shards/targets.js';
 
 export type TargetSelection = 'shards' | 'metadata' | 'all';
 

@@ -1,14 +1,14 @@
-import { isLockLost } from '../errors.js';
-import type { ShardctlConfig } from '../config/schema.js';
-import { mapWithConcurrency } from './concurrency.js';
-import { requireRing, withMetadata } from './metadata-session.js';
-import { withConnections } from './moves/env.js';
-import { moveEnv } from './moves/run-plan.js';
-import { hashExpression } from '../mover/table-shape.js';
-import { parseQualifiedName, quoteIdent } from '../postgres/ident.js';
-import type { RunInfo } from '../metadata/run-info.js';
-import { runMutation } from '../metadata/mutation.js';
-import type { MetadataStore } from '../metadata/store.js';
+import { isLockLost } from '../../errors.js';
+import type { ShardctlConfig } from '../../config/schema.js';
+import { mapWithConcurrency } from '../concurrency.js';
+import { requireRing, withMetadata } from '../metadata-session.js';
+import { withConnections } from '../moves/env.js';
+import { moveEnv } from '../moves/run-plan.js';
+import { hashExpression } from '../../mover/table-shape.js';
+import { parseQualifiedName, quoteIdent } from '../../postgres/ident.js';
+import type { RunInfo } from '../../metadata/run-info.js';
+import { runMutation } from '../../metadata/mutation.js';
+import type { MetadataStore } from '../../metadata/store.js';
 
 export interface IndexReport {
   shards: Array<{ shard: string; tables: Array<{ table: string; index: string; status: 'created' | 'exists' | 'dropped' | 'absent' | 'error'; error?: string }> }>;

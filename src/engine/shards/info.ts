@@ -1,16 +1,16 @@
-import { redactUrl } from '../config/redact.js';
-import type { ShardctlConfig } from '../config/schema.js';
-import { DEFAULT_VNODES, Ring, type RingMember, type RingSpec } from '../core/ring.js';
-import { exportRing } from '../core/ring-export.js';
-import { routingHash } from '../core/routing-hash.js';
-import { simulateRingChange, type RingChangeSimulation } from '../core/simulate.js';
-import { OperationError, UsageError } from '../errors.js';
-import { applyRingChange } from '../core/ring-change.js';
-import { withClient } from '../postgres/connect.js';
-import { quoteQualified } from '../postgres/ident.js';
-import { mapWithConcurrency } from './concurrency.js';
-import { requireRing, withMetadata } from './metadata-session.js';
-import { resolveShardTargets } from './shard-targets.js';
+import { redactUrl } from '../../config/redact.js';
+import type { ShardctlConfig } from '../../config/schema.js';
+import { DEFAULT_VNODES, Ring, type RingMember, type RingSpec } from '../../core/ring.js';
+import { exportRing } from '../../core/ring-export.js';
+import { routingHash } from '../../core/routing-hash.js';
+import { simulateRingChange, type RingChangeSimulation } from '../../core/simulate.js';
+import { OperationError, UsageError } from '../../errors.js';
+import { applyRingChange } from '../../core/ring-change.js';
+import { withClient } from '../../postgres/connect.js';
+import { quoteQualified } from '../../postgres/ident.js';
+import { mapWithConcurrency } from '../concurrency.js';
+import { requireRing, withMetadata } from '../metadata-session.js';
+import { resolveShardTargets } from './targets.js';
 
 export interface TableStats {
   table: string;

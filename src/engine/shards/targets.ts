@@ -1,6 +1,6 @@
-import { redactUrl } from '../config/redact.js';
-import type { ShardctlConfig } from '../config/schema.js';
-import type { ShardRecord, ShardState } from '../metadata/store.js';
+import { redactUrl } from '../../config/redact.js';
+import type { ShardctlConfig } from '../../config/schema.js';
+import type { ShardRecord, ShardState } from '../../metadata/store.js';
 
 export interface ShardTarget {
   id: string;
