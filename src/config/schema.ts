@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { isTimeZoneName } from '../core/partition-calendar.js';
+import { BYTE_SIZE_PATTERN } from '../core/partition-growth.js';
 import { DURATION_PATTERN } from './duration.js';
 import { IDENTIFIER_PATTERN as IDENTIFIER, QUALIFIED_NAME_PATTERN as QUALIFIED_NAME, SHARD_ID_PATTERN } from './patterns.js';
 
@@ -81,6 +83,19 @@ export const configSchema = z.strictObject({
         retention: duration.optional(),
         retentionMode: z.enum(['drop', 'detach', 'archive']).default('detach'),
         archiveSchema: identifier.default('archive'),
+        /** The zone whose local midnights / month starts the bounds fall on (a DST day's partition spans 23 or 25 h). */
+        timezone: z
+          .string()
+          .refine(isTimeZoneName, { error: (issue) => `unknown time zone ${JSON.stringify(issue.input)} (expected an IANA name such as UTC or Europe/Berlin)` })
+          .default('UTC'),
+        /** lock_timeout of every DDL statement of rotate: an application query never waits longer than this behind it. */
+        lockTimeout: duration.default('1s'),
+        /** A partition holding more rows is flagged by partition list. */
+        maxRows: z.number().int().positive().optional(),
+        /** A partition bigger than this is flagged: a byte count or a size such as 10GB (1 GB = 1024³ bytes, as PostgreSQL counts). */
+        maxBytes: z
+          .union([z.number().int().positive(), z.string().regex(BYTE_SIZE_PATTERN, 'expected a size such as 512MB, 10GB or 1TB, or a byte count')])
+          .optional(),
       }),
     )
     .default([]),
