@@ -57,7 +57,7 @@ export async function readPartitions(client: PgClient, table: string, options: {
     await client.query(`SET LOCAL TimeZone = 'UTC'`);
     const { rows: found } = await client.query<{ oid: number; strategy: 'r' | 'l' | 'h' | null; columns: string[] | null; typname: string | null; typschema: string | null }>(
       `SELECT c.oid::int AS oid, p.partstrat AS strategy,
-              (SELECT array_agg(a.attname ORDER BY k.ord) FROM unnest(p.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
+              (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(p.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS columns,
               t.typname, tn.nspname AS typschema
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -112,7 +112,7 @@ async function typeOf(client: PgClient, table: string, column: string): Promise<
 async function uniqueWithoutColumn(client: PgClient, table: string, column: string): Promise<Array<{ name: string; primary: boolean; constraint: boolean; columns: string[] }>> {
   const { rows } = await client.query<{ name: string; primary: boolean; constraint: boolean; columns: string[] }>(
     `SELECT ic.relname AS name, i.indisprimary AS primary, EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u')) AS constraint,
-            ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord) AS columns
+            ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord) AS columns
        FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
       WHERE i.indrelid = to_regclass($1) AND i.indisunique
         AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attname = $2 AND a.attnum = ANY (i.indkey::int2[]))
