@@ -59,9 +59,16 @@ export interface ExistingPartition {
 export interface Runway {
   /** Until when partitions exist without a gap from now on; null when nothing holds now. Infinity for MAXVALUE. */
   untilMs: number | null;
-  /** Whole intervals covered after the one holding now. */
+  /** Whole intervals covered after the one holding now, counted up to MAX_RUNWAY_INTERVALS (Infinity for MAXVALUE). */
   intervals: number;
 }
+
+/**
+ * Runway intervals are counted one slot at a time (DST makes them uneven), so
+ * the count stops here: 10,000 is over a year of hourly partitions and 27
+ * years of daily ones, far past any premake; untilMs still gives the real end.
+ */
+export const MAX_RUNWAY_INTERVALS = 10_000;
 
 export interface RotationPlan {
   /** Wanted slots that no partition covers, in time order: none overlaps an existing partition, none is already past the cut-off. */
@@ -340,8 +347,18 @@ export function runwayOf(spec: CalendarSpec, partitions: readonly ExistingPartit
   }
   if (until === null) return { untilMs: null, intervals: 0 };
   if (until === Infinity) return { untilMs: Infinity, intervals: Infinity };
+  // Walks wall-clock ends only (the texts are not needed): a wall step whose end maps to the same instant is an empty timestamptz slot.
+  const current = slotAt(spec, nowMs);
+  let end = wallStartOf(spec, current).add(STEP[spec.interval]);
+  let previousMs = current.toMs;
   let intervals = 0;
-  for (let slot = nextSlot(spec, slotAt(spec, nowMs)); slot.toMs <= until; slot = nextSlot(spec, slot)) intervals++;
+  while (intervals < MAX_RUNWAY_INTERVALS) {
+    end = end.add(STEP[spec.interval]);
+    const toMs = wallToMs(end, spec.timezone);
+    if (toMs > until) break;
+    if (toMs > previousMs || spec.boundType !== 'timestamptz') intervals++;
+    previousMs = toMs;
+  }
   return { untilMs: until, intervals };
 }
 

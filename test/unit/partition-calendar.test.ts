@@ -7,6 +7,7 @@ import {
   type PartitionInterval,
   type PartitionSlot,
   isTimeZoneName,
+  MAX_RUNWAY_INTERVALS,
   nextSlot,
   parseBound,
   parsePartitionBound,
@@ -279,6 +280,19 @@ describe('planning a rotation', () => {
     expect(plan.runway).toEqual({ untilMs: Infinity, intervals: Infinity });
   });
 
+  it('runway stops counting at MAX_RUNWAY_INTERVALS, untilMs still the real end', () => {
+    const far: ExistingPartition = { name: 'messages_future', isDefault: false, fromMs: now - HOUR, toMs: at('9999-01-01T00:00:00Z') };
+    expect(runwayOf(spec({ interval: 'hourly' }), [far], now)).toEqual({ untilMs: far.toMs, intervals: MAX_RUNWAY_INTERVALS });
+  });
+
+  it('runway across DST counts the partitions, not the wall hours: Berlin in spring has one hour fewer', () => {
+    const berlin = spec({ interval: 'hourly', timezone: 'Europe/Berlin' });
+    const start = at('2026-03-28T23:00:00Z'); // midnight local
+    const day: ExistingPartition = { name: 'messages_day', isDefault: false, fromMs: start, toMs: at('2026-03-29T22:00:00Z') };
+    expect(runwayOf(berlin, [day], start)).toEqual({ untilMs: day.toMs, intervals: 22 });
+    expect(runwayOf({ ...berlin, boundType: 'timestamp' }, [day], start).intervals).toBe(23);
+  });
+
   it('runway counts whole intervals after the current one up to the first gap', () => {
     const slots = wantedSlots(spec({ premake: 5 }), now).map((s) => partitionOf('messages', s));
     slots.splice(3, 1); // Dec 4 missing
@@ -402,6 +416,17 @@ describe('calendar properties', () => {
         const again = planRotation(s, 'public.messages', after, now);
         expect(again.create).toEqual([]);
         expect(again.retire).toEqual([]);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('with the wanted slots in place, the runway reaches the last of them: premake intervals ahead', () => {
+    fc.assert(
+      fc.property(specs, instants, (s, now) => {
+        const slots = wantedSlots(s, now);
+        const runway = runwayOf(s, slots.map((slot) => partitionOf('messages', slot)), now);
+        expect(runway).toEqual({ untilMs: slots[slots.length - 1]!.toMs, intervals: s.premake });
       }),
       { numRuns: 200 },
     );
