@@ -62,6 +62,25 @@ describe('partition maintenance on one shard database', () => {
       ...extra,
     });
 
+  /** Runs `ddl` while the application repeats `appQuery` on its own session; how long each query waited. */
+  async function whileApplicationQueries<T>(appQuery: string, ddl: () => Promise<T>) {
+    const app = await session('the application');
+    const waits: number[] = [];
+    let settled = false;
+    const started = Date.now();
+    const running = ddl().then(
+      (value) => ({ value, error: undefined }),
+      (error: unknown) => ({ value: undefined, error }),
+    ).finally(() => (settled = true));
+    while (!settled) {
+      const t0 = Date.now();
+      await app.query(appQuery);
+      waits.push(Date.now() - t0);
+      await sleep(10);
+    }
+    return { ...(await running), elapsed: Date.now() - started, waits, maxWait: Math.max(...waits) };
+  }
+
   beforeAll(async () => {
     db = await createTestDatabase('sct_part');
     client = await session('shardctl partition tests');
@@ -302,7 +321,7 @@ describe('partition maintenance on one shard database', () => {
     await reader.query('SELECT count(*) FROM public.feed');
     const err = await detachPartition(client, { parent: 'public.feed', name: 'feed_p20261202', concurrently: true, ...FAST }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LockTimeoutError);
-    expect((err as LockTimeoutError).message).toMatch(/pid \d+ \(reporting job 2, idle in transaction, query since .*: "SELECT count\(\*\) FROM public.feed"\) holds AccessShareLock on feed_p20261202/);
+    expect((err as LockTimeoutError).message).toMatch(/pid \d+ \(reporting job 2, idle in transaction, query since .*: "SELECT count\(\*\) FROM public.feed"\) holds AccessShareLock on public.feed_p20261202/);
     expect(await pending('public.feed_p20261202')).toBe(true);
     await reader.query('COMMIT');
     const r = await detachPartition(client, { parent: 'public.feed', name: 'feed_p20261202', concurrently: true, ...FAST });
@@ -317,29 +336,14 @@ describe('partition maintenance on one shard database', () => {
     const blocker = await session('nightly report');
     await blocker.query('BEGIN');
     await blocker.query('SELECT count(*) FROM public.chat');
-    const app = await session('the application');
-    const waits: number[] = [];
-    let settled = false;
-    const creating = day('chat', '2026-12-01', '2026-12-02').then(
-      (value) => ({ value }),
-      (error: unknown) => ({ error }),
-    ).finally(() => (settled = true));
-    const started = Date.now();
-    while (!settled) {
-      const t0 = Date.now();
-      await app.query('SELECT count(*) FROM public.chat');
-      waits.push(Date.now() - t0);
-      await sleep(10);
-    }
-    const outcome = await creating;
-    const elapsed = Date.now() - started;
-    expect('error' in outcome).toBe(true);
-    const error = (outcome as { error: unknown }).error as LockTimeoutError;
+    const run = await whileApplicationQueries('SELECT count(*) FROM public.chat', () => day('chat', '2026-12-01', '2026-12-02'));
+    const { elapsed, waits } = run;
+    const error = run.error as LockTimeoutError;
     expect(error).toBeInstanceOf(LockTimeoutError);
     expect(error.attempts).toBe(3);
     const blockerPid = (await blocker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
     expect(error.blockers).toEqual([
-      expect.objectContaining({ pid: blockerPid, applicationName: 'nightly report', state: 'idle in transaction', relation: 'chat_default', mode: 'AccessShareLock' }),
+      expect.objectContaining({ pid: blockerPid, applicationName: 'nightly report', state: 'idle in transaction', relation: 'public.chat_default', mode: 'AccessShareLock' }),
     ]);
     expect(error.blockers[0]!.query).toBe('SELECT count(*) FROM public.chat');
     expect(error.blockers[0]!.queryStart).toBeInstanceOf(Date);
@@ -356,6 +360,40 @@ describe('partition maintenance on one shard database', () => {
     expect((await q<{ t: string | null }>(`SELECT to_regclass('public.chat_p20261201')::text AS t`))[0]!.t).toBeNull();
     await blocker.query('COMMIT');
     expect(await day('chat', '2026-12-01', '2026-12-02')).toMatchObject({ created: true, movedFromDefault: 24, attempts: 1 });
+  });
+
+  it('reads never queue behind ATTACH (SHARE UPDATE EXCLUSIVE on the parent); a SHARE lock holder makes create fail naming it', async () => {
+    // What CREATE INDEX (without CONCURRENTLY) holds on the parent.
+    const indexer = await session('an index build');
+    await indexer.query('BEGIN');
+    await indexer.query('LOCK TABLE ONLY public.feed IN SHARE MODE');
+    const run = await whileApplicationQueries('SELECT count(*) FROM public.feed', () => day('feed', '2026-12-03', '2026-12-04'));
+    await indexer.query('COMMIT');
+    expect(run.error).toBeInstanceOf(LockTimeoutError);
+    expect((run.error as LockTimeoutError).blockers).toEqual([expect.objectContaining({ applicationName: 'an index build', relation: 'public.feed', mode: 'ShareLock', granted: true })]);
+    console.error(`[partitions] create vs SHARE lock: gave up after ${run.elapsed} ms; application read waits: max ${run.maxWait} ms over ${run.waits.length}`);
+    expect(run.maxWait).toBeLessThan(100);
+    expect((await day('feed', '2026-12-03', '2026-12-04')).created).toBe(true);
+  });
+
+  it('a plain detach (default partition present) gives way to an open reader within lock_timeout; queries behind it wait no longer', async () => {
+    const reader = await session('nightly report 2');
+    await reader.query('BEGIN');
+    await reader.query('SELECT count(*) FROM public.chat');
+    const readerPid = (await reader.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const run = await whileApplicationQueries('SELECT count(*) FROM public.chat', () =>
+      detachPartition(client, { parent: 'public.chat', name: 'chat_p20261201', concurrently: true, ...FAST }),
+    );
+    expect(run.error).toBeInstanceOf(LockTimeoutError);
+    const blockers = (run.error as LockTimeoutError).blockers;
+    expect(new Set(blockers.map((b) => b.pid))).toEqual(new Set([readerPid]));
+    expect(blockers.map((b) => b.relation).sort()).toEqual(['public.chat', 'public.chat_p20261201']);
+    console.error(`[partitions] plain detach vs open reader: gave up after ${run.elapsed} ms; application read waits: max ${run.maxWait} ms over ${run.waits.length}`);
+    expect(run.maxWait).toBeGreaterThan(LOCK_MS / 2);
+    expect(run.maxWait).toBeLessThan(LOCK_MS + 250);
+    await reader.query('COMMIT');
+    expect(await detachPartition(client, { parent: 'public.chat', name: 'chat_p20261201', concurrently: true, ...FAST })).toMatchObject({ detached: true, method: 'plain', attempts: 1 });
+    expect(await count('public.chat_p20261201')).toBe(24);
   });
 
   it('setup checks report a primary key without the partition column, with SQL that fixes it, then the conversion and the default partition', async () => {

@@ -153,8 +153,9 @@ export async function findBlockers(client: PgClient, needs: LockNeed[]): Promise
     granted: boolean;
   }>(
     `SELECT DISTINCT ON (a.pid, l.relation, l.mode) a.pid, a.application_name, a.state, a.query_start, left(a.query, 200) AS query,
-            l.relation::regclass::text AS relation, l.mode, l.granted
+            format('%s.%s', n.nspname, c.relname) AS relation, l.mode, l.granted
        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+       JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE l.locktype = 'relation' AND l.pid <> pg_backend_pid()
         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
         AND (l.relation, l.mode) IN (SELECT to_regclass(r), m FROM unnest($1::text[], $2::text[]) AS need(r, m))
