@@ -93,6 +93,12 @@ function partitionsUntil(trend: { slope: number; at: (x: number) => number }, n:
 
 const share = (value: number, limit: number | undefined) => (limit === undefined || limit <= 0 ? 0 : value / limit);
 
+/**
+ * The trend of `history` (complete partitions, oldest first) against the
+ * thresholds: the next partition's projected size, how many partitions ahead
+ * the first one reaches a threshold, and a shorter interval once the next one
+ * is projected past SUGGEST_AT of either threshold.
+ */
 export function projectGrowth(history: readonly PartitionSize[], limits: GrowthLimits): GrowthProjection {
   const rows = linearTrend(history.map((p) => p.rows));
   const bytes = linearTrend(history.map((p) => p.bytes));
