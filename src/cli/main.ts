@@ -8,6 +8,7 @@ import { registerAuditCommand } from './commands/audit.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerInitCommand } from './commands/init.js';
 import { registerMigrateCommands } from './commands/migrate.js';
+import { registerPartitionCommands } from './commands/partition.js';
 import { registerSandboxCommands } from './commands/sandbox.js';
 import { registerShardCommands } from './commands/shard.js';
 
@@ -47,6 +48,7 @@ Exit codes: 0 ok, 1 failed (also: the metadata lock was lost mid-run), 2 usage/c
   registerConfigCommands(program);
   registerShardCommands(program);
   registerMigrateCommands(program);
+  registerPartitionCommands(program);
   registerAuditCommand(program);
   registerSandboxCommands(program);
   return program;

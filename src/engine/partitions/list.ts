@@ -1,0 +1,109 @@
+import type { ShardctlConfig } from '../../config/schema.js';
+import { runwayOf, type Runway } from '../../core/partition-calendar.js';
+import { parseByteSize, projectGrowth, type GrowthProjection } from '../../core/partition-growth.js';
+import { listRetired, type RetiredPartition } from '../../metadata/retired-partitions.js';
+import { withClient } from '../../postgres/connect.js';
+import { defaultPartitionRows, readPartitions } from '../../postgres/partitions.js';
+import { mapWithConcurrency } from '../concurrency.js';
+import { requireRing, withMetadata } from '../metadata-session.js';
+import { boundTypeOf, calendarSpec, existingPartitions, partitionTargets, policiesFor } from './targets.js';
+
+export interface ListedPartition {
+  name: string;
+  from: string | null;
+  to: string | null;
+  isDefault: boolean;
+  rows: number | null;
+  bytes: number;
+  /** Over the policy's maxRows / maxBytes. */
+  over: string[];
+}
+
+export interface TableListing {
+  table: string;
+  status: 'ok' | 'error';
+  error?: string;
+  partitions: ListedPartition[];
+  /** Rows sitting in the default partition (count(*)): `partition rotate` moves those in a new partition's range. */
+  defaultRows: number | null;
+  runway: { until: string | null; intervals: number; premake: number };
+  growth: GrowthProjection | null;
+  warnings: string[];
+}
+
+export interface ListResult {
+  now: string;
+  shards: Array<{ shard: string; url: string; tables: TableListing[] }>;
+  retired?: RetiredPartition[];
+}
+
+/** How many of the newest non-default partitions the growth trend is read from. */
+const GROWTH_WINDOW = 8;
+
+/**
+ * `partition list`: per shard and configured table, the partitions with
+ * bounds, rows and bytes, the rows in the default partition, the runway
+ * (until when partitions exist, in intervals), partitions over maxRows /
+ * maxBytes, and the projected growth with a suggested interval. Read-only.
+ */
+export async function partitionList(
+  config: ShardctlConfig,
+  options: { now?: Date; shards?: string[]; tables?: string[]; exact?: boolean; retired?: boolean; parallel?: number } = {},
+): Promise<ListResult> {
+  const policies = policiesFor(config, options.tables);
+  const now = options.now ?? new Date();
+  return withMetadata(config, async (store) => {
+    await requireRing(store);
+    const targets = await partitionTargets(config, store, options.shards);
+    const shards = await mapWithConcurrency(targets, options.parallel ?? config.migrate.parallel, (target) =>
+      withClient(target.url, { applicationName: 'shardctl partition list', label: `shard ${target.id}` }, async (client) => {
+        const tables: TableListing[] = [];
+        for (const policy of policies) {
+          const listing: TableListing = { table: policy.table, status: 'ok', partitions: [], defaultRows: null, runway: { until: null, intervals: 0, premake: policy.premake }, growth: null, warnings: [] };
+          tables.push(listing);
+          try {
+            const info = await readPartitions(client, policy.table, { exact: !!options.exact });
+            const spec = calendarSpec(policy, boundTypeOf(info, policy));
+            const maxRows = policy.maxRows;
+            const maxBytes = policy.maxBytes !== undefined ? parseByteSize(policy.maxBytes) : undefined;
+            for (const p of info.partitions) {
+              const rows = p.exactRows ?? p.estimatedRows;
+              const over: string[] = [];
+              if (maxRows !== undefined && rows !== null && rows > maxRows) over.push(`rows > maxRows ${maxRows}`);
+              if (maxBytes !== undefined && p.bytes > maxBytes) over.push(`bytes > maxBytes ${policy.maxBytes}`);
+              listing.partitions.push({ name: p.name, from: p.from, to: p.to, isDefault: p.isDefault, rows, bytes: p.bytes, over });
+              if (over.length) listing.warnings.push(`${p.name}: ${over.join(', ')}`);
+              if (p.isDefault) {
+                listing.defaultRows = await defaultPartitionRows(client, policy.table);
+                if (listing.defaultRows) listing.warnings.push(`${listing.defaultRows} row(s) in the default partition ${p.name}`);
+              }
+            }
+            const existing = existingPartitions(info, spec);
+            listing.runway = { ...toRunway(runwayOf(spec, existing, now.getTime())), premake: policy.premake };
+            if (listing.runway.intervals < policy.premake) listing.warnings.push(`runway ${listing.runway.intervals} interval(s), fewer than premake ${policy.premake}: run \`partition rotate\``);
+            const history = existing
+              .map((e, i) => ({ e, p: info.partitions[i]! }))
+              .filter(({ e }) => !e.isDefault && Number.isFinite(e.toMs) && e.toMs <= now.getTime() + 1)
+              .slice(-GROWTH_WINDOW)
+              .map(({ e, p }) => ({ toMs: e.toMs, rows: p.exactRows ?? p.estimatedRows ?? 0, bytes: p.bytes }));
+            if ((maxRows !== undefined || maxBytes !== undefined) && history.length >= 2) {
+              listing.growth = projectGrowth(history, { interval: policy.interval, ...(maxRows !== undefined ? { maxRows } : {}), ...(maxBytes !== undefined ? { maxBytes } : {}) });
+              if (listing.growth.suggestion) listing.warnings.push(listing.growth.reason);
+            }
+          } catch (err) {
+            listing.status = 'error';
+            listing.error = (err as Error).message;
+          }
+        }
+        return { shard: target.id, url: target.displayUrl, tables };
+      }).catch((err: Error) => ({ shard: target.id, url: target.displayUrl, tables: [{ table: '*', status: 'error' as const, error: err.message, partitions: [], defaultRows: null, runway: { until: null, intervals: 0, premake: 0 }, growth: null, warnings: [] }] })),
+    );
+    const result: ListResult = { now: now.toISOString(), shards };
+    if (options.retired) result.retired = await listRetired(store.client, { limit: 200, ...(options.tables?.length === 1 ? { parent: policies[0]!.table } : {}) });
+    return result;
+  });
+}
+
+function toRunway(r: Runway): { until: string | null; intervals: number } {
+  return { until: r.untilMs === null ? null : Number.isFinite(r.untilMs) ? new Date(r.untilMs).toISOString() : 'MAXVALUE', intervals: r.intervals };
+}
