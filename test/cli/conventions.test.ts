@@ -19,6 +19,10 @@ const COMMANDS = [
   ['sandbox', 'up'],
   ['sandbox', 'status'],
   ['sandbox', 'down'],
+  ['partition'],
+  ['partition', 'rotate'],
+  ['partition', 'list'],
+  ['partition', 'setup'],
 ];
 
 async function configFile(text: string): Promise<string> {
