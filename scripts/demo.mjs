@@ -4,7 +4,7 @@
 // main job: plan and add a fifth shard, verify, list again.
 // `npm run demo` builds first. The sandbox is torn down at the end, on error
 // and on Ctrl-C alike.
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -73,6 +73,16 @@ async function withShard(url, fn) {
 // The tables come from the sandbox's migration set (`sandbox up` applies it; `shard add` applies it
 // to a new shard): the demo only empties them, so it can run again on a sandbox left up.
 const RESET = 'TRUNCATE public.reactions, public.messages';
+
+// A time-partitioned table, added to every shard by the migration set; its partitions come from `partition rotate`.
+const EVENTS_SQL = `CREATE TABLE public.events (
+  room_id bigint      NOT NULL,
+  id      bigint      NOT NULL,
+  at      timestamptz NOT NULL,
+  kind    text        NOT NULL,
+  PRIMARY KEY (room_id, id, at)
+) PARTITION BY RANGE (at);
+`;
 
 /** One shard's rows: the rooms the ring gives it (located once each), their messages, their reactions. */
 async function loadShard(shard, ringSql) {
@@ -156,6 +166,28 @@ async function main() {
     await step('check: every row on the shard the new ring names, nothing lost', () => shardctl(['-c', CONFIG, 'shard', 'verify']));
 
     await step('the five shards now', () => shardctl(['-c', CONFIG, 'shard', 'list', '--stats', '--exact']));
+
+    await step('a time-partitioned table on every shard, through the migration set (migrate create, then migrate up)', async () => {
+      const created = await execa('node', [BIN, '-c', CONFIG, '--json', 'migrate', 'create', 'events'], { cwd: ROOT });
+      const file = JSON.parse(created.stdout).data.path;
+      console.log(dim(`$ shardctl -c ${CONFIG} migrate create events   # → ${path.relative(ROOT, file)}`));
+      await writeFile(file, EVENTS_SQL);
+      console.log(dim(EVENTS_SQL.trim().split('\n').map((l) => `   | ${l}`).join('\n')));
+      await shardctl(['-c', CONFIG, 'migrate', 'up']);
+      // The policy: daily partitions, 3 ahead, 7 days kept, older ones detached.
+      const doc = YAML.parse(await readFile(path.join(ROOT, CONFIG), 'utf8'));
+      doc.partitions = [{ table: 'public.events', column: 'at', interval: 'daily', premake: 3, retention: '7d', retentionMode: 'detach' }];
+      await writeFile(path.join(ROOT, CONFIG), YAML.stringify(doc));
+      console.log(dim(`   config: partitions: [{ table: public.events, column: at, interval: daily, premake: 3, retention: 7d, retentionMode: detach }]`));
+    });
+
+    await step('partition rotate, first as a dry run (the SQL per shard), then for real; a second run has nothing to do', async () => {
+      await shardctl(['-c', CONFIG, 'partition', 'rotate', '--dry-run', '--shard', 'shard-0']);
+      await shardctl(['-c', CONFIG, 'partition', 'rotate']);
+      await shardctl(['-c', CONFIG, 'partition', 'rotate']);
+    });
+
+    await step('the partitions of one shard: bounds, rows, runway', () => shardctl(['-c', CONFIG, 'partition', 'list', '--shard', 'shard-4']));
 
     await step('where keys live', () => shardctl(['-c', CONFIG, 'shard', 'locate', 'room-1', '42']));
 
