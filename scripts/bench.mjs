@@ -4,9 +4,10 @@ import { benchRing } from './bench-ring.mjs';
 import { benchMigrate } from './bench-migrate.mjs';
 import { benchMove } from './bench-move.mjs';
 import { benchStartup } from './bench-startup.mjs';
+import { benchPartition } from './bench-partition.mjs';
 
 const only = process.argv[2];
-const suites = { startup: benchStartup, ring: benchRing, migrate: benchMigrate, move: benchMove };
+const suites = { startup: benchStartup, ring: benchRing, migrate: benchMigrate, move: benchMove, partition: benchPartition };
 for (const [name, run] of Object.entries(suites)) {
   if (only && only !== name) continue;
   await run();
