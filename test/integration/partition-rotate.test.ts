@@ -173,4 +173,27 @@ describe('partition rotate on every shard', () => {
       await holder.end();
     }
   });
+
+  it('bounds fall on local midnights in the table\'s time zone: a DST day in Europe/Berlin spans 23 hours', async () => {
+    for (const url of d.shardUrls) await sql(url, 'CREATE TABLE public.berlin (id bigint, at timestamptz NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)');
+    await d.rewrite((raw) => {
+      (raw.partitions as unknown[]).push({ table: 'public.berlin', column: 'at', interval: 'daily', premake: 2, timezone: 'Europe/Berlin' });
+    });
+    try {
+      // Clocks go forward in Europe/Berlin on 2027-03-28 at 02:00 local.
+      const r = await partitionRotate(d.config, run, { now: new Date('2027-03-27T12:00:00Z'), tables: ['public.berlin'], shards: ['shard-0'] });
+      expect(r.shards[0]!.tables[0]!.created.map((c) => [c.name, c.from, c.to])).toEqual([
+        ['berlin_p20270327', '2027-03-26 23:00:00+00', '2027-03-27 23:00:00+00'],
+        ['berlin_p20270328', '2027-03-27 23:00:00+00', '2027-03-28 22:00:00+00'],
+        ['berlin_p20270329', '2027-03-28 22:00:00+00', '2027-03-29 22:00:00+00'],
+      ]);
+      const [row] = await sql<{ hours: number }>(d.shardUrls[0]!, `SELECT extract(epoch FROM upper - lower) / 3600 AS hours FROM (SELECT '2027-03-28 22:00:00+00'::timestamptz AS upper, '2027-03-27 23:00:00+00'::timestamptz AS lower) b`);
+      expect(Number(row!.hours)).toBe(23);
+      expect(await partitionsOf(d.shardUrls[0]!, 'public.berlin')).toEqual(['berlin_p20270327', 'berlin_p20270328', 'berlin_p20270329']);
+    } finally {
+      await d.rewrite((raw) => {
+        (raw.partitions as unknown[]).pop();
+      });
+    }
+  });
 });
