@@ -1,0 +1,122 @@
+/**
+ * The consumer-group-safe trim, run by EVALSHA on the node that owns the
+ * stream. Computing the floor and trimming in one script is what makes it
+ * safe: Redis runs a script atomically, so no XGROUP CREATE / SETID, XREADGROUP
+ * or XACK can land between reading the groups and XTRIM.
+ *
+ * KEYS[1]  the stream
+ * ARGV[1]  policy MINID ('' = none): entries older than it may go
+ * ARGV[2]  policy MAXLEN ('' = none): converted here into the id of the first
+ *          entry to keep, the N-th from the end (the greater of the two wins)
+ * ARGV[3]  '1' = approximate (`XTRIM … MINID ~ id LIMIT 0`)
+ * ARGV[4]  '1' = force: trim to the policy, ignore the groups
+ * ARGV[5]  '1' = dry run: compute everything, trim nothing
+ *
+ * Why LIMIT 0: with `~`, XTRIM stops after 100 × stream-node-max-entries
+ * entries by default, so a stream far behind its policy would stay over it
+ * after a run; LIMIT 0 lifts that cap (exact trims take no LIMIT at all).
+ *
+ * Returns 'missing' when the key is gone, else an array:
+ *  1 length before  2 length after  3 cut-off id | nil  4 floor id | nil
+ *  5 floor group    6 'pending' | 'undelivered'   7 consumer of the oldest
+ *  pending entry    8 its idle ms    9 the id trimmed to | nil
+ *  10 1 when the floor held the trim back   11 first id left | nil
+ *  12 entries before the cut-off, when the MAXLEN gave it (dry-run count)
+ *
+ * Ids are compared as decimal strings (length, then bytes): Lua numbers are
+ * doubles and a sequence number can exceed 2^53.
+ */
+export const SAFE_TRIM_LUA = `
+local key = KEYS[1]
+local minId, maxLen = ARGV[1], ARGV[2]
+local approximate, force, dryRun = ARGV[3] == '1', ARGV[4] == '1', ARGV[5] == '1'
+
+local function cmpdec(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+local function cmp(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  local c = cmpdec(am, bm)
+  if c ~= 0 then return c end
+  return cmpdec(as, bs)
+end
+local function incdec(s)
+  for i = #s, 1, -1 do
+    local d = string.byte(s, i) - 48
+    if d < 9 then return string.sub(s, 1, i - 1) .. string.char(49 + d) .. string.rep('0', #s - i) end
+  end
+  return '1' .. string.rep('0', #s)
+end
+local function nextId(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  if seq == '18446744073709551615' then return incdec(ms) .. '-0' end
+  return ms .. '-' .. incdec(seq)
+end
+
+local kind = redis.call('TYPE', key)['ok']
+if kind == 'none' then return 'missing' end
+if kind ~= 'stream' then return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. kind .. ', not a stream') end
+
+local before = redis.call('XLEN', key)
+local cutoff = false
+local beforeCutoff = false
+if minId ~= '' then cutoff = minId end
+if maxLen ~= '' then
+  local n = tonumber(maxLen)
+  if before > n then
+    local id
+    if n == 0 then
+      id = nextId(redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][1])
+    else
+      local tail = redis.call('XREVRANGE', key, '+', '-', 'COUNT', n)
+      id = tail[#tail][1]
+    end
+    if not cutoff or cmp(id, cutoff) >= 0 then
+      cutoff = id
+      beforeCutoff = before - n
+    end
+  end
+end
+
+local floor, floorGroup, floorReason, floorConsumer, floorIdle = false, false, false, false, false
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+  local f = {}
+  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  local id, reason, consumer, idle = false, false, false, false
+  if tonumber(f['pending']) > 0 then
+    local oldest = redis.call('XPENDING', key, f['name'], '-', '+', 1)[1]
+    if oldest then id, reason, consumer, idle = oldest[1], 'pending', oldest[2], oldest[3] end
+  end
+  -- pcall: '(' of the largest possible id is an invalid range, and means nothing is undelivered.
+  local nxt = redis.pcall('XRANGE', key, '(' .. f['last-delivered-id'], '+', 'COUNT', 1)
+  if type(nxt) == 'table' and not nxt.err and nxt[1] and (not id or cmp(nxt[1][1], id) < 0) then
+    id, reason, consumer, idle = nxt[1][1], 'undelivered', false, false
+  end
+  if id and (not floor or cmp(id, floor) < 0) then
+    floor, floorGroup, floorReason, floorConsumer, floorIdle = id, f['name'], reason, consumer, idle
+  end
+end
+
+local target = cutoff
+local heldBack = 0
+if target and floor and not force and cmp(floor, target) < 0 then
+  target = floor
+  heldBack = 1
+  beforeCutoff = false
+end
+local after = before
+if target and not dryRun then
+  if approximate then
+    redis.call('XTRIM', key, 'MINID', '~', target, 'LIMIT', 0)
+  else
+    redis.call('XTRIM', key, 'MINID', target)
+  end
+  after = redis.call('XLEN', key)
+end
+local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
+return { before, after, cutoff, floor, floorGroup, floorReason, floorConsumer, floorIdle,
+  target, heldBack, first and first[1] or false, beforeCutoff }
+`;

@@ -1,0 +1,215 @@
+import type { RedisClient } from '../connect.js';
+import { isNodeLevelError, nodeError, nodeOfKey } from './nodes.js';
+import { SAFE_TRIM_LUA } from './safe-trim-script.js';
+import { normalizeStreamId } from './stream-id.js';
+
+/** What a policy asks for, already turned into server terms (maxAge → minId by the caller's clock). */
+export interface TrimCutoff {
+  /** Entries with a smaller id may go (from `maxAge`: see minIdForMaxAge). */
+  minId?: string;
+  /** Keep the newest N entries; with minId too, the stricter of the two applies. */
+  maxLen?: number;
+  /** `XTRIM … ~`: whole radix-tree nodes only, so up to one node (stream-node-max-entries) more is kept. */
+  approximate?: boolean;
+}
+
+export interface SafeTrimOptions {
+  /** Trim to the policy even where a group still needs the entries. */
+  force?: boolean;
+  /** Compute cut-off and floor, trim nothing. */
+  dryRun?: boolean;
+}
+
+/** The entry that holds the floor: a group's oldest pending entry, or the first it has not been delivered. */
+export interface TrimFloor {
+  id: string;
+  group: string;
+  reason: 'pending' | 'undelivered';
+  /** For `pending`: the consumer that holds it and how long since it was delivered to it. */
+  consumer: string | null;
+  idleMs: number | null;
+}
+
+export type StreamTrimStatus = 'trimmed' | 'unchanged' | 'dry-run' | 'missing' | 'error';
+
+export interface StreamTrimResult {
+  key: string;
+  /** `host:port` of the master that holds the stream. */
+  node: string | null;
+  status: StreamTrimStatus;
+  lengthBefore: number | null;
+  lengthAfter: number | null;
+  /**
+   * Entries removed; in a dry run the count that would go when it is known
+   * without reading the stream (exact mode, cut-off from maxLen), else null.
+   */
+  removed: number | null;
+  /** Id of the first entry the policy keeps; null when the policy removes nothing. */
+  cutoffId: string | null;
+  floor: TrimFloor | null;
+  /** The MINID actually given to XTRIM (the cut-off, or the floor when it held the trim back). */
+  trimmedToId: string | null;
+  /** The floor is older than the cut-off: the policy is not met because of `floor.group`. */
+  heldBack: boolean;
+  firstIdAfter: string | null;
+  durationMs: number;
+  error?: { message: string };
+}
+
+type SafeTrimReply =
+  | 'missing'
+  | [number, number, string | null, string | null, string | null, string | null, string | null, number | null,
+     string | null, number, string | null, number | null];
+
+interface WithSafeTrim {
+  shardctlSafeTrim(key: string, ...argv: string[]): Promise<SafeTrimReply>;
+}
+
+const defined = new WeakSet<object>();
+
+/**
+ * ioredis' defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (a
+ * restarted or failed-over node); on a Cluster it routes by the key, so each
+ * stream's script runs on the master that owns it.
+ */
+function withSafeTrim(client: RedisClient): WithSafeTrim {
+  if (!defined.has(client)) {
+    client.defineCommand('shardctlSafeTrim', { numberOfKeys: 1, lua: SAFE_TRIM_LUA });
+    defined.add(client);
+  }
+  return client as unknown as WithSafeTrim;
+}
+
+function cutoffArgs(cutoff: TrimCutoff, options: SafeTrimOptions): string[] {
+  if (cutoff.minId === undefined && cutoff.maxLen === undefined) {
+    throw new RangeError('a trim needs a minId or a maxLen');
+  }
+  if (cutoff.maxLen !== undefined && !(Number.isSafeInteger(cutoff.maxLen) && cutoff.maxLen >= 0)) {
+    throw new RangeError(`maxLen must be a whole number ≥ 0, not ${cutoff.maxLen}`);
+  }
+  return [
+    cutoff.minId === undefined ? '' : normalizeStreamId(cutoff.minId),
+    cutoff.maxLen === undefined ? '' : String(cutoff.maxLen),
+    cutoff.approximate ? '1' : '0',
+    options.force ? '1' : '0',
+    options.dryRun ? '1' : '0',
+  ];
+}
+
+/**
+ * Trims one stream to min(policy cut-off, safe floor) in one atomic script
+ * (see safe-trim-script.ts). Throws a RedisNodeError naming the node when the
+ * server fails or refuses; a missing key is a `missing` result, not an error.
+ */
+export async function safeTrimStream(
+  client: RedisClient,
+  key: string,
+  cutoff: TrimCutoff,
+  options: SafeTrimOptions = {},
+): Promise<StreamTrimResult> {
+  const args = cutoffArgs(cutoff, options);
+  const started = performance.now();
+  let reply: SafeTrimReply;
+  try {
+    reply = await withSafeTrim(client).shardctlSafeTrim(key, ...args);
+  } catch (err) {
+    throw nodeError(nodeOfKey(client, key), err);
+  }
+  const durationMs = performance.now() - started;
+  const node = nodeOfKey(client, key);
+  if (reply === 'missing') {
+    return {
+      key, node, status: 'missing', lengthBefore: null, lengthAfter: null, removed: null, cutoffId: null,
+      floor: null, trimmedToId: null, heldBack: false, firstIdAfter: null, durationMs,
+    };
+  }
+  const [before, after, cutoffId, floorId, group, reason, consumer, idle, trimmedToId, heldBack, firstIdAfter, beforeCutoff] = reply;
+  const removed = options.dryRun ? (cutoff.approximate ? null : (beforeCutoff ?? (trimmedToId ? null : 0))) : before - after;
+  return {
+    key,
+    node,
+    status: options.dryRun ? 'dry-run' : before === after ? 'unchanged' : 'trimmed',
+    lengthBefore: before,
+    lengthAfter: after,
+    removed,
+    cutoffId,
+    floor: floorId
+      ? { id: floorId, group: group!, reason: reason as TrimFloor['reason'], consumer, idleMs: idle }
+      : null,
+    trimmedToId,
+    heldBack: heldBack === 1,
+    firstIdAfter,
+    durationMs,
+  };
+}
+
+export interface TrimStreamsOptions extends SafeTrimOptions {
+  /** Scripts in flight at once (they pipeline on each node's connection). Default 64. */
+  concurrency?: number;
+}
+
+/**
+ * Trims many streams with at most `concurrency` scripts in flight, yielding
+ * each result as it completes (not in input order), so neither keys nor
+ * results pile up: feed it scanStreamKeys() and count as you go.
+ * `cutoffFor` gives a key's cut-off, or null to leave it alone (no policy
+ * matches). A failure of one stream (WRONGTYPE, a script error) is an
+ * `error` result for that stream; a failure of the server (down, NOAUTH,
+ * CLUSTERDOWN) throws a RedisNodeError once the scripts in flight settle.
+ */
+export async function* trimStreams(
+  client: RedisClient,
+  keys: AsyncIterable<string | { key: string }> | Iterable<string | { key: string }>,
+  cutoffFor: (key: string) => TrimCutoff | null,
+  options: TrimStreamsOptions = {},
+): AsyncGenerator<StreamTrimResult> {
+  const concurrency = Math.max(1, options.concurrency ?? 64);
+  const inFlight = new Map<number, Promise<{ id: number; result?: StreamTrimResult; fatal?: unknown }>>();
+  let nextId = 0;
+  let fatal: unknown;
+
+  const start = (key: string, cutoff: TrimCutoff) => {
+    const id = nextId++;
+    const started = performance.now();
+    inFlight.set(
+      id,
+      safeTrimStream(client, key, cutoff, options).then(
+        (result) => ({ id, result }),
+        (err: unknown) => {
+          const cause = (err as { cause?: unknown }).cause ?? err;
+          if (isNodeLevelError(cause)) return { id, fatal: err };
+          return { id, result: failedResult(client, key, err, performance.now() - started) };
+        },
+      ),
+    );
+  };
+
+  for await (const item of keys) {
+    const key = typeof item === 'string' ? item : item.key;
+    const cutoff = cutoffFor(key);
+    if (!cutoff) continue;
+    start(key, cutoff);
+    while (inFlight.size >= concurrency) {
+      const done = await Promise.race(inFlight.values());
+      inFlight.delete(done.id);
+      if (done.fatal) fatal ??= done.fatal;
+      else yield done.result!;
+    }
+    if (fatal) break;
+  }
+  while (inFlight.size > 0) {
+    const done = await Promise.race(inFlight.values());
+    inFlight.delete(done.id);
+    if (done.fatal) fatal ??= done.fatal;
+    else yield done.result!;
+  }
+  if (fatal) throw fatal;
+}
+
+function failedResult(client: RedisClient, key: string, err: unknown, durationMs: number): StreamTrimResult {
+  return {
+    key, node: nodeOfKey(client, key), status: 'error', lengthBefore: null, lengthAfter: null, removed: null,
+    cutoffId: null, floor: null, trimmedToId: null, heldBack: false, firstIdAfter: null, durationMs,
+    error: { message: (err as Error).message },
+  };
+}
