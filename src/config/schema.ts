@@ -21,7 +21,7 @@ const postgresUrl = z
   .refine((s) => /^postgres(ql)?:\/\/.+/.test(s) && URL.canParse(s), 'expected a postgres:// URL');
 const redisUrl = z
   .string()
-  .refine((s) => /^rediss?:\/\/.+/.test(s) && URL.canParse(s), 'expected a redis:// URL');
+  .refine((s) => /^rediss?:\/\/.+/.test(s) && URL.canParse(s), 'expected a redis:// or rediss:// (TLS) URL');
 const duration = z
   .string()
   .regex(DURATION_PATTERN, 'expected a duration such as 500ms, 5s, 10m, 12h, 90d');
@@ -99,14 +99,25 @@ export const configSchema = z.strictObject({
       }),
     )
     .default([]),
+  /** Trim policies; the first whose `match` fits a key governs that stream (src/core/trim-floor.ts). */
   streams: z
     .array(
-      z.strictObject({
-        match: z.string().min(1),
-        maxLen: z.number().int().min(0).optional(),
-        maxAge: duration.optional(),
-        approximate: z.boolean().default(true),
-      }),
+      z
+        .strictObject({
+          /** A Redis glob as SCAN MATCH reads it (`*`, `?`, `[a-z]`, `[^a]`, `\\` escapes; braces are literal). */
+          match: z.string().min(1, 'expected a key pattern such as messages:*'),
+          /** Keep at most this many entries. */
+          maxLen: z.number().int().min(0).optional(),
+          /** Drop entries whose id is stamped longer ago than this (MINID from the entry id's milliseconds). */
+          maxAge: duration.optional(),
+          /** `~`: Redis trims whole radix-tree nodes only, keeping up to one node more, for a much cheaper trim. */
+          approximate: z.boolean().default(true),
+        })
+        .refine((p) => p.maxLen !== undefined || p.maxAge !== undefined, {
+          message: 'a stream policy needs maxLen or maxAge',
+          // A misspelt `maxlen` is already named as an unknown key, with the spelling it resembles; say it once.
+          when: ({ value, issues }) => typeof value === 'object' && value !== null && !issues.some((i) => i.code === 'unrecognized_keys'),
+        }),
     )
     .default([]),
   health: z

@@ -50,7 +50,7 @@ const required = {
   shards: [{ id: 'shard-0', url: 'postgres://h/s0' }],
   tables: [{ name: 'public.messages', key: 'room_id' }],
   partitions: [{ table: 'public.messages', column: 'created_at', interval: 'daily' }],
-  streams: [{ match: 'messages:*' }],
+  streams: [{ match: 'messages:*', maxAge: '7d' }],
 };
 
 function defaultsOfTheSchema(): Record<string, unknown> {
