@@ -1,0 +1,452 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectRedis, type RedisClient } from '../../src/redis/connect.js';
+import {
+  compareStreamIds,
+  keySlot,
+  minIdForMaxAge,
+  RedisNodeError,
+  safeTrimStream,
+  scanStreamKeys,
+  scanStreams,
+  streamInfo,
+  trimStreams,
+  type StreamTrimResult,
+} from '../../src/redis/streams.js';
+import { freePort } from '../../src/sandbox/ports.js';
+import { findRedisServer, startRedis, stopRedis, type RedisServer } from '../../src/sandbox/redis.js';
+import { redisUrl, uniqueRedisPrefix } from '../support/databases.js';
+import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster.js';
+
+/*
+ * The Redis side of `stream info` / `stream trim` on a real Redis 7: the safe
+ * trim never removes an entry a consumer group still needs (pending, or not
+ * yet delivered) unless forced, removes everything older than the policy
+ * that no group holds, meets the policy within one radix-tree node with `~`
+ * however far behind the stream is, and every failure names its node.
+ */
+
+/** mulberry32: a small seeded PRNG, so a failing trial can be replayed by its seed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+const pick = (rand: () => number, n: number) => Math.floor(rand() * n);
+
+async function addEntries(redis: Redis, key: string, ids: string[]): Promise<void> {
+  for (let i = 0; i < ids.length; i += 5_000) {
+    const p = redis.pipeline();
+    for (const id of ids.slice(i, i + 5_000)) p.xadd(key, id, 'n', id);
+    await p.exec();
+  }
+}
+
+async function allIds(redis: Redis, key: string): Promise<string[]> {
+  return ((await redis.xrange(key, '-', '+')) as [string, string[]][]).map(([id]) => id);
+}
+
+/** What the groups still need, read from Redis itself: every pending id and every entry after last-delivered-id. */
+async function neededIds(redis: Redis, key: string, ids: string[]): Promise<Set<string>> {
+  const needed = new Set<string>();
+  for (const g of (await redis.xinfo('GROUPS', key)) as unknown[][]) {
+    const f = Object.fromEntries(Array.from({ length: g.length / 2 }, (_, i) => [g[2 * i], g[2 * i + 1]]));
+    const name = String(f.name);
+    for (const [id] of (await redis.xpending(key, name, '-', '+', 1_000_000)) as [string][]) needed.add(id);
+    for (const id of ids) if (compareStreamIds(id, String(f['last-delivered-id'])) > 0) needed.add(id);
+  }
+  return needed;
+}
+
+const minId = (ids: Iterable<string>) => [...ids].reduce<string | null>((m, id) => (m === null || compareStreamIds(id, m) < 0 ? id : m), null);
+
+describe('safe stream trim on a standalone Redis', () => {
+  let redis: Redis;
+  let client: RedisClient;
+  const prefix = uniqueRedisPrefix();
+
+  beforeAll(async () => {
+    redis = new Redis(redisUrl());
+    client = await connectRedis({ url: redisUrl(), prefix: 'unused:' });
+  });
+  afterAll(async () => {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1_000);
+      cursor = next;
+      if (keys.length) await redis.unlink(...keys);
+    } while (cursor !== '0');
+    redis.disconnect();
+    client.disconnect();
+  });
+
+  it('keeps every entry pending or undelivered for some group and removes every older one (seeded random streams, exact and approximate)', async () => {
+    const trials = 60;
+    for (let seed = 1; seed <= trials; seed++) {
+      const rand = prng(seed);
+      const key = `${prefix}rand:${seed}`;
+      const n = 20 + pick(rand, 400);
+      const ids = Array.from({ length: n }, (_, i) => `${1_000 + Math.floor(i / 3)}-${i % 3}`);
+      await addEntries(redis, key, ids);
+      for (let g = 0, groups = pick(rand, 4); g < groups; g++) {
+        const group = `g${g}`;
+        const start = pick(rand, n + 1);
+        await redis.xgroup('CREATE', key, group, start === 0 ? '0' : ids[start - 1]!);
+        let delivered = start;
+        const deliver = pick(rand, n - start + 1);
+        while (delivered < start + deliver) {
+          const count = 1 + pick(rand, 20);
+          await redis.xreadgroup('GROUP', group, `c${pick(rand, 3)}`, 'COUNT', count, 'STREAMS', key, '>');
+          delivered = Math.min(start + deliver, delivered + count);
+        }
+        const pending = ((await redis.xpending(key, group, '-', '+', 1_000_000)) as [string][]).map(([id]) => id);
+        const acked = pending.filter(() => rand() < 0.7);
+        if (acked.length) await redis.xack(key, group, ...acked);
+        if (rand() < 0.2 && delivered > 0) await redis.xgroup('SETID', key, group, ids[pick(rand, delivered)]!);
+      }
+      const useMaxLen = rand() < 0.5;
+      const cutoff = useMaxLen ? { maxLen: pick(rand, n + 20) } : { minId: ids[pick(rand, n)]! };
+      const approximate = rand() < 0.3;
+      const force = rand() < 0.15;
+
+      const before = await allIds(redis, key);
+      const needed = await neededIds(redis, key, before);
+      const policyCut = 'maxLen' in cutoff ? (cutoff.maxLen! < n ? before[n - cutoff.maxLen!] ?? null : null) : cutoff.minId!;
+      const floor = minId(needed);
+      const target = policyCut === null ? null : !force && floor && compareStreamIds(floor, policyCut) < 0 ? floor : policyCut;
+
+      const result = await safeTrimStream(client, key, { ...cutoff, approximate }, { force });
+      const after = await allIds(redis, key);
+      const context = JSON.stringify({ seed, n, cutoff, approximate, force, floor, policyCut, result });
+
+      expect(result.floor?.id ?? null, context).toBe(floor);
+      expect(result.cutoffId, context).toBe(policyCut);
+      expect(result.trimmedToId, context).toBe(target);
+      expect(result.lengthAfter, context).toBe(after.length);
+      expect(result.removed, context).toBe(before.length - after.length);
+      const kept = target === null ? before : before.filter((id) => compareStreamIds(id, target) >= 0);
+      if (approximate) {
+        // Whole radix-tree nodes only: everything from the target on stays, and at most one node below it.
+        expect(after.slice(after.length - kept.length), context).toEqual(kept);
+        expect(after.length - kept.length, context).toBeLessThan(100);
+      } else {
+        expect(after, context).toEqual(kept);
+      }
+      if (!force) for (const id of needed) expect(after, `${context} lost ${id}`).toContain(id);
+      await redis.unlink(key);
+    }
+  });
+
+  it('--force trims to the policy even where a group has not read or acknowledged the entries', async () => {
+    const key = `${prefix}force`;
+    const ids = Array.from({ length: 200 }, (_, i) => `${5_000 + i}-0`);
+    await addEntries(redis, key, ids);
+    await redis.xgroup('CREATE', key, 'stuck', '0');
+    await redis.xreadgroup('GROUP', 'stuck', 'c1', 'COUNT', 5, 'STREAMS', key, '>');
+    const safe = await safeTrimStream(client, key, { maxLen: 50 });
+    expect(safe).toMatchObject({ lengthAfter: 200, removed: 0, heldBack: true, status: 'unchanged' });
+    expect(safe.floor).toMatchObject({ id: '5000-0', group: 'stuck', reason: 'pending', consumer: 'c1' });
+    expect(safe.floor!.idleMs).toBeGreaterThanOrEqual(0);
+    const forced = await safeTrimStream(client, key, { maxLen: 50 }, { force: true });
+    expect(forced).toMatchObject({ lengthBefore: 200, lengthAfter: 50, removed: 150, cutoffId: '5150-0', trimmedToId: '5150-0', heldBack: false, status: 'trimmed' });
+    expect(await allIds(redis, key)).toEqual(ids.slice(150));
+  });
+
+  it('maxAge: entries older than the cut-off by their id timestamp go, newer ones stay (exact)', async () => {
+    const key = `${prefix}age`;
+    const nowMs = Date.now();
+    const ids = Array.from({ length: 100 }, (_, i) => `${nowMs - (100 - i) * 60_000}-0`); // one a minute, 100 min back
+    await addEntries(redis, key, ids);
+    const minId = minIdForMaxAge(30 * 60_000, nowMs);
+    const result = await safeTrimStream(client, key, { minId });
+    const after = await allIds(redis, key);
+    expect(after).toEqual(ids.filter((id) => compareStreamIds(id, minId) >= 0));
+    expect(after).toHaveLength(30);
+    expect(result).toMatchObject({ cutoffId: minId, removed: 70, floor: null });
+    const info = await streamInfo(client, key, nowMs);
+    expect(info!.firstAgeMs).toBe(30 * 60_000);
+    expect(info!.lastAgeMs).toBe(60_000);
+  });
+
+  describe('approximate trims on a stream far behind its policy (50,000 entries, nodes of 100)', () => {
+    const N = 50_000;
+    const ids = Array.from({ length: N }, (_, i) => `${1_000_000 + i}-0`);
+    let nodeMax: number;
+    beforeAll(async () => {
+      nodeMax = Number(((await redis.config('GET', 'stream-node-max-entries')) as string[])[1]);
+    });
+
+    it('plain XTRIM ~ stops at its default LIMIT (100 × stream-node-max-entries), which is why the script passes LIMIT 0', async () => {
+      expect(nodeMax).toBe(100);
+      const key = `${prefix}limit-demo`;
+      await addEntries(redis, key, ids);
+      const removed = await redis.xtrim(key, 'MINID', '~', ids[N - 1_000]!);
+      expect(removed).toBeLessThanOrEqual(100 * nodeMax);
+      expect(await redis.xlen(key)).toBeGreaterThan(1_000 + nodeMax);
+    });
+
+    it('maxLen ~ leaves at most one node more than the policy', async () => {
+      const key = `${prefix}approx-len`;
+      await addEntries(redis, key, ids);
+      const result = await safeTrimStream(client, key, { maxLen: 1_000, approximate: true });
+      const length = await redis.xlen(key);
+      expect(length).toBeGreaterThanOrEqual(1_000);
+      expect(length).toBeLessThanOrEqual(1_000 + nodeMax);
+      expect(result).toMatchObject({ lengthBefore: N, lengthAfter: length, cutoffId: ids[N - 1_000] });
+      expect((await allIds(redis, key)).slice(-1_000)).toEqual(ids.slice(-1_000));
+    });
+
+    it('maxAge ~ leaves at most one node older than the cut-off; exact maxLen meets it exactly', async () => {
+      const key = `${prefix}approx-age`;
+      await addEntries(redis, key, ids);
+      const minId = ids[N - 2_500]!;
+      await safeTrimStream(client, key, { minId, approximate: true });
+      const older = (await allIds(redis, key)).filter((id) => compareStreamIds(id, minId) < 0);
+      expect(older.length).toBeLessThan(nodeMax);
+      expect(await redis.xlen(key)).toBe(2_500 + older.length);
+      const exact = await safeTrimStream(client, key, { maxLen: 777 });
+      expect(exact.lengthAfter).toBe(777);
+      expect(await redis.xlen(key)).toBe(777);
+    });
+  });
+
+  it('a group rewound with XGROUP SETID, or created, between two runs is respected by the next one', async () => {
+    const key = `${prefix}rewind`;
+    const ids = Array.from({ length: 100 }, (_, i) => `${9_000 + i}-0`);
+    await addEntries(redis, key, ids);
+    await redis.xgroup('CREATE', key, 'broadcast', '0');
+    const read = (await redis.xreadgroup('GROUP', 'broadcast', 'c', 'COUNT', 100, 'STREAMS', key, '>')) as [string, [string][]][];
+    await redis.xack(key, 'broadcast', ...read[0]![1].map(([id]) => id));
+    const first = await safeTrimStream(client, key, { maxLen: 80 });
+    expect(first).toMatchObject({ lengthAfter: 80, floor: null, heldBack: false });
+
+    await redis.xgroup('SETID', key, 'broadcast', '9049-0');
+    const second = await safeTrimStream(client, key, { maxLen: 10 });
+    expect(second).toMatchObject({ lengthAfter: 50, heldBack: true, trimmedToId: '9050-0', firstIdAfter: '9050-0' });
+    expect(second.floor).toEqual({ id: '9050-0', group: 'broadcast', reason: 'undelivered', consumer: null, idleMs: null });
+
+    await redis.xgroup('CREATE', key, 'archival', '0');
+    const third = await safeTrimStream(client, key, { maxLen: 10 });
+    expect(third).toMatchObject({ lengthAfter: 50, removed: 0, status: 'unchanged', floor: { group: 'archival', id: '9050-0' } });
+  });
+
+  it('a dry run computes cut-off, floor and the count it would remove, and trims nothing', async () => {
+    const key = `${prefix}dry`;
+    const ids = Array.from({ length: 300 }, (_, i) => `${7_000 + i}-0`);
+    await addEntries(redis, key, ids);
+    await redis.xgroup('CREATE', key, 'moderation', ids[249]!);
+    const dry = await safeTrimStream(client, key, { maxLen: 100 }, { dryRun: true });
+    expect(dry).toMatchObject({ status: 'dry-run', lengthBefore: 300, lengthAfter: 300, removed: 200, cutoffId: '7200-0', heldBack: false });
+    const held = await safeTrimStream(client, key, { maxLen: 10 }, { dryRun: true });
+    expect(held).toMatchObject({ status: 'dry-run', removed: null, trimmedToId: '7250-0', heldBack: true, floor: { group: 'moderation', reason: 'undelivered' } });
+    expect(await redis.xlen(key)).toBe(300);
+  });
+
+  it('streamInfo reports length, ends and their age, memory, groups with lag, oldest pending and consumers', async () => {
+    const key = `${prefix}info`;
+    const nowMs = 2_000_000;
+    await addEntries(redis, key, Array.from({ length: 10 }, (_, i) => `${1_000_000 + i * 1_000}-0`));
+    await redis.xgroup('CREATE', key, 'broadcast', '0');
+    await redis.xgroup('CREATE', key, 'archival', '$');
+    await redis.xreadgroup('GROUP', 'broadcast', 'alice', 'COUNT', 3, 'STREAMS', key, '>');
+    await redis.xreadgroup('GROUP', 'broadcast', 'bob', 'COUNT', 2, 'STREAMS', key, '>');
+    await redis.xack(key, 'broadcast', '1000000-0');
+    const info = await streamInfo(client, key, nowMs);
+    expect(info).toMatchObject({ key, length: 10, firstId: '1000000-0', lastId: '1009000-0', firstAgeMs: 1_000_000, lastAgeMs: 991_000 });
+    expect(info!.memoryBytes).toBeGreaterThan(0);
+    const broadcast = info!.groups.find((g) => g.name === 'broadcast')!;
+    expect(broadcast).toMatchObject({ consumers: 2, pending: 4, lastDeliveredId: '1004000-0', entriesRead: 5, lag: 5 });
+    expect(broadcast.oldestPending).toMatchObject({ id: '1001000-0', consumer: 'alice', deliveries: 1, ageMs: 999_000 });
+    expect(broadcast.consumerList.map((c) => [c.name, c.pending]).sort()).toEqual([['alice', 2], ['bob', 2]]);
+    expect(info!.groups.find((g) => g.name === 'archival')).toMatchObject({ pending: 0, lag: 0, oldestPending: null, consumerList: [] });
+    expect(await streamInfo(client, `${prefix}no-such-stream`, nowMs)).toBeNull();
+  });
+
+  it('scanStreams finds every stream matching the pattern with SCAN TYPE stream, and no other key', async () => {
+    const base = `${prefix}scan:`;
+    const p = redis.pipeline();
+    for (let i = 0; i < 2_500; i++) p.xadd(`${base}${i}`, '1-1', 'f', 'v');
+    for (let i = 0; i < 100; i++) p.set(`${base}string:${i}`, 'x');
+    await p.exec();
+    const found = new Set<string>();
+    let batches = 0;
+    for await (const batch of scanStreams(client, `${base}*`, { count: 200 })) {
+      batches++;
+      expect(batch.node).toMatch(/^[\w.-]+:\d+$/);
+      for (const key of batch.keys) found.add(key);
+    }
+    expect(found.size).toBe(2_500);
+    expect([...found].some((k) => k.includes('string'))).toBe(false);
+    expect(batches).toBeGreaterThan(1);
+  });
+
+  it('trims 10,000 streams found by the scan, with groups, in a few seconds; a key of another type is an error for that key only', async () => {
+    const base = `${prefix}many:`;
+    for (let s = 0; s < 10_000; s += 500) {
+      const p = redis.pipeline();
+      for (let i = s; i < s + 500; i++) {
+        for (let e = 1; e <= 30; e++) p.xadd(`${base}${i}`, `${e}-0`, 'f', 'v');
+        p.xgroup('CREATE', `${base}${i}`, 'g', i % 10 === 0 ? '10-0' : '$');
+      }
+      await p.exec();
+    }
+    await redis.set(`${base}not-a-stream`, 'x');
+    const started = performance.now();
+    const counts: Record<string, number> = {};
+    let removed = 0;
+    const keys = async function* () {
+      yield `${base}not-a-stream`;
+      yield* scanStreamKeys(client, `${base}*`);
+    };
+    const errors: StreamTrimResult[] = [];
+    for await (const r of trimStreams(client, keys(), () => ({ maxLen: 5 }), { concurrency: 64 })) {
+      counts[r.status] = (counts[r.status] ?? 0) + 1;
+      removed += r.removed ?? 0;
+      if (r.status === 'error') errors.push(r);
+    }
+    const seconds = (performance.now() - started) / 1_000;
+    console.error(`[redis-streams] trimmed 10,000 streams in ${seconds.toFixed(2)} s`);
+    expect(counts).toEqual({ trimmed: 10_000, error: 1 });
+    expect(errors[0]).toMatchObject({ key: `${base}not-a-stream`, error: { message: expect.stringMatching(/WRONGTYPE/) } });
+    // 9,000 streams keep 5 of 30; 1,000 have a group that has read nothing after 10-0 and keep 20.
+    expect(removed).toBe(9_000 * 25 + 1_000 * 10);
+    expect(seconds).toBeLessThan(20);
+  });
+});
+
+describe('failures name the node', () => {
+  let dir: string;
+  let server: RedisServer;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'shardctl-test-redis-streams-'));
+    server = await startRedis({ binary: (await findRedisServer())!, dir, port: await freePort() });
+  });
+  afterAll(async () => {
+    await stopRedis(server).catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a Redis that asks for a password (NOAUTH) is named by scan, info and trim; one that refuses it is named by connectRedis', async () => {
+    const node = `127.0.0.1:${server.port}`;
+    const admin = new Redis(server.port, '127.0.0.1');
+    await admin.config('SET', 'requirepass', 's3cret');
+    admin.disconnect();
+    try {
+      // No ready check: the connection opens and the first command meets NOAUTH, as after a password is set on a live server.
+      const anonymous = new Redis({ host: '127.0.0.1', port: server.port, enableReadyCheck: false, maxRetriesPerRequest: 1, retryStrategy: () => null });
+      anonymous.on('error', () => {});
+      for (const attempt of [
+        () => scanStreams(anonymous, '*').next(),
+        () => streamInfo(anonymous, 'k', 0),
+        () => safeTrimStream(anonymous, 'k', { maxLen: 0 }),
+        async () => {
+          for await (const _ of trimStreams(anonymous, ['k'], () => ({ maxLen: 0 }))) void _;
+        },
+      ]) {
+        const err = await attempt().then(() => null, (e: unknown) => e);
+        expect(err).toBeInstanceOf(RedisNodeError);
+        expect((err as Error).message).toMatch(new RegExp(`^Redis at ${node.replace(/\./g, '\\.')}: it requires a password \\(NOAUTH\\)`));
+      }
+      anonymous.disconnect();
+      // connectRedis (src/redis/connect.ts) names the node but not why: ioredis' ready check closes the
+      // connection and reports only "Connection is closed." The password never appears.
+      const wrong = await connectRedis({ url: `redis://:nope@${node}`, prefix: 'x:' }).then(() => null, (e: Error) => e);
+      expect(wrong?.message).toContain(`redis://:***@${node}`);
+      expect(wrong?.message).not.toContain('nope');
+    } finally {
+      const authed = new Redis(`redis://:s3cret@${node}`);
+      await authed.config('SET', 'requirepass', '');
+      authed.disconnect();
+    }
+  });
+
+  it('a Redis that goes down: scan, info and trim throw a RedisNodeError naming host:port; connecting to it fails naming it', async () => {
+    const client = await connectRedis({ url: `redis://127.0.0.1:${server.port}`, prefix: 'x:' });
+    await (client as Redis).xadd('s', '1-0', 'f', 'v');
+    await stopRedis(server);
+    const node = `127.0.0.1:${server.port}`;
+    for (const attempt of [
+      () => scanStreams(client, '*').next(),
+      () => streamInfo(client, 's', 0),
+      () => safeTrimStream(client, 's', { maxLen: 0 }),
+      async () => {
+        for await (const _ of trimStreams(client, ['s', 't'], () => ({ maxLen: 0 }))) void _;
+      },
+    ]) {
+      const err = await attempt().then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(RedisNodeError);
+      expect((err as RedisNodeError).node).toBe(node);
+      expect((err as Error).message).toContain(`Redis at ${node}: cannot reach it`);
+    }
+    client.disconnect();
+    await expect(connectRedis({ url: `redis://${node}`, prefix: 'x:' })).rejects.toThrow(new RegExp(`cannot connect to Redis at redis://${node.replace(/\./g, '\\.')}`));
+  });
+});
+
+describe('on a 3-master Redis Cluster', () => {
+  let cluster: TestRedisCluster;
+  let client: Cluster;
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster(3);
+    client = (await connectRedis({ nodes: cluster.urls, prefix: 'x:' })) as Cluster;
+  });
+  afterAll(async () => {
+    client?.disconnect();
+    await cluster?.cleanup();
+  });
+
+  it('streams spread over every master are all found by scanStreams and trimmed, each script on its own node', async () => {
+    const keys = Array.from({ length: 600 }, (_, i) => `room:${i}`);
+    const perNode = new Map<string, number>();
+    for (const key of keys) {
+      const node = client.slots[keySlot(key)]![0]!;
+      perNode.set(node, (perNode.get(node) ?? 0) + 1);
+      await client.xadd(key, '1-0', 'f', 'v');
+      await client.xadd(key, '2-0', 'f', 'v');
+      await client.xadd(key, '3-0', 'f', 'v');
+    }
+    expect([...perNode.keys()].sort()).toEqual(cluster.nodes.map((n) => n.address).sort());
+    await client.xgroup('CREATE', 'room:0', 'g', '0');
+
+    const found = new Map<string, string>();
+    for await (const batch of scanStreams(client, 'room:*', { count: 50 })) {
+      for (const key of batch.keys) found.set(key, batch.node);
+    }
+    expect([...found.keys()].sort()).toEqual([...keys].sort());
+    for (const [key, node] of found) expect(node).toBe(client.slots[keySlot(key)]![0]);
+
+    const results: StreamTrimResult[] = [];
+    for await (const r of trimStreams(client, scanStreamKeys(client, 'room:*'), () => ({ maxLen: 1 }), { concurrency: 32 })) {
+      results.push(r);
+    }
+    expect(results).toHaveLength(600);
+    expect(results.filter((r) => r.status === 'trimmed')).toHaveLength(599);
+    expect(results.find((r) => r.key === 'room:0')).toMatchObject({ status: 'unchanged', heldBack: true, floor: { group: 'g', reason: 'undelivered' } });
+    for (const r of results) expect(r.node).toBe(client.slots[keySlot(r.key)]![0]);
+    expect(await client.xlen('room:1')).toBe(1);
+  });
+
+  it('a master that is down: the scan fails naming it, never a partial list', async () => {
+    const victim = cluster.nodes[1]!;
+    await cluster.stopNode(1, { waitForFail: true });
+    const err = await (async () => {
+      for await (const _ of scanStreams(client, 'room:*')) void _;
+    })().then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(RedisNodeError);
+    expect((err as Error).message).toContain(victim.address);
+    const key = Array.from({ length: 600 }, (_, i) => `room:${i}`).find((k) => client.slots[keySlot(k)]![0] === victim.address)!;
+    const trimErr = await safeTrimStream(client, key, { maxLen: 0 }).catch((e: unknown) => e);
+    expect(trimErr).toBeInstanceOf(RedisNodeError);
+    expect((trimErr as Error).message).toMatch(/^Redis at /);
+  });
+});
