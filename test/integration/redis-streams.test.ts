@@ -90,6 +90,7 @@ describe('safe stream trim on a standalone Redis', () => {
 
   it('keeps every entry pending or undelivered for some group and removes every older one (seeded random streams, exact and approximate)', async () => {
     const trials = 60;
+    const seen = { heldBackByPending: 0, heldBackByUndelivered: 0, forced: 0, approximate: 0, policyMet: 0 };
     for (let seed = 1; seed <= trials; seed++) {
       const rand = prng(seed);
       const key = `${prefix}rand:${seed}`;
@@ -141,8 +142,14 @@ describe('safe stream trim on a standalone Redis', () => {
         expect(after, context).toEqual(kept);
       }
       if (!force) for (const id of needed) expect(after, `${context} lost ${id}`).toContain(id);
+      if (result.heldBack) seen[result.floor!.reason === 'pending' ? 'heldBackByPending' : 'heldBackByUndelivered']++;
+      else if (policyCut !== null) seen.policyMet++;
+      if (force) seen.forced++;
+      if (approximate) seen.approximate++;
       await redis.unlink(key);
     }
+    // The seeds cover every way a trim can go.
+    for (const [what, count] of Object.entries(seen)) expect(count, what).toBeGreaterThan(0);
   });
 
   it('--force trims to the policy even where a group has not read or acknowledged the entries', async () => {
@@ -212,6 +219,8 @@ describe('safe stream trim on a standalone Redis', () => {
       const older = (await allIds(redis, key)).filter((id) => compareStreamIds(id, minId) < 0);
       expect(older.length).toBeLessThan(nodeMax);
       expect(await redis.xlen(key)).toBe(2_500 + older.length);
+      const fromHead = await safeTrimStream(client, key, { maxLen: 2_000 }); // nearer the head: read from it
+      expect(fromHead).toMatchObject({ cutoffId: ids[N - 2_000], lengthAfter: 2_000 });
       const exact = await safeTrimStream(client, key, { maxLen: 777 });
       expect(exact.lengthAfter).toBe(777);
       expect(await redis.xlen(key)).toBe(777);

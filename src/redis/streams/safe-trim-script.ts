@@ -7,7 +7,8 @@
  * KEYS[1]  the stream
  * ARGV[1]  policy MINID ('' = none): entries older than it may go
  * ARGV[2]  policy MAXLEN ('' = none): converted here into the id of the first
- *          entry to keep, the N-th from the end (the greater of the two wins)
+ *          entry to keep, the N-th from the end (the greater of the two wins),
+ *          read from the nearer end: O(min(N, length - N)) entries
  * ARGV[3]  '1' = approximate (`XTRIM … MINID ~ id LIMIT 0`)
  * ARGV[4]  '1' = force: trim to the policy, ignore the groups
  * ARGV[5]  '1' = dry run: compute everything, trim nothing
@@ -56,6 +57,18 @@ local function nextId(id)
   return ms .. '-' .. incdec(seq)
 end
 
+-- The k-th entry from one end, read in pages so memory stays at one page:
+-- from whichever end is nearer the cut-off, so finding it costs at most the
+-- entries XTRIM then removes (and a MAXLEN of 1M reads no million entries).
+local function kth(command, from, to, k)
+  while true do
+    local page = redis.call(command, key, from, to, 'COUNT', math.min(k, 500))
+    if k <= #page then return page[k][1] end
+    k = k - #page
+    from = '(' .. page[#page][1]
+  end
+end
+
 local kind = redis.call('TYPE', key)['ok']
 if kind == 'none' then return 'missing' end
 if kind ~= 'stream' then return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. kind .. ', not a stream') end
@@ -70,9 +83,10 @@ if maxLen ~= '' then
     local id
     if n == 0 then
       id = nextId(redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][1])
+    elseif n <= before - n then
+      id = kth('XREVRANGE', '+', '-', n)
     else
-      local tail = redis.call('XREVRANGE', key, '+', '-', 'COUNT', n)
-      id = tail[#tail][1]
+      id = kth('XRANGE', '-', '+', before - n + 1)
     end
     if not cutoff or cmp(id, cutoff) >= 0 then
       cutoff = id
