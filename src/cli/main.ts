@@ -9,6 +9,7 @@ import { registerConfigCommands } from './commands/config.js';
 import { registerInitCommand } from './commands/init.js';
 import { registerMigrateCommands } from './commands/migrate.js';
 import { registerPartitionCommands } from './commands/partition.js';
+import { registerStreamCommands } from './commands/stream.js';
 import { registerSandboxCommands } from './commands/sandbox.js';
 import { registerShardCommands } from './commands/shard.js';
 
@@ -49,6 +50,7 @@ Exit codes: 0 ok, 1 failed (also: the metadata lock was lost mid-run), 2 usage/c
   registerShardCommands(program);
   registerMigrateCommands(program);
   registerPartitionCommands(program);
+  registerStreamCommands(program);
   registerAuditCommand(program);
   registerSandboxCommands(program);
   return program;

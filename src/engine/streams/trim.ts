@@ -1,0 +1,113 @@
+import type { ShardctlConfig } from '../../config/schema.js';
+import { OperationError, UsageError } from '../../errors.js';
+import { runMutation } from '../../metadata/mutation.js';
+import type { RunInfo } from '../../metadata/run-info.js';
+import { scanStreamKeys, trimStreams, type StreamTrimResult } from '../../redis/streams.js';
+import { withMetadata } from '../metadata-session.js';
+import { cutoffOf, policyOf, redisOf } from './policies.js';
+
+export interface TrimOptions {
+  dryRun?: boolean;
+  /** Trim to the policy even where a consumer group still needs the entries (SPEC invariant 6 waived). */
+  force?: boolean;
+  /** Only streams matching this pattern (and a policy). */
+  match?: string;
+  /** The clock of maxAge (tests and rehearsal). */
+  nowMs?: number;
+  /** Trim scripts in flight at once. */
+  concurrency?: number;
+}
+
+export interface TrimReport {
+  dryRun: boolean;
+  force: boolean;
+  now: string;
+  /** Streams the trim changed, that a group held back, or that failed (unchanged ones are only counted). */
+  streams: StreamTrimResult[];
+  totals: { streams: number; trimmed: number; unchanged: number; heldBack: number; errors: number; removed: number; lengthBefore: number; lengthAfter: number };
+  /** One line per stream whose policy could not be met because of a group: the stuck consumer to look at. */
+  warnings: string[];
+}
+
+/** How often (in streams) the run confirms its lease: a run that lost its lock stops within this many. */
+const LEASE_CHECK_EVERY = 500;
+
+/**
+ * `stream trim`: every stream a policy matches (first match wins), on every
+ * master of a Cluster, trimmed to min(policy cut-off, safe floor) by one
+ * atomic script per stream (src/redis/streams), so no entry pending or
+ * undelivered for any group is removed unless `force`. Streams are scanned,
+ * not collected: memory holds only the streams in flight and the ones worth
+ * reporting. Mutating: the metadata lock and an audit row; --dry-run reads only.
+ */
+export async function streamTrim(config: ShardctlConfig, run: RunInfo, options: TrimOptions = {}): Promise<TrimReport> {
+  if (!config.streams.length) throw new UsageError('no `streams` policies in the config: add one (match, maxLen and/or maxAge)');
+  const nowMs = options.nowMs ?? Date.now();
+  const body = async (active: RunInfo): Promise<TrimReport> => {
+    const client = await redisOf(config);
+    try {
+      const report: TrimReport = {
+        dryRun: !!options.dryRun,
+        force: !!options.force,
+        now: new Date(nowMs).toISOString(),
+        streams: [],
+        totals: { streams: 0, trimmed: 0, unchanged: 0, heldBack: 0, errors: 0, removed: 0, lengthBefore: 0, lengthAfter: 0 },
+        warnings: [],
+      };
+      const patterns = options.match ? [options.match] : [...new Set(config.streams.map((p) => p.match))];
+      for (const pattern of patterns) {
+        const keys = keysOf(scanStreamKeys(client, pattern), pattern, config, options.match !== undefined);
+        const results = trimStreams(client, keys, (key) => {
+          const policy = policyOf(config, key);
+          return policy ? cutoffOf(policy, nowMs) : null;
+        }, { ...(options.force ? { force: true } : {}), ...(options.dryRun ? { dryRun: true } : {}), ...(options.concurrency ? { concurrency: options.concurrency } : {}) });
+        for await (const r of results) {
+          account(report, r);
+          if (report.totals.streams % LEASE_CHECK_EVERY === 0) await active.lease?.check();
+          if (active.signal?.aborted) break;
+        }
+      }
+      if (report.totals.errors) {
+        throw new OperationError(`stream trim failed on ${report.totals.errors} stream(s); nothing of theirs is reported as done`, {
+          details: report.streams.filter((s) => s.status === 'error').slice(0, 20).map((s) => `${s.key}: ${s.error?.message}`),
+          data: report,
+        });
+      }
+      return report;
+    } finally {
+      client.disconnect();
+    }
+  };
+  if (options.dryRun) return body(run);
+  return withMetadata(config, (store) => runMutation({ store, run, command: 'stream trim', summarize: (r: TrimReport) => r.totals }, body));
+}
+
+/**
+ * The keys of one pattern's scan that it owns: a key matched by an earlier
+ * policy's pattern belongs to that policy and is trimmed under it (once).
+ */
+async function* keysOf(scan: AsyncIterable<{ key: string }>, pattern: string, config: ShardctlConfig, explicit: boolean): AsyncGenerator<string> {
+  for await (const { key } of scan) {
+    const policy = policyOf(config, key);
+    if (!policy) continue;
+    if (!explicit && policy.match !== pattern) continue;
+    yield key;
+  }
+}
+
+function account(report: TrimReport, r: StreamTrimResult): void {
+  const t = report.totals;
+  t.streams++;
+  if (r.status === 'error') t.errors++;
+  else if (r.status === 'trimmed' || (r.status === 'dry-run' && (r.removed ?? 0) > 0)) t.trimmed++;
+  else t.unchanged++;
+  if (r.heldBack) {
+    t.heldBack++;
+    const f = r.floor;
+    if (f) report.warnings.push(`${r.key}: policy not met because of group ${f.group} (${f.reason === 'pending' ? `oldest pending ${f.id}${f.consumer ? ` held by ${f.consumer}` : ''}${f.idleMs !== null ? `, idle ${Math.round(f.idleMs / 1000)}s` : ''}` : `not yet delivered from ${f.id}`})`);
+  }
+  t.removed += r.removed ?? 0;
+  t.lengthBefore += r.lengthBefore ?? 0;
+  t.lengthAfter += r.lengthAfter ?? 0;
+  if (r.status === 'error' || r.status === 'trimmed' || r.heldBack || (r.status === 'dry-run' && r.removed !== 0)) report.streams.push(r);
+}
