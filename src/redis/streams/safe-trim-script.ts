@@ -74,27 +74,6 @@ if kind == 'none' then return 'missing' end
 if kind ~= 'stream' then return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. kind .. ', not a stream') end
 
 local before = redis.call('XLEN', key)
-local cutoff = false
-local beforeCutoff = false
-if minId ~= '' then cutoff = minId end
-if maxLen ~= '' then
-  local n = tonumber(maxLen)
-  if before > n then
-    local id
-    if n == 0 then
-      id = nextId(redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][1])
-    elseif n <= before - n then
-      id = kth('XREVRANGE', '+', '-', n)
-    else
-      id = kth('XRANGE', '-', '+', before - n + 1)
-    end
-    if not cutoff or cmp(id, cutoff) >= 0 then
-      cutoff = id
-      beforeCutoff = before - n
-    end
-  end
-end
-
 local floor, floorGroup, floorReason, floorConsumer, floorIdle = false, false, false, false, false
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
   local f = {}
@@ -114,21 +93,59 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
   end
 end
 
-local target = cutoff
-local heldBack = 0
-if target and floor and not force and cmp(floor, target) < 0 then
-  target = floor
-  heldBack = 1
-  beforeCutoff = false
-end
 local after = before
-if target and not dryRun then
-  if approximate then
-    redis.call('XTRIM', key, 'MINID', '~', target, 'LIMIT', 0)
-  else
-    redis.call('XTRIM', key, 'MINID', target)
+local cutoff = false
+local beforeCutoff = false
+local target = false
+local heldBack = 0
+local n = tonumber(maxLen)
+if n and minId == '' and (force or not floor) and not dryRun then
+  -- No group needs anything (or --force): a bare XTRIM MAXLEN, and the cut-off is
+  -- read afterwards from the head, where it now is (within the first node with ~).
+  if before > n then
+    local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][1]
+    if approximate then
+      redis.call('XTRIM', key, 'MAXLEN', '~', n, 'LIMIT', 0)
+    else
+      redis.call('XTRIM', key, 'MAXLEN', n)
+    end
+    after = redis.call('XLEN', key)
+    if n == 0 then cutoff = nextId(last) else cutoff = kth('XRANGE', '-', '+', after - n + 1) end
+    target = cutoff
   end
-  after = redis.call('XLEN', key)
+else
+  if minId ~= '' then cutoff = minId end
+  if n then
+    if before > n then
+      local id
+      if n == 0 then
+        id = nextId(redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][1])
+      elseif n <= before - n then
+        id = kth('XREVRANGE', '+', '-', n)
+      else
+        id = kth('XRANGE', '-', '+', before - n + 1)
+      end
+      if not cutoff or cmp(id, cutoff) >= 0 then
+        cutoff = id
+        beforeCutoff = before - n
+      end
+    end
+  end
+
+  target = cutoff
+  if target and floor and not force and cmp(floor, target) < 0 then
+    target = floor
+    heldBack = 1
+    beforeCutoff = false
+  end
+  if target and not dryRun then
+    if approximate then
+      redis.call('XTRIM', key, 'MINID', '~', target, 'LIMIT', 0)
+    else
+      redis.call('XTRIM', key, 'MINID', target)
+    end
+    after = redis.call('XLEN', key)
+  end
 end
 local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
 return { before, after, cutoff, floor, floorGroup, floorReason, floorConsumer, floorIdle,

@@ -164,24 +164,37 @@ export async function* trimStreams(
   options: TrimStreamsOptions = {},
 ): AsyncGenerator<StreamTrimResult> {
   const concurrency = Math.max(1, options.concurrency ?? 64);
-  const inFlight = new Map<number, Promise<{ id: number; result?: StreamTrimResult; fatal?: unknown }>>();
-  let nextId = 0;
+  // Settled scripts queue here; one waiter is woken per settlement (no Promise.race over
+  // every script in flight, which would attach `concurrency` handlers per result).
+  const settled: Array<{ result?: StreamTrimResult; fatal?: unknown }> = [];
+  let wake: (() => void) | null = null;
+  let inFlight = 0;
   let fatal: unknown;
 
   const start = (key: string, cutoff: TrimCutoff) => {
-    const id = nextId++;
+    inFlight++;
     const started = performance.now();
-    inFlight.set(
-      id,
-      safeTrimStream(client, key, cutoff, options).then(
-        (result) => ({ id, result }),
+    safeTrimStream(client, key, cutoff, options)
+      .then(
+        (result) => ({ result }),
         (err: unknown) => {
           const cause = (err as { cause?: unknown }).cause ?? err;
-          if (isNodeLevelError(cause)) return { id, fatal: err };
-          return { id, result: failedResult(client, key, err, performance.now() - started) };
+          if (isNodeLevelError(cause)) return { fatal: err };
+          return { result: failedResult(client, key, err, performance.now() - started) };
         },
-      ),
-    );
+      )
+      .then((outcome) => {
+        inFlight--;
+        settled.push(outcome);
+        wake?.();
+      });
+  };
+  const next = async () => {
+    while (settled.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+    wake = null;
+    const outcome = settled.shift()!;
+    if (outcome.fatal) fatal ??= outcome.fatal;
+    return outcome.result;
   };
 
   for await (const item of keys) {
@@ -189,19 +202,15 @@ export async function* trimStreams(
     const cutoff = cutoffFor(key);
     if (!cutoff) continue;
     start(key, cutoff);
-    while (inFlight.size >= concurrency) {
-      const done = await Promise.race(inFlight.values());
-      inFlight.delete(done.id);
-      if (done.fatal) fatal ??= done.fatal;
-      else yield done.result!;
+    while (inFlight >= concurrency || settled.length > 0) {
+      const result = await next();
+      if (result) yield result;
     }
     if (fatal) break;
   }
-  while (inFlight.size > 0) {
-    const done = await Promise.race(inFlight.values());
-    inFlight.delete(done.id);
-    if (done.fatal) fatal ??= done.fatal;
-    else yield done.result!;
+  while (inFlight > 0 || settled.length > 0) {
+    const result = await next();
+    if (result) yield result;
   }
   if (fatal) throw fatal;
 }
