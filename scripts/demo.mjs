@@ -74,6 +74,31 @@ async function withShard(url, fn) {
 // to a new shard): the demo only empties them, so it can run again on a sandbox left up.
 const RESET = 'TRUNCATE public.reactions, public.messages';
 
+const STREAM_ROOMS = 200;
+const STREAM_ENTRIES = 300;
+const STREAM_KEEP = 100;
+const STREAM_MODERATED = 180;
+
+/** Room streams as the original design had them, with the three groups; moderation stuck on its first entries. */
+async function loadStreams(redis) {
+  for (let room = 1; room <= STREAM_ROOMS; room++) {
+    const key = `messages:{room-${room}}`;
+    const batch = redis.pipeline();
+    batch.del(key);
+    for (let i = 1; i <= STREAM_ENTRIES; i++) batch.xadd(key, `${1_764_000_000_000 + i}-0`, 'body', `message ${i}`);
+    for (const group of ['broadcast', 'archival', 'moderation']) batch.xgroup('CREATE', key, group, '0');
+    await batch.exec();
+    for (const group of ['broadcast', 'archival']) {
+      const read = await redis.xreadgroup('GROUP', group, `${group}-1`, 'COUNT', STREAM_ENTRIES, 'STREAMS', key, '>');
+      await redis.xack(key, group, ...read[0][1].map(([id]) => id));
+    }
+    // Odd rooms: moderation read 180 and acked the first 150 (30 pending). Even rooms: caught up.
+    const read = await redis.xreadgroup('GROUP', 'moderation', 'moderator-1', 'COUNT', room % 2 ? STREAM_MODERATED : STREAM_ENTRIES, 'STREAMS', key, '>');
+    const ids = read[0][1].map(([id]) => id);
+    await redis.xack(key, 'moderation', ...(room % 2 ? ids.slice(0, STREAM_MODERATED - 30) : ids));
+  }
+}
+
 // A time-partitioned table, added to every shard by the migration set; its partitions come from `partition rotate`.
 const EVENTS_SQL = `CREATE TABLE public.events (
   room_id bigint      NOT NULL,
@@ -188,6 +213,30 @@ async function main() {
     });
 
     await step('the partitions of one shard: bounds, rows, runway', () => shardctl(['-c', CONFIG, 'partition', 'list', '--shard', 'shard-4']));
+
+    const withRedis = YAML.parse(await readFile(path.join(ROOT, CONFIG), 'utf8'));
+    if (withRedis.redis?.url) {
+      await step(`${STREAM_ROOMS} room streams with three consumer groups (moderation is behind), and a policy that keeps ${STREAM_KEEP}`, async () => {
+        const { Redis } = await import('ioredis');
+        const redis = new Redis(withRedis.redis.url);
+        try {
+          await loadStreams(redis);
+        } finally {
+          redis.disconnect();
+        }
+        withRedis.streams = [{ match: 'messages:*', maxLen: STREAM_KEEP, approximate: false }];
+        await writeFile(path.join(ROOT, CONFIG), YAML.stringify(withRedis));
+        console.log(dim(`   per room: ${STREAM_ENTRIES} entries; broadcast and archival read and acked all; moderation too in even rooms, and in odd rooms read ${STREAM_MODERATED} and acked ${STREAM_MODERATED - 30}`));
+        console.log(dim(`   config: streams: [{ match: "messages:*", maxLen: ${STREAM_KEEP}, approximate: false }]`));
+      });
+      await step('one stream, its groups and their lag', () => shardctl(['-c', CONFIG, 'stream', 'info', 'messages:{room-1}']));
+      await step('stream trim: first a dry run, then for real; where moderation has pending entries they hold the trim back, and the report says so', async () => {
+        await shardctl(['-c', CONFIG, 'stream', 'trim', '--dry-run', '--match', 'messages:{room-[12]}']);
+        await shardctl(['-c', CONFIG, '-q', 'stream', 'trim']);
+      });
+    } else {
+      console.log(dim('\n(no redis-server on this machine: the stream steps are skipped)'));
+    }
 
     await step('where keys live', () => shardctl(['-c', CONFIG, 'shard', 'locate', 'room-1', '42']));
 

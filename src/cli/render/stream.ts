@@ -29,6 +29,9 @@ export function renderStreamInfo(r: StreamInfoReport): string {
   ].join('\n');
 }
 
+/** Rows of the text report; --json has them all. */
+const TABLE_ROWS = 20;
+
 export function isTrimReport(value: unknown): value is TrimReport {
   return typeof value === 'object' && value !== null && 'totals' in value && 'warnings' in value && 'force' in value;
 }
@@ -39,7 +42,7 @@ export function renderTrim(r: TrimReport): string {
     lines.push(
       renderTable(
         ['stream', 'before', 'after', 'removed', 'cut-off', 'floor', 'held by', 'status'],
-        r.streams.map((s) => [
+        r.streams.slice(0, TABLE_ROWS).map((s) => [
           s.key,
           formatCount(s.lengthBefore),
           r.dryRun ? '-' : formatCount(s.lengthAfter),
@@ -52,7 +55,9 @@ export function renderTrim(r: TrimReport): string {
       ),
     );
   }
-  for (const w of r.warnings) lines.push(chalk.yellow(`warning: ${w}`));
+  if (r.streams.length > TABLE_ROWS) lines.push(chalk.dim(`… and ${r.streams.length - TABLE_ROWS} more stream(s) (--json lists every one)`));
+  for (const w of r.warnings.slice(0, TABLE_ROWS)) lines.push(chalk.yellow(`warning: ${w}`));
+  if (r.warnings.length > TABLE_ROWS) lines.push(chalk.yellow(`warning: … and ${r.warnings.length - TABLE_ROWS} more stream(s) held back by a group`));
   const t = r.totals;
   lines.push(
     `${r.dryRun ? 'dry run (nothing trimmed): ' : ''}${t.streams} stream(s): ${t.trimmed} ${r.dryRun ? 'to trim' : 'trimmed'}, ${t.unchanged} within policy, ${t.heldBack} held back by a group, ${t.errors} failed; ${formatCount(t.removed)} entries ${r.dryRun ? 'to remove' : 'removed'}${r.force ? chalk.red(' (--force: consumer groups ignored)') : ''}`,
