@@ -89,7 +89,7 @@ describe('safe stream trim on a standalone Redis', () => {
   });
 
   it('keeps every entry pending or undelivered for some group and removes every older one (seeded random streams, exact and approximate)', async () => {
-    const trials = 60;
+    const trials = 150;
     const seen = { heldBackByPending: 0, heldBackByUndelivered: 0, forced: 0, approximate: 0, policyMet: 0 };
     for (let seed = 1; seed <= trials; seed++) {
       const rand = prng(seed);

@@ -69,11 +69,33 @@ local function kth(command, from, to, k)
   end
 end
 
-local kind = redis.call('TYPE', key)['ok']
-if kind == 'none' then return 'missing' end
-if kind ~= 'stream' then return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. kind .. ', not a stream') end
+-- How many entries have an id >= id, counting no further than limit.
+local function countFrom(id, limit)
+  local count, from = 0, id
+  while count < limit do
+    local want = math.min(limit - count, 500)
+    local page = redis.call('XRANGE', key, from, '+', 'COUNT', want)
+    count = count + #page
+    if #page < want then break end
+    from = '(' .. page[#page][1]
+  end
+  return count
+end
 
+-- XLEN raises WRONGTYPE for a key of another type; 0 may mean the key is gone.
 local before = redis.call('XLEN', key)
+if before == 0 and redis.call('EXISTS', key) == 0 then return 'missing' end
+local lastId = nil
+local function lastIdOf()
+  if lastId == nil then
+    local e = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+    lastId = e and e[1] or false
+  end
+  return lastId
+end
+
+-- The floor: per group, its oldest pending entry and the first entry after its
+-- last-delivered-id (none when it has read up to the last entry); the smallest wins.
 local floor, floorGroup, floorReason, floorConsumer, floorIdle = false, false, false, false, false
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
   local f = {}
@@ -83,55 +105,53 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
     local oldest = redis.call('XPENDING', key, f['name'], '-', '+', 1)[1]
     if oldest then id, reason, consumer, idle = oldest[1], 'pending', oldest[2], oldest[3] end
   end
-  -- pcall: '(' of the largest possible id is an invalid range, and means nothing is undelivered.
-  local nxt = redis.pcall('XRANGE', key, '(' .. f['last-delivered-id'], '+', 'COUNT', 1)
-  if type(nxt) == 'table' and not nxt.err and nxt[1] and (not id or cmp(nxt[1][1], id) < 0) then
-    id, reason, consumer, idle = nxt[1][1], 'undelivered', false, false
+  local delivered, last = f['last-delivered-id'], lastIdOf()
+  if last and cmp(delivered, last) < 0 then
+    local nxt = redis.call('XRANGE', key, '(' .. delivered, '+', 'COUNT', 1)[1]
+    if nxt and (not id or cmp(nxt[1], id) < 0) then
+      id, reason, consumer, idle = nxt[1], 'undelivered', false, false
+    end
   end
   if id and (not floor or cmp(id, floor) < 0) then
     floor, floorGroup, floorReason, floorConsumer, floorIdle = id, f['name'], reason, consumer, idle
   end
 end
 
-local after = before
-local cutoff = false
-local beforeCutoff = false
-local target = false
-local heldBack = 0
 local n = tonumber(maxLen)
-if n and minId == '' and (force or not floor) and not dryRun then
-  -- No group needs anything (or --force): a bare XTRIM MAXLEN, and the cut-off is
-  -- read afterwards from the head, where it now is (within the first node with ~).
-  if before > n then
-    local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][1]
-    if approximate then
-      redis.call('XTRIM', key, 'MAXLEN', '~', n, 'LIMIT', 0)
-    else
-      redis.call('XTRIM', key, 'MAXLEN', n)
-    end
-    after = redis.call('XLEN', key)
-    if n == 0 then cutoff = nextId(last) else cutoff = kth('XRANGE', '-', '+', after - n + 1) end
-    target = cutoff
+local cutoff, target, heldBack, beforeCutoff, first = false, false, 0, false, nil
+local after = before
+if n and minId == '' and not dryRun and before > n
+    and (force or not floor or countFrom(floor, n + 1) <= n) then
+  -- Keeping the newest n keeps everything from the floor on: a bare XTRIM MAXLEN,
+  -- and the cut-off read afterwards from the head, where it now is (in the first
+  -- node with ~), instead of walking n entries to find it first.
+  if n == 0 then cutoff = nextId(lastIdOf()) end
+  if approximate then
+    after = before - redis.call('XTRIM', key, 'MAXLEN', '~', n, 'LIMIT', 0)
+  else
+    after = before - redis.call('XTRIM', key, 'MAXLEN', n)
   end
+  if n > 0 then
+    cutoff = kth('XRANGE', '-', '+', after - n + 1)
+    if after == n then first = cutoff end
+  end
+  target = cutoff
 else
   if minId ~= '' then cutoff = minId end
-  if n then
-    if before > n then
-      local id
-      if n == 0 then
-        id = nextId(redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][1])
-      elseif n <= before - n then
-        id = kth('XREVRANGE', '+', '-', n)
-      else
-        id = kth('XRANGE', '-', '+', before - n + 1)
-      end
-      if not cutoff or cmp(id, cutoff) >= 0 then
-        cutoff = id
-        beforeCutoff = before - n
-      end
+  if n and before > n then
+    local id
+    if n == 0 then
+      id = nextId(lastIdOf())
+    elseif n <= before - n then
+      id = kth('XREVRANGE', '+', '-', n)
+    else
+      id = kth('XRANGE', '-', '+', before - n + 1)
+    end
+    if not cutoff or cmp(id, cutoff) >= 0 then
+      cutoff = id
+      beforeCutoff = before - n
     end
   end
-
   target = cutoff
   if target and floor and not force and cmp(floor, target) < 0 then
     target = floor
@@ -140,14 +160,16 @@ else
   end
   if target and not dryRun then
     if approximate then
-      redis.call('XTRIM', key, 'MINID', '~', target, 'LIMIT', 0)
+      after = before - redis.call('XTRIM', key, 'MINID', '~', target, 'LIMIT', 0)
     else
-      redis.call('XTRIM', key, 'MINID', target)
+      after = before - redis.call('XTRIM', key, 'MINID', target)
     end
-    after = redis.call('XLEN', key)
   end
 end
-local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
+if first == nil then
+  local e = after > 0 and redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
+  first = e and e[1] or false
+end
 return { before, after, cutoff, floor, floorGroup, floorReason, floorConsumer, floorIdle,
-  target, heldBack, first and first[1] or false, beforeCutoff }
+  target, heldBack, first, beforeCutoff }
 `;
