@@ -5,9 +5,10 @@ import { benchMigrate } from './bench-migrate.mjs';
 import { benchMove } from './bench-move.mjs';
 import { benchStartup } from './bench-startup.mjs';
 import { benchPartition } from './bench-partition.mjs';
+import { benchStream } from './bench-stream.mjs';
 
 const only = process.argv[2];
-const suites = { startup: benchStartup, ring: benchRing, migrate: benchMigrate, move: benchMove, partition: benchPartition };
+const suites = { startup: benchStartup, ring: benchRing, migrate: benchMigrate, move: benchMove, partition: benchPartition, stream: benchStream };
 for (const [name, run] of Object.entries(suites)) {
   if (only && only !== name) continue;
   await run();
