@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
-import { redactUrl } from '../config/redact.js';
+import { redactText, redactUrl } from '../config/redact.js';
 import type { ShardctlConfig } from '../config/schema.js';
 import { OperationError } from '../errors.js';
 
@@ -19,12 +19,16 @@ export async function connectRedis(redis: NonNullable<ShardctlConfig['redis']>):
     where = redactUrl(url);
     client = new Redis(url, { ...common, retryStrategy: () => null });
   }
-  client.on('error', () => {});
+  // ioredis reports a refused AUTH (NOAUTH, WRONGPASS) as an 'error' event and then rejects
+  // connect() with "Connection is closed.": keep the event's reason for the message.
+  let lastError: Error | undefined;
+  client.on('error', (err: Error) => (lastError = err));
   try {
     await client.connect();
   } catch (err) {
     client.disconnect();
-    throw new OperationError(`cannot connect to Redis at ${where}: ${(err as Error).message}`, { cause: err });
+    const reason = lastError && lastError.message !== (err as Error).message ? `${lastError.message} (${(err as Error).message})` : (err as Error).message;
+    throw new OperationError(`cannot connect to Redis at ${where}: ${redactText(reason)}`, { cause: err });
   }
   return client;
 }
