@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isTimeZoneName } from '../core/partition-calendar.js';
+import { isTimeZoneName } from '../core/time-zone.js';
 import { BYTE_SIZE_PATTERN } from '../core/partition-growth.js';
 import { DURATION_PATTERN } from './duration.js';
 import { IDENTIFIER_PATTERN as IDENTIFIER, QUALIFIED_NAME_PATTERN as QUALIFIED_NAME, SHARD_ID_PATTERN } from './patterns.js';

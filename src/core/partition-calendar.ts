@@ -1,3 +1,4 @@
+import { isTimeZoneName } from './time-zone.js';
 import { Temporal } from 'temporal-polyfill';
 
 /**
@@ -90,16 +91,7 @@ export interface RotationPlan {
 /** PostgreSQL's identifier limit (NAMEDATALEN - 1), in bytes: a longer name would be truncated in silence. */
 export const MAX_IDENTIFIER_BYTES = 63;
 
-/** Whether Temporal knows `name` as an IANA zone ('UTC', 'Europe/Berlin'; case-insensitive). Offsets such as '+01:00' are not zones. */
-export function isTimeZoneName(name: string): boolean {
-  if (!/^[A-Za-z]/.test(name)) return false;
-  try {
-    Temporal.Instant.fromEpochMilliseconds(0).toZonedDateTimeISO(name);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { isTimeZoneName };
 
 function checkSpec(spec: CalendarSpec): void {
   if (!PARTITION_INTERVALS.includes(spec.interval)) throw new Error(`unknown partition interval "${String(spec.interval)}"`);
