@@ -20,6 +20,7 @@ import { freePort } from '../../src/sandbox/ports.js';
 import { findRedisServer, startRedis, stopRedis, type RedisServer } from '../../src/sandbox/redis.js';
 import { redisUrl, uniqueRedisPrefix } from '../support/databases.js';
 import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster.js';
+import { prng } from '../support/prng.js';
 
 /*
  * The Redis side of `stream info` / `stream trim` on a real Redis 7: the safe
@@ -29,17 +30,6 @@ import { startRedisCluster, type TestRedisCluster } from '../support/redis-clust
  * however far behind the stream is, and every failure names its node.
  */
 
-/** mulberry32: a small seeded PRNG, so a failing trial can be replayed by its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 const pick = (rand: () => number, n: number) => Math.floor(rand() * n);
 
 async function addEntries(redis: Redis, key: string, ids: string[]): Promise<void> {

@@ -20,17 +20,7 @@ import { sql } from './migrations.js';
 /** Small batches, so a move has many cursors to crash between. */
 export const BATCH = 200;
 
-/** A small seeded PRNG (mulberry32): the same seed picks the same kill point on every run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng } from './prng.js';
 
 /** The CLI started the way CI would run it (no TTY, no stdin), not awaited: the test decides when it dies. */
 export function startCli(args: string[]): ResultPromise<{ reject: false; stdin: 'ignore'; extendEnv: false; env: Record<string, string | undefined> }> {

@@ -2,19 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { effectiveConfig } from '../../src/config/effective.js';
 import { parseConfig } from '../../src/config/load.js';
 import { redactDeep } from '../../src/config/redact.js';
-import { ConfigError } from '../../src/errors.js';
+import { METADATA, problemsOf } from '../support/config-problems.js';
 
-const metadata = { url: 'postgres://postgres@127.0.0.1:5432/meta' };
+const metadata = METADATA;
 
-function problemsOf(raw: unknown): string[] {
-  try {
-    parseConfig(raw, 'test.yaml', {});
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('expected the config to be rejected');
-}
 
 /** What `config show` prints (src/cli/commands/config.ts renders this value). */
 const shown = (cfg: ReturnType<typeof parseConfig>) => JSON.stringify(redactDeep(effectiveConfig(cfg)));

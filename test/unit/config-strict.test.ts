@@ -1,18 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
+import { METADATA, problemsOf } from '../support/config-problems.js';
 
-const metadata = { url: 'postgres://postgres@127.0.0.1:5432/meta' };
+const metadata = METADATA;
 
-function problemsOf(raw: unknown): string[] {
-  try {
-    parseConfig(raw, 'test.yaml', {});
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('expected the config to be rejected');
-}
 
 describe('config: unknown keys', () => {
   it('rejects a typo in every nested section, each by its path with the key it resembles, all at once', () => {

@@ -1,19 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
+import { METADATA, problemsOf } from '../support/config-problems.js';
 
-const metadata = { url: 'postgres://postgres@127.0.0.1:5432/meta' };
+const metadata = METADATA;
 const messages = { table: 'public.messages', column: 'created_at', interval: 'daily' };
 
-function problemsOf(raw: unknown): string[] {
-  try {
-    parseConfig(raw, 'test.yaml', {});
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error('expected the config to be rejected');
-}
 
 describe('config: partitions', () => {
   it('a file written before timezone, lockTimeout, maxRows and maxBytes existed still loads, with their defaults', () => {

@@ -1,5 +1,5 @@
 import type { ShardctlConfig } from '../../config/schema.js';
-import { partitionName, planRotation, retentionCutoffMs, type CalendarSpec } from '../../core/partition-calendar.js';
+import { partitionName, planRotation, retentionCutoffMs } from '../../core/partition-calendar.js';
 import { isLockLost, OperationError } from '../../errors.js';
 import { runMutation } from '../../metadata/mutation.js';
 import { recordRetired } from '../../metadata/retired-partitions.js';
@@ -250,4 +250,3 @@ function summarize(now: Date, dryRun: boolean, shards: ShardRotation[]): RotateR
   return { now: now.toISOString(), dryRun, shards, summary };
 }
 
-export type { CalendarSpec };
