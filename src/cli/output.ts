@@ -122,11 +122,21 @@ export class Output {
    */
   result<T>(command: string, data: T, renderText: (data: T) => string): void {
     if (this.#opts.json) {
-      this.#io.stdout.write(formatJson({ ok: true, command, data: JSON.parse(JSON.stringify(data)) }) + '\n');
+      this.#io.stdout.write(formatJson({ ok: true, command, data }) + '\n');
       return;
     }
     const text = renderText(data);
     if (text) this.#io.stdout.write(text.endsWith('\n') ? text : text + '\n');
+  }
+
+  /**
+   * A failed command's partial result (per-shard outcomes the error carries as
+   * `data`), rendered on stdout before the error is reported; under --json it
+   * goes into the error envelope instead, so nothing is printed here.
+   */
+  partial<T>(err: unknown, isResult: (value: unknown) => value is T, renderText: (data: T) => string): void {
+    const data = (err as { data?: unknown } | null)?.data;
+    if (!this.#opts.json && isResult(data)) this.#io.stdout.write(renderText(data) + '\n');
   }
 
   async spinner(text: string): Promise<Spinner> {

@@ -76,3 +76,21 @@ export function minStreamId(first: string, ...rest: string[]): string {
 export function maxStreamId(first: string, ...rest: string[]): string {
   return rest.reduce((a, b) => (compareStreamIds(b, a) > 0 ? b : a), first);
 }
+
+/** `1700000000000` or `1700000000000-5` (leading zeros allowed) → the canonical full id; throws on anything else (`*`, `$`). */
+export function normalizeStreamId(id: string): string {
+  const full = /^\d+$/.test(id) ? `${id}-0` : id;
+  const m = /^(\d+)-(\d+)$/.exec(full);
+  if (!m) throw new RangeError(`not a stream entry id: ${JSON.stringify(id)} (expected <ms>-<seq>)`);
+  return formatStreamId(parseStreamId(`${BigInt(m[1]!)}-${BigInt(m[2]!)}`));
+}
+
+/** How old the entry is at `nowMs`, by its id's timestamp; negative when the id is from the future. */
+export function streamIdAgeMs(id: string, nowMs: number): number {
+  return nowMs - streamIdMs(id);
+}
+
+/** The MINID that keeps entries at most `maxAgeMs` old at `nowMs`: `<nowMs - maxAgeMs>-0` (whole ms, rounded down). */
+export function minIdForMaxAge(maxAgeMs: number, nowMs: number): string {
+  return firstIdAtMs(Math.floor(nowMs - maxAgeMs));
+}

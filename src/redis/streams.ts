@@ -23,4 +23,4 @@ export {
   type StreamTrimStatus,
 } from './streams/trim.js';
 export { RedisNodeError, keySlot, nodeOfKey, assertClusterServesAllSlots } from './streams/nodes.js';
-export { compareStreamIds, minIdForMaxAge, normalizeStreamId, streamIdAgeMs, streamIdMs } from './streams/stream-id.js';
+export { compareStreamIds, minIdForMaxAge, normalizeStreamId, streamIdAgeMs, streamIdMs } from '../core/stream-id.js';

@@ -77,8 +77,7 @@ export function registerPartitionCommands(program: Command): void {
           const result = await partitionRotate(config, ctx.runInfo(), { ...selection(opts), dryRun: opts.dryRun, exact: opts.exact, ...(opts.parallel ? { parallel: opts.parallel } : {}) });
           ctx.out.result(ctx.name, result, renderRotate);
         } catch (err) {
-          const data = (err as { data?: unknown }).data;
-          if (!ctx.global.json && isRotateResult(data)) ctx.out.writeStdout(renderRotate(data) + '\n');
+          ctx.out.partial(err, isRotateResult, renderRotate);
           throw err;
         }
       }),

@@ -258,8 +258,7 @@ async function runChange(
     if (ctx.global.json) ctx.out.writeStdout(render.formatJson({ ok: true, command: ctx.name, data: render.changeJson(result) }) + '\n');
     else ctx.out.result(ctx.name, result, (r) => (progress.planShown && r.execution ? render.renderExecution(r.execution) : render.renderChange(r)));
   } catch (err) {
-    const data = (err as { data?: unknown }).data;
-    if (!ctx.global.json && render.isExecutionReport(data)) ctx.out.writeStdout(render.renderExecution(data) + '\n');
+    ctx.out.partial(err, render.isExecutionReport, render.renderExecution);
     throw err;
   } finally {
     progress.stop();

@@ -34,8 +34,7 @@ export function registerShardCommands(program: Command): void {
           ctx.out.result(ctx.name, result, renderShardList);
         } catch (err) {
           // A shard that could not be read: the listing still shows (stdout), the error follows on stderr, exit 1.
-          const data = (err as { data?: unknown }).data;
-          if (!ctx.global.json && isShardListResult(data)) ctx.out.writeStdout(renderShardList(data) + '\n');
+          ctx.out.partial(err, isShardListResult, renderShardList);
           throw err;
         }
       }),

@@ -52,8 +52,7 @@ export function registerStreamCommands(program: Command): void {
           });
           ctx.out.result(ctx.name, report, renderTrim);
         } catch (err) {
-          const data = (err as { data?: unknown }).data;
-          if (!ctx.global.json && isTrimReport(data)) ctx.out.writeStdout(renderTrim(data) + '\n');
+          ctx.out.partial(err, isTrimReport, renderTrim);
           throw err;
         }
       }),

@@ -41,8 +41,8 @@ export interface MoveContext {
  * invariant 3): a run that lost the metadata lock, noticed or not, finishes
  * at most the batch in flight. Without a lease (engine tests) there is nothing to check.
  */
-function leaseCheck(ctx: MoveContext): () => Promise<void> {
-  return () => ctx.options.lease?.check() ?? Promise.resolve();
+async function checkLease(ctx: MoveContext): Promise<void> {
+  await ctx.options.lease?.check();
 }
 
 /** Journals a step's failure, unless the failure is the lost lease (then nothing more may be journaled). */
@@ -130,7 +130,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
     await env.journal.updateTable(plan.id, move.moveNo, table, fields);
   };
   const attempt = () => withConnections([env.connect(move.source, 'shard move'), env.connect(move.target, 'shard move')], async (source, target) => {
-    await leaseCheck(ctx)();
+    await checkLease(ctx);
     const shape = await env.shapeOn(source!, move.source, tableConfig);
     // By the routing-hash index where there is one (`shard index`): only the moving rows are read.
     const access = await rangeAccessFor(source!, shape, move.ranges);
@@ -166,7 +166,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
         memo: await keysRepeat(source!, shape),
         access,
         onStart: (snapshot) => record({ copySnapshotXmin: snapshot.xmin, copyTableRows: snapshot.tableRows }),
-        beforeCommit: leaseCheck(ctx),
+        beforeCommit: () => checkLease(ctx),
         onBatch: (batch) => onRows(batch.lastBlock, batch.rows, batch.bytes),
       }).then((r) => ({ done: r.done, cursor: r.state.lastBlock }));
     }
@@ -177,7 +177,7 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
       batchSize: env.config.migration.batchSize,
       workMem: env.config.migration.workMem,
       access,
-      beforeCommit: leaseCheck(ctx),
+      beforeCommit: () => checkLease(ctx),
       onBatch: (batch) => onRows(batch.cursor, batch.rows, batch.bytes),
     });
   });
@@ -215,7 +215,7 @@ function tableId(plan: PlanRecord, move: MoveRecord, table: string): MoveTableId
 async function clearCopy(ctx: MoveContext, move: MoveRecord, id: MoveTableId): Promise<void> {
   const table = ctx.env.tables.find((t) => t.name === id.table)!;
   await withConnections([ctx.env.connect(move.target, 'shard move')], async (target) => {
-    await leaseCheck(ctx)();
+    await checkLease(ctx);
     await clearBlockCopy(target!, await ctx.env.shapeOn(target!, move.target, table), id, move.ranges);
   });
 }
@@ -285,7 +285,7 @@ export async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: Move
       await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupDone: true, rowsLeft: progress.rowsLeft, rowsDeleted: progress.rowsDeleted });
     }
     await withConnections([env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')], async (target, source) => {
-      await leaseCheck(ctx)();
+      await checkLease(ctx);
       await forgetBatches(target!, plan.id, move.moveNo);
       await forgetBatches(source!, plan.id, move.moveNo);
     });
@@ -330,11 +330,11 @@ async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecor
     while (pending.length) {
       const group = [pending.shift()!];
       while (pending.length && group.reduce((n, b) => n + b.rows, 0) + pending[0]!.rows <= groupRows) group.push(pending.shift()!);
-      let deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access, leaseCheck(ctx));
+      let deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access, () => checkLease(ctx));
       if (deleted === null && group.length > 1) {
         pending.unshift(...group.slice(1));
         group.length = 1;
-        deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access, leaseCheck(ctx));
+        deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access, () => checkLease(ctx));
       }
       if (deleted === null) progress.cleanupMismatches++;
       else progress.rowsDeleted += deleted;
@@ -369,7 +369,7 @@ async function cleanupRows(ctx: MoveContext, plan: PlanRecord, move: MoveRecord,
       batchSize: env.config.migration.batchSize,
       workMem: env.config.migration.workMem,
       access: await rangeAccessFor(target!, shape, move.ranges),
-      beforeCommit: leaseCheck(ctx),
+      beforeCommit: () => checkLease(ctx),
       onBatch: async (batch) => {
         progress.cleanupCursor = batch.cursor;
         progress.rowsDeleted += batch.affected;

@@ -8,13 +8,17 @@ import type { MetadataStore } from '../../metadata/store.js';
 import { withClient } from '../../postgres/connect.js';
 import {
   archivePartition,
+  archivePartitionSql,
   createPartition,
   detachPartition,
+  detachPartitionSql,
   dropPartition,
+  dropPartitionSql,
   finalizeInterruptedDetaches,
   planCreatePartition,
   planDetachPartition,
   readPartitions,
+  scriptText,
 } from '../../postgres/partitions.js';
 import { holdsRowsFrom } from '../../postgres/partitions/retention-check.js';
 import { mapWithConcurrency } from '../concurrency.js';
@@ -155,7 +159,7 @@ async function rotateTable(
   // A DETACH … CONCURRENTLY that was interrupted leaves the partition half-detached: finish it first.
   const pending = before.partitions.filter((p) => p.detachPending).map((p) => p.qualifiedName);
   if (pending.length) {
-    if (dry) out.sql.push(...pending.map((p) => `ALTER TABLE ${policy.table} DETACH PARTITION ${p} FINALIZE`));
+    if (dry) out.sql.push(...pending.flatMap((p) => scriptText(detachPartitionSql({ parent: policy.table, name: p, method: 'finalize' }), timeouts.lockTimeoutMs)));
     else {
       await run.lease?.check();
       const done = await finalizeInterruptedDetaches(client, policy.table, timeouts);
@@ -199,10 +203,14 @@ async function rotateTable(
     const ref = { parent: policy.table, name: partition.qualifiedName, concurrently: true, ...timeouts };
     const entry: RetiredEntry = { name: partition.name, mode: policy.retentionMode, nowAt: null, rows, bytes: partition.bytes, to: partition.to };
     if (dry) {
+      // The statements the adapter would send, as it would send them.
       const planned = await planDetachPartition(client, ref);
-      if (planned.method !== 'not-attached') out.sql.push(...planned.sql);
-      if (policy.retentionMode === 'drop') out.sql.push(`DROP TABLE ${partition.qualifiedName}`);
-      if (policy.retentionMode === 'archive') out.sql.push(`CREATE SCHEMA IF NOT EXISTS ${policy.archiveSchema}`, `ALTER TABLE ${partition.qualifiedName} SET SCHEMA ${policy.archiveSchema}`);
+      if (policy.retentionMode === 'drop') {
+        for (const script of dropPartitionSql({ parent: policy.table, name: partition.qualifiedName, method: planned.method })) out.sql.push(...scriptText(script, timeouts.lockTimeoutMs));
+      } else {
+        if (planned.method !== 'not-attached') out.sql.push(...planned.sql);
+        if (policy.retentionMode === 'archive') out.sql.push(...scriptText(archivePartitionSql({ name: partition.qualifiedName, archiveSchema: policy.archiveSchema }), timeouts.lockTimeoutMs));
+      }
       entry.nowAt = policy.retentionMode === 'drop' ? null : policy.retentionMode === 'archive' ? `${policy.archiveSchema}.${partition.name}` : partition.qualifiedName;
       out.retired.push(entry);
       continue;

@@ -2,9 +2,9 @@ import type { ShardctlConfig } from '../../config/schema.js';
 import { OperationError, UsageError } from '../../errors.js';
 import { runMutation } from '../../metadata/mutation.js';
 import type { RunInfo } from '../../metadata/run-info.js';
-import { scanStreamKeys, trimStreams, type StreamTrimResult } from '../../redis/streams.js';
+import { scanStreamKeys, trimStreams, type StreamTrimResult, type TrimCutoff } from '../../redis/streams.js';
 import { withMetadata } from '../metadata-session.js';
-import { cutoffOf, policyOf, redisOf } from './policies.js';
+import { cutoffOf, policyOf, redisOf, type StreamPolicyConfig } from './policies.js';
 
 export interface TrimOptions {
   dryRun?: boolean;
@@ -55,11 +55,15 @@ export async function streamTrim(config: ShardctlConfig, run: RunInfo, options: 
         warnings: [],
       };
       const patterns = options.match ? [options.match] : [...new Set(config.streams.map((p) => p.match))];
+      // One cut-off per policy for the whole run (one clock), and each key's policy looked up once.
+      const cutoffs = new Map(config.streams.map((policy) => [policy, cutoffOf(policy, nowMs)]));
+      const due = new Map<string, TrimCutoff>();
       for (const pattern of patterns) {
-        const keys = keysOf(scanStreamKeys(client, pattern), pattern, config, options.match !== undefined);
+        const keys = keysOf(scanStreamKeys(client, pattern), pattern, config, options.match !== undefined, (key, policy) => due.set(key, cutoffs.get(policy)!));
         const results = trimStreams(client, keys, (key) => {
-          const policy = policyOf(config, key);
-          return policy ? cutoffOf(policy, nowMs) : null;
+          const cutoff = due.get(key) ?? null;
+          due.delete(key);
+          return cutoff;
         }, { ...(options.force ? { force: true } : {}), ...(options.dryRun ? { dryRun: true } : {}), ...(options.concurrency ? { concurrency: options.concurrency } : {}) });
         for await (const r of results) {
           account(report, r);
@@ -86,11 +90,18 @@ export async function streamTrim(config: ShardctlConfig, run: RunInfo, options: 
  * The keys of one pattern's scan that it owns: a key matched by an earlier
  * policy's pattern belongs to that policy and is trimmed under it (once).
  */
-async function* keysOf(scan: AsyncIterable<{ key: string }>, pattern: string, config: ShardctlConfig, explicit: boolean): AsyncGenerator<string> {
+async function* keysOf(
+  scan: AsyncIterable<{ key: string }>,
+  pattern: string,
+  config: ShardctlConfig,
+  explicit: boolean,
+  onKey: (key: string, policy: StreamPolicyConfig) => void,
+): AsyncGenerator<string> {
   for await (const { key } of scan) {
     const policy = policyOf(config, key);
     if (!policy) continue;
     if (!explicit && policy.match !== pattern) continue;
+    onKey(key, policy);
     yield key;
   }
 }

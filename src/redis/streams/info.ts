@@ -1,6 +1,6 @@
 import type { RedisClient } from '../connect.js';
 import { nodeError, nodeOfKey } from './nodes.js';
-import { streamIdAgeMs } from './stream-id.js';
+import { streamIdAgeMs } from '../../core/stream-id.js';
 
 export interface StreamConsumerInfo {
   name: string;

@@ -1,7 +1,7 @@
 import type { RedisClient } from '../connect.js';
 import { isNodeLevelError, nodeError, nodeOfKey } from './nodes.js';
 import { SAFE_TRIM_LUA } from './safe-trim-script.js';
-import { normalizeStreamId } from './stream-id.js';
+import { normalizeStreamId } from '../../core/stream-id.js';
 
 /** What a policy asks for, already turned into server terms (maxAge → minId by the caller's clock). */
 export interface TrimCutoff {
