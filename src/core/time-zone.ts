@@ -5,7 +5,18 @@
  * so that validating a config does not load the library for every command.
  */
 export function isTimeZoneName(name: string): boolean {
-  if (!/^[A-Za-z]/.test(name)) return false;
+  let known = checked.get(name);
+  if (known === undefined) {
+    known = /^[A-Za-z]/.test(name) && accepted(name);
+    checked.set(name, known);
+  }
+  return known;
+}
+
+/** Asked once per name and process: a DateTimeFormat costs milliseconds, and the calendar asks per slot. */
+const checked = new Map<string, boolean>();
+
+function accepted(name: string): boolean {
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: name });
     return true;

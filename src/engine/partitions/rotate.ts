@@ -16,11 +16,12 @@ import {
   dropPartitionSql,
   finalizeInterruptedDetaches,
   planCreatePartition,
+  readCreateContext,
   planDetachPartition,
   readPartitions,
   scriptText,
 } from '../../postgres/partitions.js';
-import { holdsRowsFrom } from '../../postgres/partitions/retention-check.js';
+import { partitionsHoldingRowsFrom } from '../../postgres/partitions/retention-check.js';
 import { mapWithConcurrency } from '../concurrency.js';
 import { requireRing, withMetadata } from '../metadata-session.js';
 import type { ShardTarget } from '../shards/targets.js';
@@ -172,11 +173,13 @@ async function rotateTable(
   out.adopted.push(...plan.adopt);
   out.unmanaged.push(...plan.unmanaged);
 
+  // The catalog is read once per table: the creates and retires below plan from it.
+  const context = plan.create.length ? await readCreateContext(client, policy.table, plan.create.map((slot) => partitionName(baseName(policy.table), slot)), info) : null;
   for (const slot of plan.create) {
     const name = partitionName(baseName(policy.table), slot);
     const create = { parent: policy.table, name, from: slot.from, to: slot.to, column: policy.column, moveFromDefault: true, ...timeouts };
     if (dry) {
-      const planned = await planCreatePartition(client, create);
+      const planned = await planCreatePartition(client, create, context!);
       if (planned.action === 'create') {
         out.sql.push(...planned.sql);
         out.created.push({ name, from: slot.from, to: slot.to, movedFromDefault: planned.rowsToMove });
@@ -185,17 +188,19 @@ async function rotateTable(
       continue;
     }
     await run.lease?.check();
-    const created = await createPartition(client, create);
+    const created = await createPartition(client, create, context!);
     out.sql.push(...created.sql);
     if (created.created) out.created.push({ name, from: slot.from, to: slot.to, movedFromDefault: created.movedFromDefault });
     out.movedFromDefault += created.movedFromDefault;
   }
 
   const cutoff = retentionCutoffMs(spec, now.getTime());
-  for (const candidate of plan.retire) {
-    const partition = info.partitions.find((p) => p.name === candidate.name)!;
-    // Never retire a partition that holds a row newer than the cut-off, whatever its bounds say.
-    if (cutoff !== null && (await holdsRowsFrom(client, partition.qualifiedName, policy.column, boundType, new Date(cutoff), spec.timezone))) {
+  const candidates = plan.retire.map((candidate) => info.partitions.find((p) => p.name === candidate.name)!);
+  // Never retire a partition that holds a row newer than the cut-off, whatever its bounds say.
+  const holding =
+    cutoff === null ? new Set<string>() : await partitionsHoldingRowsFrom(client, candidates.map((p) => p.qualifiedName), policy.column, boundType, new Date(cutoff), spec.timezone);
+  for (const partition of candidates) {
+    if (holding.has(partition.qualifiedName)) {
       out.kept.push({ name: partition.name, reason: 'holds rows newer than the retention cut-off' });
       continue;
     }
@@ -204,7 +209,7 @@ async function rotateTable(
     const entry: RetiredEntry = { name: partition.name, mode: policy.retentionMode, nowAt: null, rows, bytes: partition.bytes, to: partition.to };
     if (dry) {
       // The statements the adapter would send, as it would send them.
-      const planned = await planDetachPartition(client, ref);
+      const planned = await planDetachPartition(client, ref, info);
       if (policy.retentionMode === 'drop') {
         for (const script of dropPartitionSql({ parent: policy.table, name: partition.qualifiedName, method: planned.method })) out.sql.push(...scriptText(script, timeouts.lockTimeoutMs));
       } else {
@@ -217,11 +222,11 @@ async function rotateTable(
     }
     await run.lease?.check();
     if (policy.retentionMode === 'drop') {
-      const dropped = await dropPartition(client, ref);
+      const dropped = await dropPartition(client, ref, info);
       out.sql.push(...dropped.sql);
       entry.method = dropped.method;
     } else {
-      const detached = await detachPartition(client, ref);
+      const detached = await detachPartition(client, ref, info);
       out.sql.push(...detached.sql);
       entry.method = detached.method;
       entry.nowAt = partition.qualifiedName;

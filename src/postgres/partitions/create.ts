@@ -1,7 +1,7 @@
 import { OperationError } from '../../errors.js';
 import type { PgClient } from '../connect.js';
 import { parseQualifiedName, quoteIdent, quoteLiteral, quoteQualified, type QualifiedName } from '../ident.js';
-import { readPartitions, requireRange, rowsInRange, sameValues } from './catalog.js';
+import { readPartitions, requireRange, rowsInRange, sameValues, type PartitionedTable } from './catalog.js';
 import { runScript, scriptText, withLockRetries, type DdlScript, type LockNeed } from './lock-retries.js';
 
 /**
@@ -72,9 +72,9 @@ export function createPartitionSql(input: CreatePartitionSqlInput): DdlScript & 
     statements.push({ text: `LOCK TABLE ONLY ${parent} IN SHARE UPDATE EXCLUSIVE MODE` });
     statements.push({ text: `LOCK TABLE ${def} IN ACCESS EXCLUSIVE MODE` });
     moveAt = statements.length;
+    // The bounds as literals (typed by the column they are compared with), so the script goes in one round trip.
     statements.push({
-      text: `WITH moved AS (DELETE FROM ${def} WHERE ${col} >= $1 AND ${col} < $2 RETURNING ${cols}) INSERT INTO ${table} (${cols}) SELECT ${cols} FROM moved`,
-      values: [input.from, input.to],
+      text: `WITH moved AS (DELETE FROM ${def} WHERE ${col} >= ${quoteLiteral(input.from)} AND ${col} < ${quoteLiteral(input.to)} RETURNING ${cols}) INSERT INTO ${table} (${cols}) SELECT ${cols} FROM moved`,
     });
   }
   statements.push({ text: `ALTER TABLE ${parent} ATTACH PARTITION ${table} FOR VALUES FROM (${quoteLiteral(input.from)}) TO (${quoteLiteral(input.to)})` });
@@ -103,14 +103,40 @@ export type CreatePartitionPlan =
     };
 
 /**
+ * What planning a table's creates reads from its catalog, once for all of them
+ * (rotate creates up to `premake` partitions per table): the partitions, the
+ * insertable columns, and any table already bearing one of the names.
+ */
+export interface CreateContext {
+  info: PartitionedTable & { columnTypeSql: string };
+  columns: string[];
+  /** "schema.name" → what holds that name now, for the names asked about. */
+  taken: Map<string, { relkind: string; relispartition: boolean }>;
+}
+
+export async function readCreateContext(client: PgClient, parent: string, names: string[], known?: PartitionedTable): Promise<CreateContext> {
+  const info = requireRange(known ?? (await readPartitions(client, parent)));
+  const targets = names.map((n) => partitionName(parent, n));
+  const { rows } = await client.query<{ schema: string; name: string; relkind: string; relispartition: boolean }>(
+    `SELECT n.nspname AS schema, c.relname AS name, c.relkind, c.relispartition
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       JOIN unnest($1::text[], $2::text[]) AS t(s, r) ON n.nspname = t.s AND c.relname = t.r`,
+    [targets.map((t) => t.schema), targets.map((t) => t.name)],
+  );
+  const taken = new Map(rows.map((r) => [`${r.schema}.${r.name}`, { relkind: r.relkind, relispartition: r.relispartition }]));
+  return { info, columns: await insertableColumns(client, info.table), taken };
+}
+
+/**
  * What createPartition would do, read from the catalog and changing nothing:
  * the dry run. Throws when the name is taken by something it must not touch
  * (a partition with other bounds, a table with rows, another parent's
  * partition), or when rows in the default fall in the range and
  * `moveFromDefault` is off (the ATTACH would fail on them).
  */
-export async function planCreatePartition(client: PgClient, options: CreatePartitionOptions): Promise<CreatePartitionPlan> {
-  const info = requireRange(await readPartitions(client, options.parent));
+export async function planCreatePartition(client: PgClient, options: CreatePartitionOptions, known?: CreateContext): Promise<CreatePartitionPlan> {
+  const context = known ?? (await readCreateContext(client, options.parent, [options.name]));
+  const info = context.info;
   if (info.columns[0] !== options.column) {
     throw new OperationError(`table ${info.table} is partitioned on ${info.columns.join(', ')}, not ${options.column}`);
   }
@@ -123,7 +149,7 @@ export async function planCreatePartition(client: PgClient, options: CreateParti
     if (existing.detachPending) throw new OperationError(`partition ${qualified} is pending detach: finish it with DETACH … FINALIZE first`);
     return { action: 'exists', partition: qualified };
   }
-  const replacesLeftover = await checkLeftover(client, target);
+  const replacesLeftover = await checkLeftover(client, target, context.taken.get(qualified));
   const def = info.partitions.find((p) => p.isDefault);
   const rowsToMove = def ? await rowsInRange(client, def.qualifiedName, options.column, options.from, options.to) : 0;
   if (rowsToMove > 0 && !options.moveFromDefault) {
@@ -137,7 +163,7 @@ export async function planCreatePartition(client: PgClient, options: CreateParti
     from: options.from,
     to: options.to,
     column: options.column,
-    columns: await insertableColumns(client, info.table),
+    columns: context.columns,
     moveFrom: def && options.moveFromDefault ? def.qualifiedName : null,
     replaceLeftover: replacesLeftover,
   });
@@ -169,8 +195,8 @@ export interface CreatePartitionResult {
 }
 
 /** Creates and attaches one partition, moving the default's rows in its range into it; a no-op when it exists with these bounds. */
-export async function createPartition(client: PgClient, options: CreatePartitionOptions): Promise<CreatePartitionResult> {
-  const plan = await planCreatePartition(client, options);
+export async function createPartition(client: PgClient, options: CreatePartitionOptions, known?: CreateContext): Promise<CreatePartitionResult> {
+  const plan = await planCreatePartition(client, options, known);
   if (plan.action === 'exists') return { created: false, partition: plan.partition, movedFromDefault: 0, sql: [], replacedLeftover: false, attempts: 0 };
   const { value: results, attempts } = await withLockRetries(
     client,
@@ -186,12 +212,7 @@ export async function createPartition(client: PgClient, options: CreatePartition
  * an empty plain table is a leftover and is replaced (true); anything else is
  * someone's data, refused.
  */
-async function checkLeftover(client: PgClient, target: QualifiedName): Promise<boolean> {
-  const { rows } = await client.query<{ relkind: string; relispartition: boolean }>(
-    `SELECT c.relkind, c.relispartition FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`,
-    [target.schema, target.name],
-  );
-  const found = rows[0];
+async function checkLeftover(client: PgClient, target: QualifiedName, found: { relkind: string; relispartition: boolean } | undefined): Promise<boolean> {
   if (!found) return false;
   const name = `${target.schema}.${target.name}`;
   if (found.relkind !== 'r') throw new OperationError(`${name} exists and is not a plain table (relkind ${found.relkind}); not replaced`);

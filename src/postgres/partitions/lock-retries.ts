@@ -210,24 +210,35 @@ export function scriptText(script: DdlScript, lockTimeoutMs: number): string[] {
 
 /**
  * Runs the script once under lock_timeout. In a transaction: SET LOCAL, so the
- * session is left as it was. Outside one: the session's lock_timeout is set
- * and put back afterwards. Returns each statement's result, in order.
+ * session is left as it was, and, when no statement has bind values, the whole
+ * transaction (BEGIN … COMMIT) goes as one simple-protocol query: one round
+ * trip instead of one per statement. A failing statement aborts the rest of
+ * that query and leaves the transaction block aborted, which the ROLLBACK
+ * ends. Outside a transaction: the session's lock_timeout is set and put back
+ * afterwards. Returns each statement's result, in order.
  */
 export async function runScript(client: PgClient, script: DdlScript, lockTimeoutMs: number): Promise<pg.QueryResult[]> {
-  const results: pg.QueryResult[] = [];
   if (script.transaction) {
-    await client.query('BEGIN');
+    const head = ['BEGIN', lockTimeoutStatement(lockTimeoutMs, true), `SET LOCAL TimeZone = 'UTC'`];
     try {
-      await client.query(lockTimeoutStatement(lockTimeoutMs, true));
-      await client.query(`SET LOCAL TimeZone = 'UTC'`);
+      if (script.statements.every((s) => !s.values?.length)) {
+        const sent = [...head, ...script.statements.map((s) => s.text), 'COMMIT'];
+        const all = (await client.query(sent.join(';\n'))) as unknown as pg.QueryResult | pg.QueryResult[];
+        const results = Array.isArray(all) ? all : [all];
+        if (results.length !== sent.length) throw new OperationError(`expected ${sent.length} results from the script, got ${results.length}`);
+        return results.slice(head.length, head.length + script.statements.length);
+      }
+      for (const text of head) await client.query(text);
+      const results: pg.QueryResult[] = [];
       for (const s of script.statements) results.push(await client.query(s.text, s.values));
       await client.query('COMMIT');
+      return results;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
       throw err;
     }
-    return results;
   }
+  const results: pg.QueryResult[] = [];
   const { rows } = await client.query<{ lock_timeout: string }>(`SELECT current_setting('lock_timeout') AS lock_timeout`);
   await client.query(lockTimeoutStatement(lockTimeoutMs, false));
   try {

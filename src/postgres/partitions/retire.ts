@@ -2,7 +2,7 @@ import { OperationError } from '../../errors.js';
 import type { PgClient } from '../connect.js';
 import { parseQualifiedName, quoteIdent, quoteQualified } from '../ident.js';
 import { partitionName } from './create.js';
-import { readPartitions, requireRange } from './catalog.js';
+import { readPartitions, requireRange, type PartitionedTable } from './catalog.js';
 import { runScript, scriptText, withLockRetries, type DdlScript, type LockNeed } from './lock-retries.js';
 
 /**
@@ -58,9 +58,13 @@ export type DetachPlan =
   | { method: 'not-attached'; partition: string }
   | { method: DetachMethod; partition: string; script: DdlScript; sql: string[]; locks: LockNeed[]; /** Why not CONCURRENTLY, when it was asked for. */ reason: string | null };
 
-/** What detachPartition would run now, changing nothing. */
-export async function planDetachPartition(client: PgClient, options: DetachOptions): Promise<DetachPlan> {
-  const info = requireRange(await readPartitions(client, options.parent));
+/**
+ * What detachPartition would run now, changing nothing. `known`: the parent's
+ * catalog as the caller has just read it (rotate reads it once per table),
+ * instead of reading it again.
+ */
+export async function planDetachPartition(client: PgClient, options: DetachOptions, known?: PartitionedTable): Promise<DetachPlan> {
+  const info = requireRange(known ?? (await readPartitions(client, options.parent)));
   const target = partitionName(options.parent, options.name);
   const qualified = `${target.schema}.${target.name}`;
   const partition = info.partitions.find((p) => p.schema === target.schema && p.name === target.name);
@@ -101,10 +105,10 @@ export interface DetachResult {
  * refuses to run in one). Each attempt re-reads the catalog, so an attempt
  * whose CONCURRENTLY timed out in its second phase is finished by FINALIZE.
  */
-export async function detachPartition(client: PgClient, options: DetachOptions): Promise<DetachResult> {
+export async function detachPartition(client: PgClient, options: DetachOptions, known?: PartitionedTable): Promise<DetachResult> {
   const sql: string[] = [];
   let last: DetachPlan | undefined;
-  const first = await planDetachPartition(client, options);
+  const first = await planDetachPartition(client, options, known);
   if (first.method === 'not-attached') return { detached: false, partition: first.partition, method: 'not-attached', reason: null, sql, attempts: 0 };
   const { attempts } = await withLockRetries(
     client,
@@ -208,8 +212,9 @@ export function dropPartitionSql(input: PartitionRef & { method: DetachMethod | 
 export async function dropPartition(
   client: PgClient,
   options: DetachOptions,
+  known?: PartitionedTable,
 ): Promise<{ dropped: boolean; partition: string; method: DetachMethod | 'not-attached'; reason: string | null; sql: string[]; attempts: number }> {
-  const plan = await planDetachPartition(client, options).catch(async (err: unknown) => {
+  const plan = await planDetachPartition(client, options, known).catch(async (err: unknown) => {
     const target = partitionName(options.parent, options.name);
     if (!(await tableExists(client, `${target.schema}.${target.name}`))) return null;
     throw err;
@@ -223,7 +228,7 @@ export async function dropPartition(
   let method = plan.method;
   let reason = plan.method === 'not-attached' ? null : plan.reason;
   if (plan.method !== 'not-attached' && plan.method !== 'plain') {
-    const detached = await detachPartition(client, options);
+    const detached = await detachPartition(client, options, known);
     sql = detached.sql;
     attempts += detached.attempts;
     method = detached.method;
