@@ -3,7 +3,7 @@ import { parseDuration } from '../config/duration.js';
 import type { ShardctlConfig } from '../config/schema.js';
 import { stripPassword } from '../config/redact.js';
 import type { RingMember, RingSpec } from '../core/ring.js';
-import { connect, databaseOf, serialized, withClient, withDatabase, type PgClient } from '../postgres/connect.js';
+import { connect, databaseOf, serialized, withClient, withDatabase, type ConnectOptions, type PgClient } from '../postgres/connect.js';
 import { quoteIdent } from '../postgres/ident.js';
 import { applyMigrationFile, ensureTrackingTable, readApplied, readMigrationFiles } from '../postgres/migrator.js';
 import { planMigrations } from '../core/migration-plan.js';
@@ -73,10 +73,13 @@ export class MetadataStore {
     this.shardUrls = options.shardUrls ?? [];
   }
 
-  static async open(url: string, options: StoreOptions & { applicationName?: string; createDatabase?: boolean } = {}): Promise<MetadataStore> {
+  static async open(
+    url: string,
+    options: StoreOptions & { applicationName?: string; createDatabase?: boolean; connect?: Pick<ConnectOptions, 'connectTimeoutMs' | 'settings'> } = {},
+  ): Promise<MetadataStore> {
     const appName = options.applicationName ?? 'shardctl';
     try {
-      return new MetadataStore(await connect(url, { applicationName: appName, label: 'the metadata database' }), url, options);
+      return new MetadataStore(await connect(url, { applicationName: appName, label: 'the metadata database', ...options.connect }), url, options);
     } catch (err) {
       const code = (err as { cause?: { code?: string } }).cause?.code;
       if (code !== '3D000' || !options.createDatabase) {

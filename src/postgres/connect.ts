@@ -46,6 +46,8 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
   /** A label for error messages, e.g. "shard shard-2" or "metadata". */
   label?: string;
+  /** More server settings for the startup packet (no round trip): `{ statement_timeout: '5000ms' }`. Names and values are ours, never user text. */
+  settings?: Record<string, string>;
 }
 
 /**
@@ -119,7 +121,7 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
 async function open(url: string, options: ConnectOptions, newerSettings: boolean): Promise<PgClient> {
   const { Client } = await loadPg();
   const { connectionString, userOptions } = splitOptions(url);
-  const ours = Object.entries(SESSION_SETTINGS)
+  const ours = Object.entries({ ...SESSION_SETTINGS, ...options.settings })
     .filter(([name]) => newerSettings || !NEWER_SETTINGS.has(name))
     .map(([name, value]) => `-c ${name}=${value}`);
   const client = new Client({

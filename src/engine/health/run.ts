@@ -1,0 +1,196 @@
+import type { ShardctlConfig } from '../../config/schema.js';
+import { checkSpec, HEALTH_CHECKS, isCheckName, type HealthGroup } from '../../core/health-checks.js';
+import { compareStatus, evaluateThresholds, parseThresholdValue, worstStatus, type HealthStatus, type Thresholds } from '../../core/thresholds.js';
+import { ConfigError } from '../../errors.js';
+import { MetadataStore, storeOptionsOf } from '../../metadata/store.js';
+import { DeadlineExceeded } from '../../postgres/health-session.js';
+import { resolveShardTargets, type ShardTarget } from '../shards/targets.js';
+import { parseDuration } from '../../config/duration.js';
+import { redactUrl } from '../../config/redact.js';
+import type { CheckResult, CollectGroup, HealthContext, HealthReport, Measurement } from './types.js';
+
+export interface HealthOptions {
+  /** --timeout (ms); default health.timeout. */
+  timeoutMs?: number;
+  /** --only: the groups to check (default all). */
+  only?: HealthGroup[];
+  /** --shard: only these shards (and the metadata database). */
+  shards?: string[];
+  /** --check NAME: one check. */
+  check?: string;
+  signal?: AbortSignal;
+  now?: Date;
+}
+
+const COLLECTORS: Record<HealthGroup, () => Promise<CollectGroup>> = {
+  shards: async () => (await import('./shards.js')).collectShards,
+  sharding: async () => (await import('./sharding.js')).collectSharding,
+  partitions: async () => (await import('./partitions.js')).collectPartitions,
+  streams: async () => (await import('./streams.js')).collectStreams,
+};
+
+/** A collector gets this long past the deadline to hand its results over before the runner reports it silent. */
+const GRACE_MS = 250;
+
+/**
+ * `health`: every group's checks in parallel, under one deadline (start +
+ * timeout), each target on its own connection, so a dead or hanging server
+ * is CRITICAL by the deadline and never holds the others' results back. Reads
+ * only; takes no lock an application could wait behind.
+ */
+export async function runHealth(config: ShardctlConfig, options: HealthOptions = {}): Promise<HealthReport> {
+  const levels = configuredThresholds(config);
+  const started = Date.now();
+  const timeoutMs = options.timeoutMs ?? parseDuration(config.health.timeout);
+  const deadline = started + timeoutMs;
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  const onOuterAbort = () => controller.abort();
+  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  if (options.check && !isCheckName(options.check)) throw new ConfigError(`unknown check "${options.check}"`, [`known checks: ${HEALTH_CHECKS.map((c) => c.name).join(', ')}`]);
+  const groups = options.check ? [checkSpec(options.check).group] : (options.only ?? (['shards', 'sharding', 'partitions', 'streams'] as HealthGroup[]));
+  const { ctx, close } = healthContext(config, { timeoutMs, deadline, signal: controller.signal, now: options.now ?? new Date(started), shards: options.shards, check: options.check });
+  try {
+    const measured = await Promise.all(groups.map((group) => collectBounded(group, ctx)));
+    const results = measured
+      .flat()
+      .filter((m) => !options.check || m.check === options.check)
+      .map((m) => judge(m, levels))
+      .sort((a, b) => compareStatus(a.status, b.status) || a.check.localeCompare(b.check) || a.target.localeCompare(b.target));
+    const summary: Record<HealthStatus, number> = { ok: 0, warning: 0, critical: 0, unknown: 0 };
+    for (const r of results) summary[r.status]++;
+    return { at: new Date(started).toISOString(), status: worstStatus(results.map((r) => r.status)), durationMs: Date.now() - started, timeoutMs, results, summary };
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onOuterAbort);
+    await close();
+  }
+}
+
+async function collectBounded(group: HealthGroup, ctx: HealthContext): Promise<Measurement[]> {
+  const silent = (why: string): Measurement[] => [{ check: firstCheckOf(group), target: group, labels: labelsFor(firstCheckOf(group), group), value: null, status: 'unknown', message: why }];
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<Measurement[]>((resolve) => {
+    timer = setTimeout(() => resolve(silent(`the ${group} checks did not finish within the timeout`)), Math.max(0, ctx.deadline - Date.now()) + GRACE_MS);
+  });
+  try {
+    const collect = await COLLECTORS[group]();
+    return await Promise.race([collect(ctx), late]);
+  } catch (err) {
+    return silent(`the ${group} checks failed: ${(err as Error).message}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function firstCheckOf(group: HealthGroup): string {
+  return HEALTH_CHECKS.find((c) => c.group === group)!.name;
+}
+
+function labelsFor(check: string, value: string): Record<string, string> {
+  return Object.fromEntries(checkSpec(check).labels.map((l) => [l, value]));
+}
+
+function judge(m: Measurement, levels: Map<string, Partial<Thresholds>>): CheckResult {
+  const spec = checkSpec(m.check);
+  const configured = levels.get(m.check) ?? {};
+  const thresholds: Thresholds = {
+    warning: configured.warning !== undefined ? configured.warning : m.defaults?.warning !== undefined ? m.defaults.warning : spec.defaults.warning,
+    critical: configured.critical !== undefined ? configured.critical : m.defaults?.critical !== undefined ? m.defaults.critical : spec.defaults.critical,
+  };
+  const status = m.status ?? evaluateThresholds(m.value, thresholds, spec.direction);
+  const labels = Object.fromEntries(spec.labels.map((l) => [l, m.labels[l] ?? '']));
+  return { check: m.check, group: spec.group, target: m.target, labels, status, value: m.value, unit: spec.unit, thresholds, message: m.message };
+}
+
+/** health.thresholds, read in each check's unit; every problem reported at once, by its path. */
+export function configuredThresholds(config: ShardctlConfig): Map<string, Partial<Thresholds>> {
+  const problems: string[] = [];
+  const levels = new Map<string, Partial<Thresholds>>();
+  for (const [name, raw] of Object.entries(config.health.thresholds)) {
+    if (!isCheckName(name)) {
+      problems.push(`health.thresholds.${name}: unknown check (known: ${HEALTH_CHECKS.map((c) => c.name).join(', ')})`);
+      continue;
+    }
+    const spec = checkSpec(name);
+    const entry: Partial<Thresholds> = {};
+    for (const level of ['warning', 'critical'] as const) {
+      const value = raw[level];
+      if (value === undefined) continue;
+      if (value === null || value === 'none') {
+        entry[level] = null;
+        continue;
+      }
+      try {
+        entry[level] = parseThresholdValue(value, spec.unit);
+      } catch (err) {
+        problems.push(`health.thresholds.${name}.${level}: ${(err as Error).message}`);
+      }
+    }
+    levels.set(name, entry);
+  }
+  if (problems.length) throw new ConfigError('invalid health thresholds', problems);
+  return levels;
+}
+
+function healthContext(
+  config: ShardctlConfig,
+  o: { timeoutMs: number; deadline: number; signal: AbortSignal; now: Date; shards?: string[]; check?: string },
+): { ctx: HealthContext; close: () => Promise<void> } {
+  let store: Promise<MetadataStore | null> | undefined;
+  let opened: MetadataStore | null = null;
+  const wanted = (id: string) => !o.shards?.length || o.shards.includes(id);
+  const openStore = (): Promise<MetadataStore | null> => {
+    const left = o.deadline - Date.now();
+    if (left <= 0) return Promise.resolve(null);
+    const opening = MetadataStore.open(config.metadata.url, {
+      applicationName: 'shardctl health',
+      ...storeOptionsOf(config),
+      connect: { connectTimeoutMs: left, settings: { statement_timeout: `${left}ms`, lock_timeout: `${Math.min(left, 1000)}ms` } },
+    }).then((s) => {
+      if (o.signal.aborted) {
+        destroyStore(s);
+        return null;
+      }
+      opened = s;
+      o.signal.addEventListener('abort', () => destroyStore(s), { once: true });
+      return s;
+    });
+    const timedOut = new Promise<null>((resolve) => o.signal.addEventListener('abort', () => resolve(null), { once: true }));
+    return Promise.race([opening.catch(() => null), timedOut]);
+  };
+  let registry: Promise<ShardTarget[]> | undefined;
+  const fromConfig: ShardTarget[] = config.shards.map((s) => ({ id: s.id, url: s.url, displayUrl: redactUrl(s.url), state: 'unregistered', weight: s.weight }));
+  const ctx: HealthContext = {
+    configShards: fromConfig.filter((s) => wanted(s.id)),
+    config,
+    timeoutMs: o.timeoutMs,
+    deadline: o.deadline,
+    signal: o.signal,
+    now: o.now,
+    wants: (check) => !o.check || o.check === check,
+    metadata: () => (store ??= openStore()),
+    shards: () =>
+      (registry ??= (async () => {
+        const meta = await ctx.metadata();
+        const records = meta ? await meta.listShards().catch(() => null) : null;
+        if (!records) return fromConfig.filter((s) => wanted(s.id));
+        const registered = resolveShardTargets(config, records);
+        const known = new Set(registered.map((s) => s.id));
+        const retired = new Set(records.filter((r) => r.state === 'retired').map((r) => r.id));
+        return [...registered, ...fromConfig.filter((s) => !known.has(s.id) && !retired.has(s.id))].filter((s) => wanted(s.id));
+      })()),
+  };
+  return {
+    ctx,
+    close: async () => {
+      if (opened) await Promise.race([opened.close(), new Promise((r) => setTimeout(r, 200))]).then(() => destroyStore(opened!));
+    },
+  };
+}
+
+function destroyStore(store: MetadataStore): void {
+  (store.client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+}
+
+export { DeadlineExceeded };
