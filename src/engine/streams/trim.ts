@@ -2,7 +2,7 @@ import type { ShardctlConfig } from '../../config/schema.js';
 import { OperationError, UsageError } from '../../errors.js';
 import { runMutation } from '../../metadata/mutation.js';
 import type { RunInfo } from '../../metadata/run-info.js';
-import { scanStreamKeys, trimStreams, type StreamTrimResult, type TrimCutoff } from '../../redis/streams.js';
+import { compareStreamIds, scanStreamKeys, trimStreams, type StreamTrimResult, type TrimCutoff } from '../../redis/streams.js';
 import { withMetadata } from '../metadata-session.js';
 import { cutoffOf, policyOf, redisOf, type StreamPolicyConfig } from './policies.js';
 
@@ -22,7 +22,14 @@ export interface TrimReport {
   dryRun: boolean;
   force: boolean;
   now: string;
-  /** Streams the trim changed, that a group held back, or that failed (unchanged ones are only counted). */
+  /**
+   * The streams worth a look, each with its full result: those that failed,
+   * those whose policy a group held back (the floor was older than the
+   * cut-off), and with --force those trimmed past what a group still needed.
+   * Streams trimmed (or, in a dry run, to be trimmed) plainly to their policy,
+   * and those already within it, are only counted in `totals`: the report
+   * grows with the streams that need a look, not with every stream trimmed.
+   */
   streams: StreamTrimResult[];
   totals: { streams: number; trimmed: number; unchanged: number; heldBack: number; errors: number; removed: number; lengthBefore: number; lengthAfter: number };
   /** One line per stream whose policy could not be met because of a group: the stuck consumer to look at. */
@@ -120,5 +127,10 @@ function account(report: TrimReport, r: StreamTrimResult): void {
   t.removed += r.removed ?? 0;
   t.lengthBefore += r.lengthBefore ?? 0;
   t.lengthAfter += r.lengthAfter ?? 0;
-  if (r.status === 'error' || r.status === 'trimmed' || r.heldBack || (r.status === 'dry-run' && r.removed !== 0)) report.streams.push(r);
+  if (r.status === 'error' || r.heldBack || (report.force && forcedPastFloor(r))) report.streams.push(r);
+}
+
+/** With --force: the trim went past the oldest entry a group still needed. */
+function forcedPastFloor(r: StreamTrimResult): boolean {
+  return r.floor !== null && r.trimmedToId !== null && compareStreamIds(r.floor.id, r.trimmedToId) < 0;
 }
