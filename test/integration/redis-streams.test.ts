@@ -237,6 +237,18 @@ describe('safe stream trim on a standalone Redis', () => {
     expect(third).toMatchObject({ lengthAfter: 50, removed: 0, status: 'unchanged', floor: { group: 'archival', id: '9050-0' } });
   });
 
+  it('a group moved back by SETID before its oldest pending entry is held by its first undelivered entry', async () => {
+    const key = `${prefix}setid-before-pending`;
+    const ids = Array.from({ length: 40 }, (_, i) => `${11_000 + i}-0`);
+    await addEntries(redis, key, ids);
+    await redis.xgroup('CREATE', key, 'g', '0');
+    await redis.xreadgroup('GROUP', 'g', 'c', 'COUNT', 10, 'STREAMS', key, '>');
+    await redis.xack(key, 'g', ...ids.slice(0, 5));
+    await redis.xgroup('SETID', key, 'g', ids[1]!); // pending 11005..11009, last delivered 11001
+    const r = await safeTrimStream(client, key, { maxLen: 5 }, { dryRun: true });
+    expect(r.floor).toEqual({ id: ids[2], group: 'g', reason: 'undelivered', consumer: null, idleMs: null });
+  });
+
   it('a dry run computes cut-off, floor and the count it would remove, and trims nothing', async () => {
     const key = `${prefix}dry`;
     const ids = Array.from({ length: 300 }, (_, i) => `${7_000 + i}-0`);

@@ -32,17 +32,17 @@ local key = KEYS[1]
 local minId, maxLen = ARGV[1], ARGV[2]
 local approximate, force, dryRun = ARGV[3] == '1', ARGV[4] == '1', ARGV[5] == '1'
 
-local function cmpdec(a, b)
-  if #a ~= #b then return #a < #b and -1 or 1 end
-  if a == b then return 0 end
-  return a < b and -1 or 1
-end
+-- Both ids canonical (as Redis prints them; ARGV[1] is normalised by the caller): no
+-- leading zeros, so a longer part is a larger number and equal lengths compare as bytes.
 local function cmp(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  local c = cmpdec(am, bm)
-  if c ~= 0 then return c end
-  return cmpdec(as, bs)
+  if a == b then return 0 end
+  local ad, bd = string.find(a, '-', 1, true), string.find(b, '-', 1, true)
+  if ad ~= bd then return ad < bd and -1 or 1 end
+  local am, bm = string.sub(a, 1, ad - 1), string.sub(b, 1, bd - 1)
+  if am ~= bm then return am < bm and -1 or 1 end
+  local as, bs = string.sub(a, ad + 1), string.sub(b, bd + 1)
+  if #as ~= #bs then return #as < #bs and -1 or 1 end
+  return as < bs and -1 or 1
 end
 local function incdec(s)
   for i = #s, 1, -1 do
@@ -96,24 +96,33 @@ end
 
 -- The floor: per group, its oldest pending entry and the first entry after its
 -- last-delivered-id (none when it has read up to the last entry); the smallest wins.
+-- The first undelivered entry comes after last-delivered-id, so it is looked up only
+-- when the group has no pending entry at or before that id (none, or SETID moved it back).
 local floor, floorGroup, floorReason, floorConsumer, floorIdle = false, false, false, false, false
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
-  local f = {}
-  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  local name, pending, delivered
+  for i = 1, #g, 2 do
+    local field = g[i]
+    if field == 'name' then name = g[i + 1]
+    elseif field == 'pending' then pending = g[i + 1]
+    elseif field == 'last-delivered-id' then delivered = g[i + 1] end
+  end
   local id, reason, consumer, idle = false, false, false, false
-  if tonumber(f['pending']) > 0 then
-    local oldest = redis.call('XPENDING', key, f['name'], '-', '+', 1)[1]
+  if pending > 0 then
+    local oldest = redis.call('XPENDING', key, name, '-', '+', 1)[1]
     if oldest then id, reason, consumer, idle = oldest[1], 'pending', oldest[2], oldest[3] end
   end
-  local delivered, last = f['last-delivered-id'], lastIdOf()
-  if last and cmp(delivered, last) < 0 then
-    local nxt = redis.call('XRANGE', key, '(' .. delivered, '+', 'COUNT', 1)[1]
-    if nxt and (not id or cmp(nxt[1], id) < 0) then
-      id, reason, consumer, idle = nxt[1], 'undelivered', false, false
+  if not id or cmp(id, delivered) > 0 then
+    local last = lastIdOf()
+    if last and cmp(delivered, last) < 0 then
+      local nxt = redis.call('XRANGE', key, '(' .. delivered, '+', 'COUNT', 1)[1]
+      if nxt and (not id or cmp(nxt[1], id) < 0) then
+        id, reason, consumer, idle = nxt[1], 'undelivered', false, false
+      end
     end
   end
   if id and (not floor or cmp(id, floor) < 0) then
-    floor, floorGroup, floorReason, floorConsumer, floorIdle = id, f['name'], reason, consumer, idle
+    floor, floorGroup, floorReason, floorConsumer, floorIdle = id, name, reason, consumer, idle
   end
 end
 
