@@ -42,7 +42,8 @@ export function registerStreamCommands(program: Command): void {
         if (opts.force && !opts.dryRun) await ctx.out.confirm('--force trims entries that consumer groups have not acknowledged or not yet been delivered.');
         const { config } = await ctx.loadConfig();
         const { streamTrim } = await import('../../engine/streams/trim.js');
-        const { renderTrim, isTrimReport } = await import('../render/stream.js');
+        // --json renders no table: the renderer (and cli-table3 under it) loads only for text.
+        const renderer = () => import('../render/stream.js');
         try {
           const report = await streamTrim(config, ctx.runInfo(), {
             dryRun: opts.dryRun,
@@ -50,9 +51,13 @@ export function registerStreamCommands(program: Command): void {
             ...(opts.match ? { match: opts.match } : {}),
             ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
           });
-          ctx.out.result(ctx.name, report, renderTrim);
+          if (ctx.global.json) ctx.out.result(ctx.name, report, () => '');
+          else ctx.out.result(ctx.name, report, (await renderer()).renderTrim);
         } catch (err) {
-          ctx.out.partial(err, isTrimReport, renderTrim);
+          if (!ctx.global.json) {
+            const { renderTrim, isTrimReport } = await renderer();
+            ctx.out.partial(err, isTrimReport, renderTrim);
+          }
           throw err;
         }
       }),
