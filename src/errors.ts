@@ -65,6 +65,31 @@ export class CheckFailed extends ShardctlError {
   readonly kind = 'check-failed';
 }
 
+/**
+ * `health` has printed its report; what is left is the exit code of the
+ * worst status (SPEC.md: 1 WARNING, 2 CRITICAL, 3 UNKNOWN). Under --json no
+ * second document is printed.
+ */
+export class HealthNotOk extends ShardctlError {
+  readonly kind = 'health-status';
+  constructor(
+    readonly exitCode: 1 | 2 | 3,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** `health` could not run at all (a config error, an unknown check): UNKNOWN, exit 3, as a Nagios plugin reports it. */
+export class HealthUnknown extends ShardctlError {
+  readonly exitCode = ExitCode.unknown;
+  readonly kind: string;
+  constructor(cause: ShardctlError | Error) {
+    super(cause.message, { cause, details: (cause as ShardctlError).details ?? [] });
+    this.kind = (cause as ShardctlError).kind ?? 'unknown';
+  }
+}
+
 /** Another run holds the metadata lock; nothing was done, so cron may simply retry. */
 export class LockHeldError extends ShardctlError {
   readonly exitCode = ExitCode.lockHeld;

@@ -39,8 +39,8 @@ const shard = z.strictObject({
 });
 
 const threshold = z.strictObject({
-  warning: z.union([z.number(), z.string()]).optional(),
-  critical: z.union([z.number(), z.string()]).optional(),
+  warning: z.union([z.number(), z.string(), z.null()]).optional(),
+  critical: z.union([z.number(), z.string(), z.null()]).optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -124,6 +124,8 @@ export const configSchema = z.strictObject({
     .strictObject({
       timeout: duration.default('5s'),
       thresholds: z.record(z.string(), threshold).default({}),
+      /** How long `health --record` keeps samples in the metadata database. */
+      retention: duration.default('30d'),
     })
     .prefault({}),
   migrate: z
