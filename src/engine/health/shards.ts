@@ -1,6 +1,226 @@
+import { redactUrl } from '../../config/redact.js';
+import { HEALTH_CHECKS } from '../../core/health-checks.js';
+import { formatBytes, formatSeconds } from '../../core/thresholds.js';
+import { DeadlineExceeded, withHealthSession } from '../../postgres/health-session.js';
+import {
+  notPreloaded,
+  readShardStats,
+  readSlowestStatement,
+  type SessionInfo,
+  type ShardStats,
+  type SlowestStatement,
+} from '../../postgres/health/shard-stats.js';
 import type { HealthContext, Measurement } from './types.js';
 
-/** Scaffolding until the shards checks land. */
-export async function collectShards(_ctx: HealthContext): Promise<Measurement[]> {
-  return [];
+/**
+ * The `shards` group: every check of that group on every shard and on the
+ * metadata database (target "metadata", label shard="metadata"), each target
+ * on its own bounded session (src/postgres/health-session.ts), all at once.
+ *
+ * Per target: connect; `SELECT 1`, timed (latency); one statement for every
+ * other stat (src/postgres/health/shard-stats.ts); and, only where
+ * pg_stat_statements is installed in that database, one more for the slowest
+ * statement. So two round trips after the connection, three with
+ * pg_stat_statements.
+ *
+ * A target that does not answer (refused, or no answer by the deadline) is
+ * reachable=0, CRITICAL, with why; every other check of it is UNKNOWN ("not
+ * measured: …") with no value, so each (check, target) pair is in every
+ * report, and `--check latency` on a dead shard is not OK by omission. A
+ * target that answered SELECT 1 and then failed or ran out of time on the
+ * stats is reachable=1, with the stats' checks UNKNOWN and the reason.
+ *
+ * The config's shards are checked at once; shards the registry knows but the
+ * config does not (a URL from the registry) are added when the metadata
+ * database has answered.
+ */
+
+/** Characters of a session's or statement's query text a message shows. */
+const QUERY_CHARS = 60;
+
+const SHARD_CHECKS = HEALTH_CHECKS.filter((c) => c.group === 'shards').map((c) => c.name);
+/** Checks answered by the one stats statement. */
+const STATS_CHECKS = new Set(SHARD_CHECKS.filter((c) => c !== 'reachable' && c !== 'latency' && c !== 'slow_statements'));
+
+interface Target {
+  id: string;
+  url: string;
+  /** For error messages: "shard shard-2", "the metadata database". */
+  label: string;
+}
+
+/** What a target's session got before it ended, however it ended. */
+interface Found {
+  latency?: number;
+  stats?: ShardStats;
+  /** undefined: not read (not wanted, or not installed); null: none of this database's statements in the view. */
+  slowest?: SlowestStatement | null | { notLoaded: true } | { failed: string };
+  error?: unknown;
+}
+
+export async function collectShards(ctx: HealthContext): Promise<Measurement[]> {
+  const targets: Target[] = [
+    { id: 'metadata', url: ctx.config.metadata.url, label: 'the metadata database' },
+    ...ctx.configShards.map((s) => ({ id: s.id, url: s.url, label: `shard ${s.id}` })),
+  ];
+  const checked = targets.map((t) => checkTarget(ctx, t));
+  const configured = new Set(ctx.configShards.map((s) => s.id));
+  const registeredOnly = ctx
+    .shards()
+    .then((all) => Promise.all(all.filter((s) => !configured.has(s.id)).map((s) => checkTarget(ctx, { id: s.id, url: s.url, label: `shard ${s.id}` }))))
+    .catch(() => [] as Measurement[][]);
+  return [...(await Promise.all(checked)), ...(await registeredOnly)].flat();
+}
+
+async function checkTarget(ctx: HealthContext, target: Target): Promise<Measurement[]> {
+  const wanted = SHARD_CHECKS.filter((c) => ctx.wants(c));
+  if (!wanted.length) return [];
+  const found: Found = {};
+  try {
+    await withHealthSession(target.url, { deadline: ctx.deadline, signal: ctx.signal, label: target.label }, async (client) => {
+      const started = performance.now();
+      await client.query('SELECT 1');
+      found.latency = (performance.now() - started) / 1000;
+      if (!wanted.some((c) => STATS_CHECKS.has(c) || c === 'slow_statements')) return;
+      found.stats = await readShardStats(client, { queryChars: QUERY_CHARS + 1 });
+      const view = found.stats.statements;
+      if (!view || !ctx.wants('slow_statements')) return;
+      try {
+        found.slowest = await readSlowestStatement(client, view, { queryChars: QUERY_CHARS + 1 });
+      } catch (err) {
+        if (ctx.signal.aborted) throw err;
+        found.slowest = notPreloaded(err) ? { notLoaded: true } : { failed: (err as Error).message };
+      }
+    });
+  } catch (err) {
+    found.error = err;
+  }
+  return measure(target, found, ctx).filter((m) => wanted.includes(m.check));
+}
+
+function measure(target: Target, found: Found, ctx: HealthContext): Measurement[] {
+  const labels = { shard: target.id };
+  const out: Measurement[] = [];
+  const add = (check: string, value: number | null, message: string, status?: Measurement['status']) =>
+    out.push({ check, target: target.id, labels, value, message, ...(status ? { status } : {}) });
+  const why = found.error ? errorText(found.error, target, ctx) : '';
+
+  if (found.latency === undefined) {
+    add('reachable', 0, why || `${target.label} did not answer`, 'critical');
+    for (const check of SHARD_CHECKS) if (check !== 'reachable') add(check, null, `not measured: ${target.id} is unreachable`, 'unknown');
+    return out;
+  }
+  add('reachable', 1, `answered at ${redactUrl(target.url)}`);
+  add('latency', found.latency, `SELECT 1 took ${formatSeconds(found.latency)}`);
+
+  const stats = found.stats;
+  if (!stats) {
+    const reason = found.error ? `not measured: ${why}` : 'not measured';
+    for (const check of SHARD_CHECKS) if (STATS_CHECKS.has(check) || check === 'slow_statements') add(check, null, reason, 'unknown');
+    return out;
+  }
+  const { server, sessions, replication } = stats;
+
+  add('server_version', server.versionNum, `PostgreSQL ${server.version}${server.versionNum < 140000 ? ' (online moves need 14 or later)' : ''}`);
+  add(
+    'connections',
+    server.maxConnections > 0 ? server.connections / server.maxConnections : null,
+    `${server.connections} of ${server.maxConnections} connections in use on the server (${server.reservedConnections} reserved for superusers)`,
+  );
+
+  add(
+    'longest_transaction',
+    sessions.oldestTransaction?.age ?? 0,
+    sessions.oldestTransaction
+      ? `${plural(sessions.transactions, 'open transaction')} in ${server.database}, oldest ${describeSession(sessions.oldestTransaction, `open ${formatSeconds(sessions.oldestTransaction.age)}, now ${sessions.oldestTransaction.state ?? 'in a hidden state'}`)}`
+      : `no open transaction in ${server.database}`,
+  );
+  add(
+    'idle_in_transaction',
+    sessions.longestIdle?.age ?? 0,
+    sessions.longestIdle
+      ? `${plural(sessions.idleInTransaction, 'session')} idle in transaction in ${server.database}, longest ${describeSession(sessions.longestIdle, `${sessions.longestIdle.state ?? 'idle in transaction'} for ${formatSeconds(sessions.longestIdle.age)}`)}`
+      : `no session idle in transaction in ${server.database}`,
+  );
+  add(
+    'longest_query',
+    sessions.longestQuery?.age ?? 0,
+    sessions.longestQuery
+      ? `${plural(sessions.activeQueries, 'running query', 'running queries')} in ${server.database}, longest ${describeSession(sessions.longestQuery, `active for ${formatSeconds(sessions.longestQuery.age)}`)}`
+      : `no query running in ${server.database}`,
+  );
+  const waiter = sessions.oldestLockWait;
+  add(
+    'lock_waits',
+    waiter?.age ?? 0,
+    waiter
+      ? `${plural(sessions.lockWaiters, 'session')} waiting for a lock in ${server.database}, oldest ${describeSession(waiter, `waiting ${formatSeconds(waiter.age)} for ${waiter.lock}${waiter.blockedBy.length ? ` behind pid ${waiter.blockedBy.join(', ')}` : ''}`)}`
+      : `no session waiting for a lock in ${server.database}`,
+  );
+
+  add('xid_age', server.xidAge, `oldest database ${server.xidDatabase}: ${server.xidAge.toLocaleString('en-US')} transactions since its oldest unfrozen xid (wraparound at 2,147,483,647)`);
+  add('database_size', server.databaseSize, `${server.database}: ${formatBytes(server.databaseSize)}`);
+
+  const laggiest = replication.laggiest;
+  add(
+    'replication_lag',
+    replication.replicas ? (laggiest?.lag ?? 0) : null,
+    !replication.replicas
+      ? 'no replicas'
+      : `${plural(replication.replicas, 'replica')}, largest replay lag ${laggiest?.lag == null ? '0 (caught up)' : formatSeconds(laggiest.lag)}` +
+          (laggiest ? ` (${laggiest.name || 'unnamed'} at ${laggiest.client}, ${laggiest.state})` : ''),
+  );
+  const slot = replication.oldestInactiveSlot;
+  add(
+    'inactive_slots',
+    replication.inactiveSlots ? (slot?.retained ?? 0) : null,
+    !replication.inactiveSlots || !slot
+      ? 'no inactive replication slots'
+      : `${plural(replication.inactiveSlots, 'inactive replication slot')}, oldest "${slot.name}" (${slot.type}${slot.database ? `, database ${slot.database}` : ''}) retains ${slot.retained === null ? 'no WAL' : formatBytes(slot.retained)}`,
+  );
+
+  const blocks = server.blocksHit + server.blocksRead;
+  add(
+    'cache_hit_ratio',
+    blocks >= 1000 ? server.blocksHit / blocks : null,
+    blocks >= 1000
+      ? `${server.blocksHit.toLocaleString('en-US')} of ${blocks.toLocaleString('en-US')} block reads of ${server.database} from shared buffers`
+      : `only ${blocks.toLocaleString('en-US')} block reads of ${server.database} so far (judged from 1,000)`,
+  );
+
+  const view = stats.statements;
+  const slowest = found.slowest;
+  if (!view) add('slow_statements', null, `pg_stat_statements is not installed in ${server.database}`);
+  else if (slowest === undefined) add('slow_statements', null, found.error ? `not measured: ${why}` : 'not measured', 'unknown');
+  else if (slowest === null) add('slow_statements', null, `pg_stat_statements ${view.version} holds no statement of ${server.database} yet`);
+  else if ('notLoaded' in slowest) add('slow_statements', null, `pg_stat_statements is installed in ${server.database} but not loaded (add it to shared_preload_libraries)`);
+  else if ('failed' in slowest) add('slow_statements', null, `pg_stat_statements could not be read: ${slowest.failed}`, 'unknown');
+  else {
+    add(
+      'slow_statements',
+      slowest.mean,
+      `slowest of ${plural(slowest.statements, 'statement')} of ${server.database}: mean ${formatSeconds(slowest.mean)} over ${plural(slowest.calls, 'call')}: ${quoted(slowest.query)}`,
+    );
+  }
+  return out;
+}
+
+/** `pid 4242 (psql), idle in transaction for 41s: "UPDATE items SET …"`: who, then what the check found. */
+function describeSession(s: SessionInfo, what: string): string {
+  return `pid ${s.pid} (${s.application || 'no application_name'}), ${what}${s.query ? `: ${quoted(s.query)}` : ''}`;
+}
+
+/** The query's first QUERY_CHARS characters, whitespace runs as one space; "…" when it goes on (the server sent one more). */
+function quoted(query: string): string {
+  const flat = query.replace(/\s+/g, ' ').trim();
+  return JSON.stringify(query.length > QUERY_CHARS ? `${flat.slice(0, QUERY_CHARS).trimEnd()}…` : flat);
+}
+
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+function errorText(err: unknown, target: Target, ctx: HealthContext): string {
+  if (err instanceof DeadlineExceeded) return `${target.label}: no answer within ${formatSeconds(ctx.timeoutMs / 1000)}`;
+  return (err as Error).message ?? String(err);
 }
