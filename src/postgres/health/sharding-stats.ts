@@ -1,0 +1,77 @@
+import type { PgClient } from '../connect.js';
+import { quoteIdent, quoteQualified } from '../ident.js';
+
+/**
+ * What `health` reads from one shard about its sharded tables: size
+ * statistics from the catalog, and a bounded sample of shard keys with their
+ * routing hash. Reads only; the sample takes the ACCESS SHARE lock of any
+ * SELECT, for one bounded statement.
+ */
+
+export interface TableSize {
+  table: string;
+  exists: boolean;
+  /** Live rows: pg_stat_user_tables.n_live_tup, else pg_class.reltuples (an estimate either way), summed over the leaf partitions. */
+  rows: number;
+  /** pg_total_relation_size (heap, indexes, TOAST), summed over the leaf partitions. */
+  bytes: number;
+}
+
+/**
+ * Rows and bytes of each table, in one round trip. A partitioned table has no
+ * storage of its own, so the figures are summed over pg_partition_tree's
+ * leaves (a plain table is its own only leaf). n_live_tup is kept current by
+ * every write; reltuples only by ANALYZE and VACUUM, so it is the fallback for
+ * a table whose statistics were reset.
+ */
+export async function readTableSizes(client: PgClient, tables: string[]): Promise<TableSize[]> {
+  const { rows } = await client.query<{ table: string; exists: boolean; rows: number | null; bytes: number | null }>(
+    `WITH t AS (SELECT name, ord, to_regclass(name) AS rel FROM unnest($1::text[]) WITH ORDINALITY AS u(name, ord)),
+          leaf AS (
+            SELECT t.ord, p.relid FROM t, pg_partition_tree(t.rel) p WHERE p.isleaf
+            UNION ALL
+            -- pg_partition_tree lists nothing for a plain table: it is its own leaf.
+            SELECT t.ord, t.rel FROM t WHERE t.rel IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_partition_tree(t.rel)))
+     SELECT t.name AS table, t.rel IS NOT NULL AS exists,
+            sum(COALESCE(NULLIF(s.n_live_tup, 0), greatest(c.reltuples, 0)::bigint))::float8 AS rows,
+            sum(pg_total_relation_size(l.relid))::float8 AS bytes
+       FROM t LEFT JOIN leaf l ON l.ord = t.ord
+       LEFT JOIN pg_class c ON c.oid = l.relid
+       LEFT JOIN pg_stat_user_tables s ON s.relid = l.relid
+      GROUP BY t.ord, t.name, t.rel
+      ORDER BY t.ord`,
+    [tables.map((t) => quoteQualified(t))],
+  );
+  return rows.map((r, i) => ({ table: tables[i]!, exists: r.exists, rows: r.rows ?? 0, bytes: r.bytes ?? 0 }));
+}
+
+export interface SampledKey {
+  /** key::text, the string the routing contract hashes. */
+  key: string;
+  /** The routing hash, computed by the shard (SPEC.md: first 4 bytes of md5, big-endian). */
+  hash: number;
+}
+
+/** Rows a misplaced-row sample reads at most. */
+export const SAMPLE_ROWS = 1000;
+
+/**
+ * Up to `limit` shard keys of a table with their routing hash. TABLESAMPLE
+ * SYSTEM reads whole pages chosen at random, a share of the table sized to
+ * give about twice `limit` rows from its estimated row count, so a large
+ * table costs a few hundred pages, not a scan; a small one (the share is then
+ * 100%) is read from the start until `limit` rows. The hash is the contract's
+ * SQL form, so no shardctl function has to be installed on the shard.
+ */
+export async function sampleShardKeys(client: PgClient, table: string, key: string, estimatedRows: number, limit = SAMPLE_ROWS): Promise<SampledKey[]> {
+  const percent = Math.min(100, (100 * 2 * limit) / Math.max(1, estimatedRows));
+  const col = quoteIdent(key);
+  const { rows } = await client.query<{ key: string; hash: string }>(
+    `SELECT ${col}::text AS key, ('x' || left(md5(${col}::text), 8))::bit(32)::bigint AS hash
+       FROM ${quoteQualified(table)} TABLESAMPLE SYSTEM ($1::float8)
+      WHERE ${col} IS NOT NULL
+      LIMIT $2`,
+    [percent, limit],
+  );
+  return rows.map((r) => ({ key: r.key, hash: Number(r.hash) }));
+}
