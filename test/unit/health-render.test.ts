@@ -169,23 +169,27 @@ describe('renderNagios', () => {
       result('database_size', { labels: { shard: 'shard-1' }, target: 'shard-1', value: 123456789 }),
       result('cache_hit_ratio', { labels: { shard: 'shard-1' }, target: 'shard-1', value: 0.995 }),
     ];
+    // the pattern itself rejects what the guidelines forbid
+    for (const bad of ["SHARDCTL HEALTH OK - x | 'a=b'=1", "SHARDCTL HEALTH OK - x | 'it's'=1", 'SHARDCTL HEALTH OK - x | a b=1', "SHARDCTL HEALTH OK - x | 'a'=1e9", 'SHARDCTL HEALTH FINE - x']) {
+      expect(bad).not.toMatch(NAGIOS_LINE);
+    }
     const line = renderNagios(report(results));
     expect(line).toMatch(NAGIOS_LINE);
     expect(line).not.toContain('\n');
     expect(line.startsWith('SHARDCTL HEALTH CRITICAL - 1 critical, 1 warning, 4 ok; reachable shard-3: no answer within 5s; longest_transaction shard-1: pid 4242 open for 41s | ')).toBe(true);
     const perf = perfdataOf(line);
-    expect(perf.get('reachable shard-3')).toBe('0;;0:;0;1');
-    expect(perf.get('longest_transaction shard-1')).toBe('41.5s;30;300;0');
-    expect(perf.get('connections shard-1')).toBe('12.5%;80;95;0;100');
-    expect(perf.get('cache_hit_ratio shard-1')).toBe('99.5%;90:;80:;0;100');
-    expect(perf.get('row_balance public.messages')).toBe('1.2;1.5;3;0');
+    expect(perf.get('reachable shard-3')).toBe('0;;@~:0;0;1');
+    expect(perf.get('longest_transaction shard-1')).toBe('41.5s;@30:;@300:;0');
+    expect(perf.get('connections shard-1')).toBe('12.5%;@80:;@95:;0;100');
+    expect(perf.get('cache_hit_ratio shard-1')).toBe('99.5%;@~:90;@~:80;0;100');
+    expect(perf.get('row_balance public.messages')).toBe('1.2;@1.5:;@3:;0');
     expect(perf.get('database_size shard-1')).toBe('123456789B;;;0');
     // worst first
     expect([...perf.keys()].slice(0, 2)).toEqual(['reachable shard-3', 'longest_transaction shard-1']);
   });
 
   it('says OK with the count when everything is fine, and UNKNOWN in capitals when that is the worst', () => {
-    expect(renderNagios(report([result('latency', { value: 0.002 })]))).toMatch(/^SHARDCTL HEALTH OK - 1 ok \| 'latency shard-1'=0\.002s;0\.05;0\.5;0$/);
+    expect(renderNagios(report([result('latency', { value: 0.002 })]))).toMatch(/^SHARDCTL HEALTH OK - 1 ok \| 'latency shard-1'=0\.002s;@0\.05:;@0\.5:;0$/);
     const unknown = renderNagios(report([result('slow_statements', { status: 'unknown', value: null, message: 'permission denied for pg_stat_statements' })]));
     expect(unknown).toMatch(NAGIOS_LINE);
     expect(unknown).toBe("SHARDCTL HEALTH UNKNOWN - 1 unknown; slow_statements shard-1: permission denied for pg_stat_statements | 'slow_statements shard-1'=U");
@@ -224,7 +228,7 @@ describe('renderNagios', () => {
     );
     expect(line).toMatch(NAGIOS_LINE);
     const perf = perfdataOf(line);
-    expect([...perf.entries()]).toEqual([['latency shard-1', '0.07s;0.05;0.5;0']]);
+    expect([...perf.entries()]).toEqual([['latency shard-1', '0.07s;@0.05:;@0.5:;0']]);
   });
 
   it('prints no password', () => {
@@ -233,10 +237,14 @@ describe('renderNagios', () => {
     expect(line).not.toContain('s3cretpw');
   });
 
-  it('writes thresholds in the check unit as Nagios ranges, configured levels included', () => {
+  it('writes thresholds as Nagios ranges that alert exactly where the check does: at the level, in its unit, configured levels included', () => {
+    const misplaced = renderNagios(report([result('misplaced_rows', { status: 'warning', value: 1 })]));
+    expect(perfdataOf(misplaced).get('misplaced_rows shard-1 table-1')).toBe('1;@1:;@100:;0');
+    const runway = renderNagios(report([result('partition_runway', { status: 'critical', value: 0, thresholds: { warning: 6, critical: 0 } })]));
+    expect(perfdataOf(runway).get('partition_runway shard-1 table-1')).toBe('0;@~:6;@~:0;0');
     const thresholds: Thresholds = { warning: 0.5, critical: null };
     const line = renderNagios(report([result('redis_memory', { labels: { node: 'redis 127.0.0.1:6379' }, target: 'redis 127.0.0.1:6379', value: 0.6, status: 'warning', thresholds })]));
-    expect(perfdataOf(line).get('redis_memory redis 127.0.0.1:6379')).toBe('60%;50;;0;100');
+    expect(perfdataOf(line).get('redis_memory redis 127.0.0.1:6379')).toBe('60%;@50:;;0;100');
   });
 });
 

@@ -20,7 +20,7 @@ const ORDER: HealthStatus[] = ['critical', 'warning', 'unknown', 'ok'];
  * `health --format nagios`: one line, the Nagios plugin convention
  * (https://nagios-plugins.org/doc/guidelines.html#PLUGOUTPUT):
  *
- *   SHARDCTL HEALTH CRITICAL - 1 critical, 2 warning, 40 ok; reachable shard-3: no answer within 5s | 'reachable shard-3'=0;;0:;0;1 …
+ *   SHARDCTL HEALTH CRITICAL - 1 critical, 2 warning, 40 ok; reachable shard-3: no answer within 5s | 'reachable shard-3'=0;;@~:0;0;1 …
  *
  * The text counts the statuses and gives the worst results' messages (at most
  * `maxMessages`, each cut at 100 characters). Perfdata, for at most
@@ -29,8 +29,9 @@ const ORDER: HealthStatus[] = ['critical', 'warning', 'unknown', 'ok'];
  * replaced). UOM: `s` for seconds, `B` for bytes, `%` for shares (ratios of
  * 0..1, times 100); counts, versions, booleans and max/mean balance ratios
  * (which pass 100%) are plain numbers; `c` is not used, as no check value is
- * a continuous counter. Thresholds are Nagios ranges: `N` for a check that
- * fires above a level, `N:` for one that fires below. A null value is left
+ * a continuous counter. Thresholds are Nagios ranges that alert inside:
+ * `@N:` for a check that fires at N or above, `@~:N` for one that fires at N
+ * or below (the result's thresholds, configured ones included). A null value is left
  * out when the result is OK (nothing to measure) and is `U` otherwise (it
  * could not be measured).
  */
@@ -102,7 +103,13 @@ function perfItem(r: CheckResult, label: string): string | null {
   const spec = checkSpec(r.check);
   const unit = perfUnitOf(spec);
   if (r.value === null || !Number.isFinite(r.value)) return r.status === 'ok' ? null : `${label}=U`;
-  const range = (level: number | null) => (level === null ? '' : `${perfNumber(level * unit.scale)}${spec.direction === 'below' ? ':' : ''}`);
+  // "@" ranges alert inside, endpoints included: exactly shardctl's ">= level" (`@N:`) and "<= level" (`@~:N`).
+  // The plain `N` / `N:` forms alert only past N, which for counts and booleans is off by the one value that matters.
+  const range = (level: number | null) => {
+    if (level === null) return '';
+    const n = perfNumber(level * unit.scale);
+    return spec.direction === 'below' ? `@~:${n}` : `@${n}:`;
+  };
   const fields = [
     `${perfNumber(r.value * unit.scale)}${unit.uom}`,
     range(r.thresholds.warning),
