@@ -2,11 +2,11 @@ import type { ShardctlConfig } from '../../config/schema.js';
 import { runwayOf, type Runway } from '../../core/partition-calendar.js';
 import { parseByteSize, projectGrowth, type GrowthProjection } from '../../core/partition-growth.js';
 import { listRetired, type RetiredPartition } from '../../metadata/retired-partitions.js';
-import { withClient } from '../../postgres/connect.js';
+import { withClient, type PgClient } from '../../postgres/connect.js';
 import { defaultPartitionRows, readPartitions } from '../../postgres/partitions.js';
 import { mapWithConcurrency } from '../concurrency.js';
 import { requireRing, withMetadata } from '../metadata-session.js';
-import { boundTypeOf, calendarSpec, existingPartitions, partitionTargets, policiesFor } from './targets.js';
+import { boundTypeOf, calendarSpec, existingPartitions, partitionTargets, policiesFor, type PartitionPolicy } from './targets.js';
 
 export interface ListedPartition {
   name: string;
@@ -58,43 +58,7 @@ export async function partitionList(
     const shards = await mapWithConcurrency(targets, options.parallel ?? config.migrate.parallel, (target) =>
       withClient(target.url, { applicationName: 'shardctl partition list', label: `shard ${target.id}` }, async (client) => {
         const tables: TableListing[] = [];
-        for (const policy of policies) {
-          const listing: TableListing = { table: policy.table, status: 'ok', partitions: [], defaultRows: null, runway: { until: null, intervals: 0, premake: policy.premake }, growth: null, warnings: [] };
-          tables.push(listing);
-          try {
-            const info = await readPartitions(client, policy.table, { exact: !!options.exact });
-            const spec = calendarSpec(policy, boundTypeOf(info, policy));
-            const maxRows = policy.maxRows;
-            const maxBytes = policy.maxBytes !== undefined ? parseByteSize(policy.maxBytes) : undefined;
-            for (const p of info.partitions) {
-              const rows = p.exactRows ?? p.estimatedRows;
-              const over: string[] = [];
-              if (maxRows !== undefined && rows !== null && rows > maxRows) over.push(`rows > maxRows ${maxRows}`);
-              if (maxBytes !== undefined && p.bytes > maxBytes) over.push(`bytes > maxBytes ${policy.maxBytes}`);
-              listing.partitions.push({ name: p.name, from: p.from, to: p.to, isDefault: p.isDefault, rows, bytes: p.bytes, over });
-              if (over.length) listing.warnings.push(`${p.name}: ${over.join(', ')}`);
-              if (p.isDefault) {
-                listing.defaultRows = await defaultPartitionRows(client, policy.table);
-                if (listing.defaultRows) listing.warnings.push(`${listing.defaultRows} row(s) in the default partition ${p.name}`);
-              }
-            }
-            const existing = existingPartitions(info, spec);
-            listing.runway = { ...toRunway(runwayOf(spec, existing, now.getTime())), premake: policy.premake };
-            if (listing.runway.intervals < policy.premake) listing.warnings.push(`runway ${listing.runway.intervals} interval(s), fewer than premake ${policy.premake}: run \`partition rotate\``);
-            const history = existing
-              .map((e, i) => ({ e, p: info.partitions[i]! }))
-              .filter(({ e }) => !e.isDefault && Number.isFinite(e.toMs) && e.toMs <= now.getTime() + 1)
-              .slice(-GROWTH_WINDOW)
-              .map(({ e, p }) => ({ toMs: e.toMs, rows: p.exactRows ?? p.estimatedRows ?? 0, bytes: p.bytes }));
-            if ((maxRows !== undefined || maxBytes !== undefined) && history.length >= 2) {
-              listing.growth = projectGrowth(history, { interval: policy.interval, ...(maxRows !== undefined ? { maxRows } : {}), ...(maxBytes !== undefined ? { maxBytes } : {}) });
-              if (listing.growth.suggestion) listing.warnings.push(listing.growth.reason);
-            }
-          } catch (err) {
-            listing.status = 'error';
-            listing.error = (err as Error).message;
-          }
-        }
+        for (const policy of policies) tables.push(await listTable(client, policy, now, { exact: !!options.exact }));
         return { shard: target.id, url: target.displayUrl, tables };
       }).catch((err: Error) => ({ shard: target.id, url: target.displayUrl, tables: [{ table: '*', status: 'error' as const, error: err.message, partitions: [], defaultRows: null, runway: { until: null, intervals: 0, premake: 0 }, growth: null, warnings: [] }] })),
     );
@@ -102,6 +66,55 @@ export async function partitionList(
     if (options.retired) result.retired = await listRetired(store.client, { limit: 200, ...(options.tables?.length === 1 ? { parent: policies[0]!.table } : {}) });
     return result;
   });
+}
+
+/**
+ * One configured table on one shard, as `partition list` shows it (and
+ * `health` judges it): partitions, default rows, runway, growth. A problem
+ * with the table is the listing's error, not a throw. `countDefault` replaces
+ * the exact count of the default partition (health bounds it).
+ */
+export async function listTable(
+  client: PgClient,
+  policy: PartitionPolicy,
+  now: Date,
+  options: { exact?: boolean; countDefault?: (partition: string) => Promise<number> } = {},
+): Promise<TableListing> {
+  const listing: TableListing = { table: policy.table, status: 'ok', partitions: [], defaultRows: null, runway: { until: null, intervals: 0, premake: policy.premake }, growth: null, warnings: [] };
+  try {
+    const info = await readPartitions(client, policy.table, { exact: !!options.exact });
+    const spec = calendarSpec(policy, boundTypeOf(info, policy));
+    const maxRows = policy.maxRows;
+    const maxBytes = policy.maxBytes !== undefined ? parseByteSize(policy.maxBytes) : undefined;
+    for (const p of info.partitions) {
+      const rows = p.exactRows ?? p.estimatedRows;
+      const over: string[] = [];
+      if (maxRows !== undefined && rows !== null && rows > maxRows) over.push(`rows > maxRows ${maxRows}`);
+      if (maxBytes !== undefined && p.bytes > maxBytes) over.push(`bytes > maxBytes ${policy.maxBytes}`);
+      listing.partitions.push({ name: p.name, from: p.from, to: p.to, isDefault: p.isDefault, rows, bytes: p.bytes, over });
+      if (over.length) listing.warnings.push(`${p.name}: ${over.join(', ')}`);
+      if (p.isDefault) {
+        listing.defaultRows = options.countDefault ? await options.countDefault(p.qualifiedName) : await defaultPartitionRows(client, policy.table);
+        if (listing.defaultRows) listing.warnings.push(`${listing.defaultRows} row(s) in the default partition ${p.name}`);
+      }
+    }
+    const existing = existingPartitions(info, spec);
+    listing.runway = { ...toRunway(runwayOf(spec, existing, now.getTime())), premake: policy.premake };
+    if (listing.runway.intervals < policy.premake) listing.warnings.push(`runway ${listing.runway.intervals} interval(s), fewer than premake ${policy.premake}: run \`partition rotate\``);
+    const history = existing
+      .map((e, i) => ({ e, p: info.partitions[i]! }))
+      .filter(({ e }) => !e.isDefault && Number.isFinite(e.toMs) && e.toMs <= now.getTime() + 1)
+      .slice(-GROWTH_WINDOW)
+      .map(({ e, p }) => ({ toMs: e.toMs, rows: p.exactRows ?? p.estimatedRows ?? 0, bytes: p.bytes }));
+    if ((maxRows !== undefined || maxBytes !== undefined) && history.length >= 2) {
+      listing.growth = projectGrowth(history, { interval: policy.interval, ...(maxRows !== undefined ? { maxRows } : {}), ...(maxBytes !== undefined ? { maxBytes } : {}) });
+      if (listing.growth.suggestion) listing.warnings.push(listing.growth.reason);
+    }
+  } catch (err) {
+    listing.status = 'error';
+    listing.error = (err as Error).message;
+  }
+  return listing;
 }
 
 function toRunway(r: Runway): { until: string | null; intervals: number } {
