@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { Redis, RedisOptions } from 'ioredis';
 import { redactText } from '../config/redact.js';
 import { describeRedisError } from './streams/nodes.js';
@@ -29,15 +30,20 @@ export function endpointOfUrl(url: string): RedisEndpoint {
     ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
     ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
     ...(Number.isInteger(db) && db > 0 ? { db } : {}),
-    ...(u.protocol === 'rediss:' ? { tls: { servername: host } } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: tlsFor(host) } : {}),
   };
   return { name: `${host}:${port}`, options };
 }
 
 /** Another node of the same Cluster (found in CLUSTER NODES): the seed's user, password and TLS, its own address. */
 export function endpointLike(seed: RedisEndpoint, host: string, port: number): RedisEndpoint {
-  const { db: _db, ...rest } = seed.options;
-  return { name: `${host}:${port}`, options: { ...rest, host, port } };
+  const { db: _db, tls, ...rest } = seed.options;
+  return { name: `${host}:${port}`, options: { ...rest, host, port, ...(tls ? { tls: tlsFor(host) } : {}) } };
+}
+
+/** SNI names a host, never an IP address (Node refuses those). */
+function tlsFor(host: string): { servername?: string } {
+  return isIP(host) ? {} : { servername: host };
 }
 
 /** The deadline passed before the node answered. */

@@ -8,6 +8,7 @@ import type { ShardctlConfig } from '../../src/config/schema.js';
 import { runHealth } from '../../src/engine/health/run.js';
 import type { CheckResult, HealthReport } from '../../src/engine/health/types.js';
 import { freePort } from '../../src/sandbox/ports.js';
+import { runCommand } from '../../src/sandbox/process.js';
 import { findRedisServer, readPid, startRedis, stopRedis, type RedisServer } from '../../src/sandbox/redis.js';
 import { METADATA } from '../support/config-problems.js';
 import { redisUrl, uniqueRedisPrefix } from '../support/databases.js';
@@ -300,8 +301,46 @@ describe('health streams against Redis servers of its own', () => {
   });
 });
 
-describe('health streams on a 3-master Redis Cluster', () => {
+/** A cluster-enabled redis-server of its own, joined to the cluster as a replica of `master`. */
+async function addReplica(master: { port: number }): Promise<{ address: string; cleanup(): Promise<void> }> {
+  const binary = (await findRedisServer())!;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'shardctl-test-health-replica-'));
+  const port = await freePort();
+  const pidFile = path.join(dir, 'redis.pid');
+  const started = await runCommand(binary, [
+    '--daemonize', 'yes', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000',
+    '--pidfile', pidFile, '--logfile', path.join(dir, 'redis.log'), '--dir', dir,
+  ], { cwd: dir, timeoutMs: 30_000, detached: true });
+  if (started.code !== 0) throw new Error(`replica redis-server did not start: ${started.stderr}`);
+  const cleanup = async () => {
+    await stopRedis({ pid: null, pidFile }).catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  };
+  const replica = new Redis(port, '127.0.0.1');
+  const primary = new Redis(master.port, '127.0.0.1');
+  try {
+    const masterId = String(await primary.call('CLUSTER', 'MYID'));
+    await replica.call('CLUSTER', 'MEET', '127.0.0.1', String(master.port));
+    // Wait for the handshake to finish (the replica knows the master), then for the master to list it as its replica.
+    while (!String(await replica.call('CLUSTER', 'NODES')).includes(masterId)) await new Promise((r) => setTimeout(r, 50));
+    await replica.call('CLUSTER', 'REPLICATE', masterId);
+    while (!/\bslave\b/.test(String(await primary.call('CLUSTER', 'NODES')).split('\n').find((l) => l.includes(`:${port}@`)) ?? '')) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } catch (err) {
+    await cleanup();
+    throw err;
+  } finally {
+    replica.disconnect();
+    primary.disconnect();
+  }
+  return { address: `127.0.0.1:${port}`, cleanup };
+}
+
+describe('health streams on a 3-master Redis Cluster with a replica', () => {
   let cluster: TestRedisCluster;
+  let replica: { address: string; cleanup(): Promise<void> } | undefined;
   const prefix = uniqueRedisPrefix();
   const keys = Array.from({ length: 60 }, (_, i) => `${prefix}room:${i}`);
 
@@ -317,8 +356,10 @@ describe('health streams on a 3-master Redis Cluster', () => {
       }
       redis.disconnect();
     }
+    replica = await addReplica(cluster.nodes[0]!);
   });
   afterAll(async () => {
+    await replica?.cleanup();
     for (const node of cluster?.nodes ?? []) {
       const pid = await readPid(node.pidFile);
       if (pid) process.kill(pid, 'SIGCONT');
@@ -328,11 +369,13 @@ describe('health streams on a 3-master Redis Cluster', () => {
 
   const configFor = (timeout = '5s') => configOf({ redis: { nodes: cluster.urls.slice(0, 1) }, streams: [{ match: `${prefix}room:*`, maxLen: 10 }], timeout });
 
-  it('cluster_state OK, every node reachable, and the streams of every master found', async () => {
+  it('cluster_state OK, every master and replica reachable, and the streams of every master found', async () => {
     const report = await streamsHealth(configFor());
     expect(one(report, 'cluster_state', 'redis cluster')).toMatchObject({ status: 'ok', value: 1, labels: {} });
-    expect(results(report, 'redis_reachable').map((r) => [r.labels.node, r.status]).sort()).toEqual(cluster.nodes.map((n) => [n.address, 'ok']).sort());
-    expect(results(report, 'redis_memory')).toHaveLength(3);
+    const everyNode = [...cluster.nodes.map((n) => n.address), replica!.address];
+    expect(results(report, 'redis_reachable').map((r) => [r.labels.node, r.status]).sort()).toEqual(everyNode.map((n) => [n, 'ok']).sort());
+    expect(one(report, 'redis_reachable', `redis ${replica!.address}`).message).toMatch(/^replica /);
+    expect(results(report, 'redis_memory').map((r) => r.labels.node).sort()).toEqual([...everyNode].sort());
     const found = results(report, 'stream_length');
     expect(found.map((r) => r.target).sort()).toEqual([...keys].sort());
     // 20 entries against maxLen 10: a warning (1.5 x) on every master
@@ -350,7 +393,7 @@ describe('health streams on a 3-master Redis Cluster', () => {
       const reachable = new Map(results(report, 'redis_reachable').map((r) => [r.labels.node, r]));
       expect(reachable.get(stopped.address)).toMatchObject({ status: 'critical', value: 0 });
       expect(reachable.get(stopped.address)!.message).toMatch(/no answer within 1\.\ds/);
-      for (const other of [cluster.nodes[0]!, cluster.nodes[2]!]) expect(reachable.get(other.address)).toMatchObject({ status: 'ok', value: 1 });
+      for (const other of [cluster.nodes[0]!.address, cluster.nodes[2]!.address, replica!.address]) expect(reachable.get(other)).toMatchObject({ status: 'ok', value: 1 });
       // the streams of the two live masters are all there
       expect(results(report, 'stream_length').length).toBeGreaterThan(10);
       expect(results(report, 'stream_length').length).toBeLessThan(keys.length);
