@@ -207,6 +207,24 @@ describe('health: the sharding checks', () => {
       expect(bytes.message).toMatch(/^heaviest shard-0 /);
       // The other table stayed balanced.
       expect(only(report.results, 'row_balance', 'public.reactions').status).toBe('ok');
+
+      // Per unit of weight: registered with weight 4, shard-0 is expected to hold four times the others' share.
+      const setWeight = async (w: number) => {
+        const store = await MetadataStore.open(d.metaUrl);
+        await runMutation({ store, run: testRun(), command: 'test weight' }, async () => {
+          await store.client.query(`UPDATE shardctl.shards SET weight = $1 WHERE id = 'shard-0'`, [w]);
+        }).finally(() => store.close());
+      };
+      await setWeight(4);
+      try {
+        const perWeight = counts.map((n, i) => n / (i === 0 ? 4 : 1));
+        const weighted = Math.max(...perWeight) / (perWeight.reduce((a, b) => a + b, 0) / perWeight.length);
+        const again = only((await runHealth(d.config, { check: 'row_balance' })).results, 'row_balance', 'public.messages');
+        expect(again.value).toBeCloseTo(weighted, 1);
+        expect(again.value!).toBeLessThan(rows.value!);
+      } finally {
+        await setWeight(1);
+      }
     } finally {
       await sql(urls['shard-0']!, `DELETE FROM public.messages WHERE room_id = ANY($1::bigint[])`, [rooms]);
     }
