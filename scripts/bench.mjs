@@ -6,9 +6,10 @@ import { benchMove } from './bench-move.mjs';
 import { benchStartup } from './bench-startup.mjs';
 import { benchPartition } from './bench-partition.mjs';
 import { benchStream } from './bench-stream.mjs';
+import { benchHealth } from './bench-health.mjs';
 
 const only = process.argv[2];
-const suites = { startup: benchStartup, ring: benchRing, migrate: benchMigrate, move: benchMove, partition: benchPartition, stream: benchStream };
+const suites = { startup: benchStartup, ring: benchRing, migrate: benchMigrate, move: benchMove, partition: benchPartition, stream: benchStream, health: benchHealth };
 for (const [name, run] of Object.entries(suites)) {
   if (only && only !== name) continue;
   await run();

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { CheckFailed, ExitCode, isShardctlError, ShardctlError } from '../errors.js';
+import { CheckFailed, ExitCode, HealthNotOk, isShardctlError, ShardctlError } from '../errors.js';
 import { redactText } from '../config/redact.js';
 import { ProcessExit } from './exit.js';
 import { exitCodeForSignal, stoppedBy } from './action.js';
 import { registerAuditCommand } from './commands/audit.js';
 import { registerConfigCommands } from './commands/config.js';
+import { registerHealthCommand } from './commands/health.js';
 import { registerInitCommand } from './commands/init.js';
 import { registerMigrateCommands } from './commands/migrate.js';
 import { registerPartitionCommands } from './commands/partition.js';
@@ -51,6 +52,7 @@ Exit codes: 0 ok, 1 failed (also: the metadata lock was lost mid-run), 2 usage/c
   registerMigrateCommands(program);
   registerPartitionCommands(program);
   registerStreamCommands(program);
+  registerHealthCommand(program);
   registerAuditCommand(program);
   registerSandboxCommands(program);
   return program;
@@ -121,9 +123,10 @@ function reportError(err: unknown, json: boolean, command: string): number {
     return ExitCode.usage;
   }
   if (isShardctlError(err)) {
-    printHumanError(err.message, err.details);
+    // A health status other than OK is the report's own verdict: its result document says it all.
+    if (!(err instanceof HealthNotOk)) printHumanError(err.message, err.details);
     // A failed check has already printed its report as the result document.
-    if (json && !(err instanceof CheckFailed)) printJsonError(command, err.kind, err.message, err.exitCode, err.details, extraFields(err));
+    if (json && !(err instanceof CheckFailed) && !(err instanceof HealthNotOk)) printJsonError(command, err.kind, err.message, err.exitCode, err.details, extraFields(err));
     return err.exitCode;
   }
   const message = redactText(err instanceof Error ? (err.stack ?? err.message) : String(err));

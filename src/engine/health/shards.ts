@@ -17,7 +17,7 @@ import type { HealthContext, Measurement } from './types.js';
  * metadata database (target "metadata", label shard="metadata"), each target
  * on its own bounded session (src/postgres/health-session.ts), all at once.
  *
- * Per target: connect; `SELECT 1`, timed (latency); one statement for every
+ * Per target: connect; `SELECT 1` three times, the fastest timed (latency); one statement for every
  * other stat (src/postgres/health/shard-stats.ts); and, only where
  * pg_stat_statements is installed in that database, one more for the slowest
  * statement. So two round trips after the connection, three with
@@ -78,9 +78,14 @@ async function checkTarget(ctx: HealthContext, target: Target): Promise<Measurem
   const found: Found = {};
   try {
     await withHealthSession(target.url, { deadline: ctx.deadline, signal: ctx.signal, label: target.label }, async (client) => {
-      const started = performance.now();
-      await client.query('SELECT 1');
-      found.latency = (performance.now() - started) / 1000;
+      // The fastest of three round trips: the first on a new backend also pays its catalog cache warm-up.
+      let fastest = Infinity;
+      for (let i = 0; i < 3; i++) {
+        const started = performance.now();
+        await client.query('SELECT 1');
+        fastest = Math.min(fastest, performance.now() - started);
+      }
+      found.latency = fastest / 1000;
       if (!wanted.some((c) => STATS_CHECKS.has(c) || c === 'slow_statements')) return;
       found.stats = await readShardStats(client, { queryChars: QUERY_CHARS + 1 });
       const view = found.stats.statements;
