@@ -51,7 +51,7 @@ const TABLE_CHECKS = ['row_balance', 'byte_balance', 'misplaced_rows'] as const;
 interface ShardReading {
   shard: ShardTarget;
   sizes?: TableSize[];
-  /** Per table: [sampled, misplaced keys with their owner]. */
+  /** Per table: rows sampled, the misplaced keys with their owner, and keys in ranges of a move in flight. */
   samples?: Map<string, { sampled: number; misplaced: Array<{ key: string; owner: string }>; inFlight: number }>;
   error?: string;
 }
