@@ -338,6 +338,34 @@ async function addReplica(master: { port: number }): Promise<{ address: string; 
   return { address: `127.0.0.1:${port}`, cleanup };
 }
 
+describe('health streams: a Cluster config whose seed cannot be used', () => {
+  const servers: Array<{ cleanup(): Promise<void> }> = [];
+  afterAll(async () => {
+    for (const s of servers) await s.cleanup();
+  });
+
+  it('the only seed SIGSTOPped: the seed and cluster_state critical within the timeout + 1 s', async () => {
+    const server = await ownRedis();
+    servers.push(server);
+    process.kill(server.pid, 'SIGSTOP');
+    const node = `127.0.0.1:${server.port}`;
+    const started = Date.now();
+    const report = await streamsHealth(configOf({ redis: { nodes: [`redis://${node}`] }, streams: [{ match: 'x:*', maxLen: 1 }] }), { timeoutMs: 1_000 });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(one(report, 'redis_reachable', `redis ${node}`)).toMatchObject({ status: 'critical', value: 0, message: expect.stringMatching(/no answer within/) });
+    expect(one(report, 'cluster_state', 'redis cluster')).toMatchObject({ status: 'critical', value: null, message: expect.stringContaining(node) });
+  });
+
+  it('a seed that is not in cluster mode: critical, saying so', async () => {
+    const server = await ownRedis();
+    servers.push(server);
+    const node = `127.0.0.1:${server.port}`;
+    const report = await streamsHealth(configOf({ redis: { nodes: [`redis://${node}`] } }));
+    expect(one(report, 'redis_reachable', `redis ${node}`).message).toMatch(/not as a Cluster node .*cluster support disabled/);
+    expect(one(report, 'cluster_state', 'redis cluster').status).toBe('critical');
+  });
+});
+
 describe('health streams on a 3-master Redis Cluster with a replica', () => {
   let cluster: TestRedisCluster;
   let replica: { address: string; cleanup(): Promise<void> } | undefined;

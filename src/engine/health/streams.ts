@@ -61,6 +61,8 @@ class StreamsHealthRun {
   readonly #ctx: HealthContext;
   readonly #out: Measurement[] = [];
   readonly #progress: NodeProgress[] = [];
+  /** A Cluster's seeds while none has answered CLUSTER NODES yet: reported down if the deadline comes first. */
+  #discovering: RedisEndpoint[] | null = null;
   readonly #connections: HealthConnection[] = [];
   /** Keys already reported: SCAN may return a key twice, and two patterns may match one key. */
   readonly #seen = new Set<string>();
@@ -88,6 +90,7 @@ class StreamsHealthRun {
   /** The results so far; a node still at work when the deadline passed is CRITICAL, naming where it stopped. */
   finish(): Measurement[] {
     if (!this.#finished) {
+      if (this.#discovering) this.#noSeedAnswered(this.#discovering, []);
       for (const p of this.#progress) {
         if (p.stage === 'done') continue;
         this.#nodeDown(p.target, this.#whyDown(p, new NoAnswerError(Date.now() - (this.#ctx.deadline - this.#ctx.timeoutMs))));
@@ -125,17 +128,15 @@ class StreamsHealthRun {
         throw conn.explain(err);
       }
     });
+    this.#discovering = seeds;
     let first: Awaited<(typeof asked)[number]>;
     try {
       first = await Promise.any(asked);
     } catch (err) {
-      const reasons = (err as AggregateError).errors as Error[];
-      seeds.forEach((s, i) => this.#nodeDown({ endpoint: s, role: 'master' }, reasons[i]?.message ?? 'no answer'));
-      if (this.#ctx.wants('cluster_state')) {
-        this.#push({ check: 'cluster_state', target: 'redis cluster', labels: {}, value: null, status: 'critical', message: `no seed node of redis.nodes answered (${seeds.map((s) => s.name).join(', ')})` });
-      }
+      if (this.#discovering) this.#noSeedAnswered(seeds, (err as AggregateError).errors as Error[]);
       return [];
     }
+    this.#discovering = null;
     const { cluster } = first;
     if (this.#ctx.wants('cluster_state')) {
       this.#push({
@@ -155,6 +156,19 @@ class StreamsHealthRun {
         ? { endpoint: endpointLike(seeds[0]!, n.host, n.port), role: n.role }
         : { endpoint: seeds[i]!, role: n.role, connection: opened[i]! };
     });
+  }
+
+  #noSeedAnswered(seeds: RedisEndpoint[], reasons: Error[]): void {
+    this.#discovering = null;
+    const waited = () => new NoAnswerError(Date.now() - (this.#ctx.deadline - this.#ctx.timeoutMs));
+    seeds.forEach((s, i) => {
+      const reason = reasons[i] ?? waited();
+      const why = isConnectionLoss(reason) || /NOAUTH|WRONGPASS/.test(reason.message) ? reason.message : `answered, but not as a Cluster node (CLUSTER NODES: ${reason.message})`;
+      this.#nodeDown({ endpoint: s, role: 'master' }, why);
+    });
+    if (this.#ctx.wants('cluster_state')) {
+      this.#push({ check: 'cluster_state', target: 'redis cluster', labels: {}, value: null, status: 'critical', message: `no seed node of redis.nodes answered CLUSTER NODES (${seeds.map((s) => s.name).join(', ')})` });
+    }
   }
 
   async #checkNode(target: NodeTarget): Promise<void> {
