@@ -241,6 +241,15 @@ async function main() {
     await step('where keys live', () => shardctl(['-c', CONFIG, 'shard', 'locate', 'room-1', '42']));
 
     await step('who did what', () => shardctl(['-c', CONFIG, 'audit']));
+
+    await step('health: shards, sharding, partitions and streams in one run, worst first; then the same as one Nagios line', async () => {
+      for (const args of [['health'], ['health', '--format', 'nagios']]) {
+        const r = await shardctl(['-c', CONFIG, ...args], { reject: false });
+        // The exit code is the verdict (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN): the behind moderation group may warn.
+        if (r.exitCode > 2) throw new Error(`shardctl ${args.join(' ')} exited ${r.exitCode}`);
+        console.log(dim(`   exit ${r.exitCode} (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)`));
+      }
+    });
   } catch (err) {
     failure = err;
   } finally {

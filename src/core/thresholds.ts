@@ -8,7 +8,8 @@
 export type HealthStatus = 'ok' | 'warning' | 'critical' | 'unknown';
 
 /** What a value is measured in: how thresholds are read from the config and how values are shown. */
-export type HealthUnit = 'seconds' | 'bytes' | 'ratio' | 'count' | 'boolean' | 'version';
+/** `ratio`: a share of a whole, 0..1 (shown as %); `factor`: a multiple such as max/mean (shown as 1.50x). */
+export type HealthUnit = 'seconds' | 'bytes' | 'ratio' | 'factor' | 'count' | 'boolean' | 'version';
 
 /**
  * `above`: the check fires when the value reaches a threshold (a transaction's
@@ -79,6 +80,7 @@ export function parseThresholdValue(raw: number | string, unit: HealthUnit): num
     seconds: 'a number of seconds or a duration such as "30s", "5m", "2h"',
     bytes: 'a number of bytes or a size such as "512MB", "10GiB"',
     ratio: 'a ratio such as 0.8 or a percentage such as "80%"',
+    factor: 'a number such as 1.5',
     count: 'a number',
     boolean: 'a number (1 = true)',
     version: 'a server_version_num such as 140000',
@@ -96,6 +98,8 @@ export function formatHealthValue(value: number | null, unit: HealthUnit): strin
       return formatBytes(value);
     case 'ratio':
       return `${(value * 100).toFixed(value >= 0.9995 && value < 1 ? 2 : 1)}%`;
+    case 'factor':
+      return `${value.toFixed(2)}x`;
     case 'boolean':
       return value ? 'yes' : 'no';
     default:

@@ -84,7 +84,9 @@ function perfUnitOf(spec: CheckSpec): PerfUnit {
     case 'bytes':
       return { uom: 'B', scale: 1, min: 0 };
     case 'ratio':
-      return isShare(spec) ? { uom: '%', scale: 100, min: 0, max: 100 } : { uom: '', scale: 1, min: 0 };
+      return { uom: '%', scale: 100, min: 0, max: 100 };
+    case 'factor':
+      return { uom: '', scale: 1, min: 0 };
     case 'boolean':
       return { uom: '', scale: 1, min: 0, max: 1 };
     case 'count':
@@ -94,10 +96,6 @@ function perfUnitOf(spec: CheckSpec): PerfUnit {
   }
 }
 
-/** A ratio is a share of a whole (0..1) unless its default levels pass 1: row balance is max/mean, 1.5 by default, not 150%. */
-function isShare(spec: CheckSpec): boolean {
-  return ![spec.defaults.warning, spec.defaults.critical].some((level) => level !== null && level > 1);
-}
 
 function perfItem(r: CheckResult, label: string): string | null {
   const spec = checkSpec(r.check);
