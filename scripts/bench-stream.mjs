@@ -19,7 +19,9 @@
 // data is rebuilt identically: the streams are built once with XADD (explicit
 // ids, pipelined), DUMPed, and RESTOREd (pipelined) after a FLUSHALL of the
 // private server. Peak RSS from /usr/bin/time -v's "Maximum resident set size"
-// (VmHWM) of the spawned process. Prints JSON lines.
+// (VmHWM) of the spawned process. For (a) also the private server's own CPU
+// seconds during each run (INFO cpu, user + sys), a figure a busy box disturbs
+// far less than wall time. Prints JSON lines.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -151,6 +153,11 @@ async function commandstats(c) {
   }
   return stats;
 }
+/** The private server's own CPU seconds (user + sys): less disturbed by other load on the box than wall time. */
+async function serverCpu(c) {
+  const info = await c.info('cpu');
+  return Number(/used_cpu_user:([\d.]+)/.exec(info)[1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)[1]);
+}
 function statsDelta(before, after, own = {}) {
   const d = {};
   for (const [cmd, s] of Object.entries(after)) {
@@ -209,15 +216,19 @@ export async function benchStream() {
       const samples = { naive: [], shardctl: [] };
       for (let round = 0; round < ROUNDS; round++) {
         await rebuild(c, keys, roomDump);
+        const naiveCpu0 = await serverCpu(c);
         const naive = timedSpawn(['node', '--input-type=module', '-e', NAIVE_LOOP, redis.url, roomPattern, String(MAXLEN), approximate ? '1' : '0'], 'naive loop');
+        const naiveCpu = await serverCpu(c) - naiveCpu0;
         const out = JSON.parse(naive.stdout);
         const naiveAfter = await totalLength(c, keys);
         if (out.keys !== KEYS || naiveAfter !== KEYS * ENTRIES - out.removed) throw new Error(`naive loop: ${JSON.stringify(out)}, ${naiveAfter} entries left`);
-        samples.naive.push({ ...naive, removed: out.removed, after: naiveAfter });
+        samples.naive.push({ ...naive, removed: out.removed, after: naiveAfter, redisCpu: naiveCpu });
 
         await rebuild(c, keys, roomDump);
         const before = await commandstats(c);
+        const scCpu0 = await serverCpu(c);
         const sc = shardctlTrim(approximate ? configs.approximate : configs.exact);
+        const scCpu = await serverCpu(c) - scCpu0;
         const delta = statsDelta(before, await commandstats(c), { info: 1 });
         const after = await totalLength(c, keys);
         if (sc.totals.streams !== KEYS || sc.totals.errors || sc.totals.heldBack || sc.totals.removed !== KEYS * ENTRIES - after) {
@@ -225,7 +236,7 @@ export async function benchStream() {
         }
         if (after !== naiveAfter) throw new Error(`shardctl left ${after} entries, the naive loop ${naiveAfter}: not the same work`);
         if (!approximate && sc.totals.removed !== expectRemoved) throw new Error(`shardctl removed ${sc.totals.removed}, expected ${expectRemoved}`);
-        samples.shardctl.push({ ...sc, removed: sc.totals.removed, after, delta });
+        samples.shardctl.push({ ...sc, removed: sc.totals.removed, after, delta, redisCpu: scCpu });
       }
       const naiveMedian = median(samples.naive.map((s) => s.seconds));
       const common = { bench: 'stream.trim.many', streams: KEYS, entriesPerStream: ENTRIES, groupsPerStream: 2, pendingPerStream: 5, maxLen: MAXLEN, approximate, streamNodeMaxEntries: Number(nodeMax), runs: ROUNDS };
@@ -235,8 +246,10 @@ export async function benchStream() {
         console.log(JSON.stringify({
           ...common, impl, seconds: r3(median(secs)), samples: secs.map(r3), removed: last.removed, entriesLeft: last.after,
           peakRssMiB: mib(Math.max(...xs.map((s) => s.peakRssKiB ?? 0))),
+          redisCpuSeconds: r3(median(xs.map((s) => s.redisCpu))),
           ...(impl === 'shardctl stream trim' ? {
             ratioVsNaive: +(median(secs) / naiveMedian).toFixed(2), goal: '<= 1.5x the naive loop',
+            redisCpuRatioVsNaive: +(median(xs.map((s) => s.redisCpu)) / median(samples.naive.map((s) => s.redisCpu))).toFixed(2),
             redisCalls: Object.fromEntries(Object.entries(last.delta).map(([k, v]) => [k, v.calls])),
           } : {}),
         }));
