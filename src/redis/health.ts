@@ -214,7 +214,11 @@ export class HealthConnection {
     const pendings = await this.#exec(second, wantPending.length);
     wantPending.forEach(({ group }, i) => {
       const [err, reply] = pendings[i]!;
-      const oldest = err ? undefined : (reply as Array<[string, string, number, number]>)[0];
+      if (err) {
+        group.pendingError = redactText(err.message);
+        return;
+      }
+      const oldest = (reply as Array<[string, string, number, number]>)[0];
       if (oldest) group.oldestPending = { id: String(oldest[0]), consumer: String(oldest[1]), idleMs: Number(oldest[2]) };
     });
     return out;
@@ -240,6 +244,8 @@ export interface StreamGroupHealth {
   /** Entries not yet delivered; null when Redis cannot tell (entries deleted past the group, or its position set by id). */
   lag: number | null;
   oldestPending: { id: string; consumer: string; idleMs: number } | null;
+  /** XPENDING failed for this group alone (the entry was acknowledged and the group destroyed in between, a NOPERM). */
+  pendingError?: string;
 }
 
 export interface StreamHealth {

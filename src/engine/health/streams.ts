@@ -283,9 +283,8 @@ class StreamsHealthRun {
     const ctx = this.#ctx;
     const stream = { stream: s.key };
     if ('error' in s) {
-      for (const check of STREAM_CHECKS.filter((c) => ctx.wants(c)).slice(0, 1)) {
-        this.#push({ check, target: s.key, labels: { ...stream, group: '' }, value: null, status: 'unknown', message: `could not read the stream: ${s.error}` });
-      }
+      const check = STREAM_CHECKS.find((c) => ctx.wants(c));
+      if (check) this.#push({ check, target: s.key, labels: { ...stream, group: '' }, value: null, status: 'unknown', message: `could not read the stream: ${s.error}` });
       return;
     }
     const policyName = `policy "${policy.match}"`;
@@ -329,6 +328,10 @@ class StreamsHealthRun {
       }
       if (ctx.wants('pending_idle')) {
         const oldest = g.oldestPending;
+        if (g.pendingError) {
+          this.#push({ check: 'pending_idle', target, labels, value: null, status: 'unknown', message: `XPENDING failed: ${g.pendingError} (${g.pending} pending)` });
+          continue;
+        }
         this.#push({
           check: 'pending_idle',
           target,
