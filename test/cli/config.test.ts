@@ -56,7 +56,7 @@ describe('shardctl config', () => {
     const shown = parse(text.stdout);
     expect(shown.ring).toEqual({ vnodes: DEFAULT_VNODES });
     expect(shown.metadata.lockStaleAfter).toBe('2m');
-    expect(shown.health).toEqual({ timeout: '5s', thresholds: {} });
+    expect(shown.health).toEqual({ timeout: '5s', thresholds: {}, retention: '30d' });
 
     const json = await runCli(['-c', file('minimal.yaml'), '--json', 'config', 'show']);
     expect(JSON.parse(json.stdout).data.config.ring).toEqual({ vnodes: DEFAULT_VNODES });

@@ -81,7 +81,7 @@ describe('config defaults', () => {
   it('a section given with some keys gets the defaults of the others', () => {
     const cfg = parseConfig({ metadata: required.metadata, migration: { batchSize: 5 }, health: {}, migrate: { parallel: 1 } }, 'x', {});
     expect(cfg.migration).toEqual({ batchSize: 5, parallel: 2, maxRowsPerSecond: 0, workMem: '256MB' });
-    expect(cfg.health).toEqual({ timeout: '5s', thresholds: {} });
+    expect(cfg.health).toEqual({ timeout: '5s', thresholds: {}, retention: '30d' });
     expect(cfg.migrate).toEqual({ dir: './db/migrations', targets: 'shards', parallel: 1, lockTimeout: '5s' });
   });
 
