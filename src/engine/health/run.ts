@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { ShardctlConfig } from '../../config/schema.js';
 import { checkSpec, HEALTH_CHECKS, isCheckName, type HealthGroup } from '../../core/health-checks.js';
 import { compareStatus, evaluateThresholds, parseThresholdValue, worstStatus, type HealthStatus, type Thresholds } from '../../core/thresholds.js';
@@ -44,6 +45,8 @@ export async function runHealth(config: ShardctlConfig, options: HealthOptions =
   const timeoutMs = options.timeoutMs ?? parseDuration(config.health.timeout);
   const deadline = started + timeoutMs;
   const controller = new AbortController();
+  // Every target's session listens for the deadline on this one signal: hundreds of listeners are expected, not a leak.
+  setMaxListeners(0, controller.signal);
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   const onOuterAbort = () => controller.abort();
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
