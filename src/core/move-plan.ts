@@ -1,3 +1,4 @@
+import { compareShardIds } from './shard-id.js';
 import type { Ring } from './ring.js';
 
 /**
@@ -118,6 +119,4 @@ function finish(moves: PlannedMove[]): PlannedMove[] {
   return moves.sort((x, y) => (x.source === y.source ? cmp(x.target, y.target) : cmp(x.source, y.source)));
 }
 
-function cmp(a: string, b: string): number {
-  return a.localeCompare(b, 'en', { numeric: true });
-}
+const cmp = compareShardIds;

@@ -1,3 +1,4 @@
+import { compareShardIds } from '../core/shard-id.js';
 import { fileURLToPath } from 'node:url';
 import { parseDuration } from '../config/duration.js';
 import type { ShardctlConfig } from '../config/schema.js';
@@ -149,7 +150,7 @@ export class MetadataStore {
   async listShards(): Promise<ShardRecord[]> {
     const { rows } = await this.#client.query<ShardRecord>(`SELECT id, url, weight, state FROM shardctl.shards`);
     // shard-2 before shard-10: the order people read ids in.
-    return rows.sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }));
+    return rows.sort((a, b) => compareShardIds(a.id, b.id));
   }
 
   /** Inserts a shard that is not registered yet; returns false if it already was. */

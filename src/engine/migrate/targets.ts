@@ -1,3 +1,4 @@
+import { compareShardIds } from '../../core/shard-id.js';
 import { redactUrl } from '../../config/redact.js';
 import type { ShardctlConfig } from '../../config/schema.js';
 import { UsageError } from '../../errors.js';
@@ -35,7 +36,7 @@ export async function resolveMigrateTargets(
     const shards = [
       ...registered.map((t) => ({ id: t.id, url: t.url })),
       ...config.shards.filter((s) => !seen.has(s.id)).map((s) => ({ id: s.id, url: s.url })),
-    ].sort((a, b) => a.id.localeCompare(b.id, 'en', { numeric: true }));
+    ].sort((a, b) => compareShardIds(a.id, b.id));
     for (const s of shards) targets.push({ id: s.id, kind: 'shard', url: s.url, displayUrl: redactUrl(s.url) });
   }
   if (selection.shards?.length) {
