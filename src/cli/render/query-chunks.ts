@@ -1,0 +1,64 @@
+/**
+ * Output of a query writer in chunks, with back-pressure: rows are appended
+ * to a string and handed to the stream once it holds CHUNK_CHARS (2M rows
+ * are ~1,000 writes, not 2M), and when the stream says it is full, the
+ * caller gets a promise that settles on 'drain' (the engine stops reading
+ * its cursors meanwhile).
+ */
+
+/** About 64 KiB of text per write: a pipe's buffer on Linux. */
+export const CHUNK_CHARS = 64 * 1024;
+
+type Destination = NodeJS.WritableStream & { destroyed?: boolean; writableEnded?: boolean };
+
+export class ChunkedOutput {
+  readonly #out: Destination;
+  #chunk = '';
+
+  constructor(out: NodeJS.WritableStream) {
+    this.#out = out;
+  }
+
+  /**
+   * The reader is gone (EPIPE destroys stdout; src/cli/exit.ts reports it):
+   * nothing more is written, and an engine may stop reading.
+   */
+  get closed(): boolean {
+    return !!(this.#out.destroyed || this.#out.writableEnded);
+  }
+
+  /** Appends text; writes a full chunk, returning a promise while the stream is full. */
+  append(text: string): void | Promise<void> {
+    this.#chunk += text;
+    if (this.#chunk.length >= CHUNK_CHARS) return this.flush();
+  }
+
+  /** Appends text and writes everything pending now. */
+  write(text: string): void | Promise<void> {
+    this.#chunk += text;
+    return this.flush();
+  }
+
+  /** Writes what is pending; a promise when the stream asks to wait. */
+  flush(): void | Promise<void> {
+    const chunk = this.#chunk;
+    this.#chunk = '';
+    if (!chunk || this.closed) return;
+    if (!this.#out.write(chunk)) return drained(this.#out);
+  }
+}
+
+/** Settles on 'drain', or when the stream fails or closes (a reader gone never drains). */
+function drained(out: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      out.off('drain', done);
+      out.off('error', done);
+      out.off('close', done);
+      resolve();
+    };
+    out.on('drain', done);
+    out.on('error', done);
+    out.on('close', done);
+  });
+}
