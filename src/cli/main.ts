@@ -6,6 +6,7 @@ import { ProcessExit } from './exit.js';
 import { exitCodeForSignal, stoppedBy } from './action.js';
 import { registerAuditCommand } from './commands/audit.js';
 import { registerConfigCommands } from './commands/config.js';
+import { registerExecCommand } from './commands/exec.js';
 import { registerHealthCommand } from './commands/health.js';
 import { registerInitCommand } from './commands/init.js';
 import { registerMigrateCommands } from './commands/migrate.js';
@@ -51,6 +52,7 @@ Exit codes: 0 ok, 1 failed (also: the metadata lock was lost mid-run), 2 usage/c
   registerShardCommands(program);
   registerMigrateCommands(program);
   registerPartitionCommands(program);
+  registerExecCommand(program);
   registerStreamCommands(program);
   registerHealthCommand(program);
   registerAuditCommand(program);
