@@ -3,9 +3,10 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Ring } from '../../src/core/ring.js';
 import { init } from '../../src/engine/init.js';
 import { execOnShards, type ExecResult } from '../../src/engine/query/exec.js';
-import { LockHeldError, OperationError, UsageError } from '../../src/errors.js';
+import { LockHeldError, LockLostError, OperationError, UsageError } from '../../src/errors.js';
 import { LOCK_NAMESPACE, LOCKS } from '../../src/postgres/advisory-lock.js';
 import { createDeployment, currentRing, testRun, type TestDeployment } from '../support/deployment.js';
+import { metadataLockHolder } from '../support/locks.js';
 import { sql } from '../support/migrations.js';
 
 /*
@@ -206,5 +207,30 @@ describe('exec: a statement that may write, on every shard', () => {
     for (const options of attempts) await expect(execOnShards(d.config, run, options)).rejects.toBeInstanceOf(UsageError);
     expect(await auditRows(d.metaUrl)).toHaveLength(before);
     for (const url of d.shardUrls) expect(new Set(await bodies(url))).toEqual(new Set(['hello']));
+  });
+
+  it('a run that loses the metadata lock while a shard waits commits nothing there: it stops with the lock lost', async () => {
+    const blocker = new pg.Client({ connectionString: d.shardUrls[0]! });
+    await blocker.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('SELECT * FROM public.messages WHERE id = 1 FOR UPDATE');
+      const running = execOnShards(d.config, run, { sql: `UPDATE public.messages SET body = 'after loss'`, shards: ['shard-0'], lockTimeoutMs: 60_000 }).catch((e: unknown) => e);
+      // The event to wait for: exec's session on shard-0 waiting on the row lock.
+      for (;;) {
+        const waiting = await sql(d.shardUrls[0]!, `SELECT 1 FROM pg_stat_activity WHERE application_name LIKE '%shardctl%exec by%' AND wait_event_type = 'Lock'`);
+        if (waiting.length) break;
+      }
+      const pid = await metadataLockHolder(d.metaUrl);
+      expect(pid).not.toBeNull();
+      await sql(d.metaUrl, 'SELECT pg_terminate_backend($1)', [pid]);
+      const err = await running;
+      expect(err).toBeInstanceOf(LockLostError);
+      const r = (err as LockLostError).data as ExecResult;
+      expect(r.results[0]!.status).toBe('skipped');
+    } finally {
+      await blocker.end();
+    }
+    expect(await bodies(d.shardUrls[0]!)).toEqual(['hello']);
   });
 });
