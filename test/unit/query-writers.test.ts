@@ -1,0 +1,354 @@
+import { parse as parseCsv } from 'csv-parse/sync';
+import fc from 'fast-check';
+import { PassThrough, Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { PgTypeOid } from '../../src/core/pg-values.js';
+import type { QueryColumn, QueryRow, QuerySummary, ShardOutcome } from '../../src/engine/query/types.js';
+import { createQueryWriter, type QueryFormat } from '../../src/cli/render/query-writers.js';
+
+const TEXT = 25;
+const TIMESTAMPTZ = 1184;
+
+/** A Writable that keeps what it is given and counts the write calls. */
+function collector(options: { highWaterMark?: number; delayMs?: number } = {}) {
+  const chunks: string[] = [];
+  let writes = 0;
+  let inFlight = false;
+  const stream = new Writable({
+    highWaterMark: options.highWaterMark ?? 16 * 1024,
+    decodeStrings: false,
+    write(chunk: string | Buffer, _enc, done) {
+      writes++;
+      chunks.push(chunk.toString());
+      if (!options.delayMs) return done();
+      inFlight = true;
+      setTimeout(() => {
+        inFlight = false;
+        done();
+      }, options.delayMs);
+    },
+  });
+  return {
+    stream,
+    text: () => chunks.join(''),
+    get writes() {
+      return writes;
+    },
+    get inFlight() {
+      return inFlight;
+    },
+  };
+}
+
+function summaryOf(shards: ShardOutcome[], rows: number, limited = false): QuerySummary {
+  return { shards, rows, durationMs: 12, limited };
+}
+const ok = (shard: string, rows = 0): ShardOutcome => ({ shard, status: 'ok', rows, durationMs: 5 });
+
+async function run(format: QueryFormat, columns: QueryColumn[], rows: QueryRow[], summary = summaryOf([ok('s1', rows.length)], rows.length), tableMaxRows?: number) {
+  const out = collector();
+  const writer = createQueryWriter(format, out.stream, { command: 'query', tableMaxRows });
+  await writer.columns(columns);
+  for (const row of rows) await writer.row(row);
+  await writer.end(summary);
+  return out.text();
+}
+
+/**
+ * csv-parse, with an unquoted empty field read as NULL (as COPY FROM reads it)
+ * and any line break ending a record outside quotes, as most readers take it.
+ */
+function readCsv(text: string): Array<Array<string | null>> {
+  return parseCsv(text, { record_delimiter: ['\r\n', '\n', '\r'], cast: (value: string, ctx: { quoting: boolean }) => (value === '' && !ctx.quoting ? null : value), relax_column_count: false });
+}
+
+const textColumns = (n: number): QueryColumn[] => Array.from({ length: n }, (_, i) => ({ name: `c${i}`, typeOid: TEXT }));
+
+const tricky: Array<string | null> = ['a,b', 'say "hi"', 'line1\nline2', 'cr\rhere', 'crlf\r\nin', '', null, 'ünïcødé 😀 漢字', ' lead and trail ', 'NULL'];
+
+describe('csv', () => {
+  it('parses back with csv-parse to the same values: commas, quotes, newlines, NULL vs "", unicode', async () => {
+    const rows: QueryRow[] = [
+      { shard: 's1', values: tricky },
+      { shard: 's,2', values: [...tricky].reverse() },
+    ];
+    const text = await run('csv', textColumns(tricky.length), rows);
+    const records = readCsv(text);
+    expect(records[0]).toEqual(['shard', ...textColumns(tricky.length).map((c) => c.name)]);
+    expect(records.slice(1)).toEqual(rows.map((r) => [r.shard, ...r.values]));
+  });
+
+  it('writes NULL as an empty unquoted field and the empty string as "", records ending in CRLF', async () => {
+    const text = await run('csv', textColumns(3), [{ shard: 's1', values: [null, '', 'x'] }]);
+    expect(text).toBe('shard,c0,c1,c2\r\ns1,,"",x\r\n');
+  });
+
+  it('quotes a field holding a comma, a quote, a lone LF or a lone CR, doubling its quotes', async () => {
+    const text = await run('csv', textColumns(4), [{ shard: 's1', values: ['a,b', 'say "hi"', 'l1\nl2', 'c\rr'] }]);
+    expect(text).toBe('shard,c0,c1,c2,c3\r\ns1,"a,b","say ""hi""","l1\nl2","c\rr"\r\n');
+  });
+
+  it('writes the header once however many batches the rows take', async () => {
+    const rows = Array.from({ length: 20_000 }, (_, i) => ({ shard: `s${i % 4}`, values: [String(i), 'x'.repeat(20)] }));
+    const text = await run('csv', textColumns(2), rows);
+    const records = readCsv(text);
+    expect(records.filter((r) => r[0] === 'shard')).toHaveLength(1);
+    expect(records).toHaveLength(20_001);
+    expect(records.slice(1).map((r) => r[1])).toEqual(rows.map((r) => r.values[0]));
+  });
+
+  it('has the header only when no row comes', async () => {
+    expect(await run('csv', textColumns(1), [])).toBe('shard,c0\r\n');
+  });
+});
+
+describe('field names', () => {
+  it('a column named shard and duplicate names get a suffix instead of overwriting a value', async () => {
+    const columns: QueryColumn[] = [
+      { name: 'shard', typeOid: TEXT },
+      { name: 'id', typeOid: PgTypeOid.int4 },
+      { name: 'id', typeOid: PgTypeOid.int4 },
+    ];
+    const text = await run('ndjson', columns, [{ shard: 's1', values: ['mine', '1', '2'] }]);
+    expect(JSON.parse(text)).toEqual({ shard: 's1', shard_2: 'mine', id: 1, id_2: 2 });
+    expect(Object.keys(JSON.parse(text))).toEqual(['shard', 'shard_2', 'id', 'id_2']);
+    expect(readCsv(await run('csv', columns, []))[0]).toEqual(['shard', 'shard_2', 'id', 'id_2']);
+  });
+});
+
+const typedColumns: QueryColumn[] = [
+  { name: 'big', typeOid: PgTypeOid.int8 },
+  { name: 'small', typeOid: PgTypeOid.int8 },
+  { name: 'amount', typeOid: PgTypeOid.numeric },
+  { name: 'price', typeOid: PgTypeOid.numeric },
+  { name: 'at', typeOid: TIMESTAMPTZ },
+  { name: 'doc', typeOid: PgTypeOid.jsonb },
+  { name: 'flag', typeOid: PgTypeOid.bool },
+  { name: 'ratio', typeOid: PgTypeOid.float8 },
+  { name: 'note', typeOid: TEXT },
+];
+const typedRow: QueryRow = {
+  shard: 'shard-1',
+  values: ['9007199254740993', '42', '12345678901234567890.123456789', '1.10', '2024-02-29 23:59:59.123456+00', '{"a": [1, null], "b": "x\\ny"}', 't', 'NaN', ''],
+};
+const typedRow2: QueryRow = { shard: 'shard-2', values: [null, '-7', 'NaN', '2.5', null, 'null', 'f', '1e+100', null] };
+const typedObject = {
+  shard: 'shard-1',
+  big: '9007199254740993',
+  small: 42,
+  amount: '12345678901234567890.123456789',
+  price: 1.1,
+  at: '2024-02-29 23:59:59.123456+00',
+  doc: { a: [1, null], b: 'x\ny' },
+  flag: true,
+  ratio: 'NaN',
+  note: '',
+};
+const typedObject2 = { shard: 'shard-2', big: null, small: -7, amount: 'NaN', price: 2.5, at: null, doc: null, flag: false, ratio: 1e100, note: null };
+
+describe('ndjson', () => {
+  it('is one JSON object per row and line, typed: bigints past 2^53 and long numerics as strings, timestamps as printed', async () => {
+    const text = await run('ndjson', typedColumns, [typedRow, typedRow2]);
+    const lines = text.split('\n');
+    expect(lines.pop()).toBe('');
+    expect(lines.map((l) => JSON.parse(l))).toEqual([typedObject, typedObject2]);
+  });
+
+  it('writes no line when no row comes', async () => {
+    expect(await run('ndjson', typedColumns, [])).toBe('');
+  });
+});
+
+describe('json', () => {
+  const columnsOut = [
+    { name: 'shard', key: 'shard', type: 'text', typeOid: 25 },
+    { name: 'big', key: 'big', type: 'int8', typeOid: 20 },
+  ];
+
+  it('is the envelope with typed rows, the shards and the summary', async () => {
+    const text = await run('json', typedColumns, [typedRow, typedRow2], summaryOf([ok('shard-1', 1), ok('shard-2', 1)], 2));
+    const doc = JSON.parse(text);
+    expect(doc.ok).toBe(true);
+    expect(doc.command).toBe('query');
+    expect(doc.error).toBeUndefined();
+    expect(doc.data.columns.slice(0, 2)).toEqual(columnsOut);
+    expect(doc.data.rows).toEqual([typedObject, typedObject2]);
+    expect(doc.data.shards).toEqual([ok('shard-1', 1), ok('shard-2', 1)]);
+    expect(doc.data.summary).toEqual({ shards: 2, failed: 0, rows: 2, durationMs: 12, limited: false, slowest: { shard: 'shard-1', durationMs: 5 } });
+    expect(text.endsWith('\n')).toBe(true);
+  });
+
+  it('is a valid document for 0 rows, also when no shard described a result', async () => {
+    const doc = JSON.parse(await run('json', typedColumns, []));
+    expect(doc.ok).toBe(true);
+    expect(doc.data.rows).toEqual([]);
+    expect(doc.data.columns).toHaveLength(typedColumns.length + 1);
+
+    const out = collector();
+    const writer = createQueryWriter('json', out.stream, { command: 'query' });
+    const failed: ShardOutcome = { shard: 's1', status: 'failed', rows: 0, durationMs: 3, error: 'relation "t" does not exist', code: '42P01' };
+    await writer.end(summaryOf([failed], 0));
+    const empty = JSON.parse(out.text());
+    expect(empty.data.columns).toEqual([{ name: 'shard', key: 'shard', type: 'text', typeOid: 25 }]);
+    expect(empty.data.rows).toEqual([]);
+    expect(empty.ok).toBe(false);
+  });
+
+  it('has ok false and an error naming the failed shards, with the other shards\' rows still in data', async () => {
+    const timeout: ShardOutcome = { shard: 'shard-2', status: 'timeout', rows: 0, durationMs: 5000, error: 'no answer within 5s' };
+    const failed: ShardOutcome = { shard: 'shard-3', status: 'failed', rows: 0, durationMs: 4, error: 'division by zero', code: '22012' };
+    const doc = JSON.parse(await run('json', typedColumns, [typedRow], summaryOf([ok('shard-1', 1), timeout, failed], 1)));
+    expect(doc.ok).toBe(false);
+    expect(doc.error).toEqual({
+      kind: 'operation',
+      message: '2 of 3 shards failed: shard-2, shard-3',
+      exitCode: 1,
+      details: ['shard-2: timeout: no answer within 5s', 'shard-3: failed: division by zero (22012)'],
+    });
+    expect(doc.data.rows).toEqual([typedObject]);
+    expect(doc.data.shards.map((s: ShardOutcome) => s.status)).toEqual(['ok', 'timeout', 'failed']);
+    expect(doc.data.summary.failed).toBe(2);
+    expect(doc.data.summary.slowest).toEqual({ shard: 'shard-2', durationMs: 5000 });
+  });
+
+  it('counts a shard cancelled at --limit as done, and one cancelled otherwise as failed', async () => {
+    const cancelled: ShardOutcome = { shard: 's2', status: 'cancelled', rows: 3, durationMs: 2 };
+    expect(JSON.parse(await run('json', typedColumns, [], summaryOf([ok('s1'), cancelled], 0, true))).ok).toBe(true);
+    expect(JSON.parse(await run('json', typedColumns, [], summaryOf([ok('s1'), cancelled], 0, false))).ok).toBe(false);
+  });
+
+  it('is valid JSON with 100k rows, every row once and in order', async () => {
+    const rows = Array.from({ length: 100_000 }, (_, i) => ({ shard: `s${i % 7}`, values: [String(i), `v,"${i}"\n`] }));
+    const columns: QueryColumn[] = [{ name: 'i', typeOid: PgTypeOid.int4 }, { name: 'v', typeOid: TEXT }];
+    const doc = JSON.parse(await run('json', columns, rows, summaryOf([ok('s1', 100_000)], 100_000)));
+    expect(doc.data.rows).toHaveLength(100_000);
+    expect(doc.data.rows.every((r: { i: number; v: string }, i: number) => r.i === i && r.v === `v,"${i}"\n`)).toBe(true);
+  });
+
+  it('abort() closes the document: still valid, ok false, the error and the rows already written', async () => {
+    const out = collector();
+    const writer = createQueryWriter('json', out.stream, { command: 'query' });
+    await writer.columns(typedColumns);
+    await writer.row(typedRow);
+    await writer.abort({ kind: 'interrupted', message: 'interrupted by SIGINT', exitCode: 130 });
+    await writer.end(summaryOf([], 0)); // ignored: the document is already closed
+    const doc = JSON.parse(out.text());
+    expect(doc.ok).toBe(false);
+    expect(doc.error).toEqual({ kind: 'interrupted', message: 'interrupted by SIGINT', exitCode: 130, details: [] });
+    expect(doc.data.rows).toEqual([typedObject]);
+  });
+});
+
+describe('table', () => {
+  it('shows NULL as ∅, distinct from an empty string and the text NULL', async () => {
+    const text = await run('table', textColumns(3), [{ shard: 's1', values: [null, '', 'NULL'] }]);
+    const line = text.split('\n')[1]!;
+    expect(line).toMatch(/^s1\s+∅\s+NULL$/);
+    expect(line.indexOf('∅')).toBeLessThan(line.indexOf('NULL'));
+  });
+
+  it('keeps tableMaxRows rows and then only counts the rest', async () => {
+    const rows = Array.from({ length: 25 }, (_, i) => ({ shard: 's1', values: [`row-${i}`] }));
+    const text = await run('table', textColumns(1), rows, undefined, 10);
+    expect(text).toContain('row-9');
+    expect(text).not.toContain('row-10');
+    expect(text.trimEnd().split('\n').at(-1)).toBe('… 15 more rows (use --format csv|ndjson|json for all)');
+    expect(text.trimEnd().split('\n')).toHaveLength(1 + 10 + 1);
+  });
+
+  it('shows the header and says there are no rows when none came', async () => {
+    expect(await run('table', textColumns(1), [])).toMatch(/^shard\s+c0\n\(no rows\)\n$/);
+  });
+});
+
+describe('writing to the stream', () => {
+  const formats: QueryFormat[] = ['ndjson', 'json', 'csv'];
+
+  it.each(formats)('%s: waits for drain on a slow reader, losing nothing and keeping order', async (format) => {
+    const out = collector({ highWaterMark: 256, delayMs: 2 });
+    const writer = createQueryWriter(format, out.stream, { command: 'query' });
+    const big = 'x'.repeat(10_000);
+    const n = 60;
+    let waited = 0;
+    await writer.columns([{ name: 'i', typeOid: PgTypeOid.int4 }, { name: 'pad', typeOid: TEXT }]);
+    for (let i = 0; i < n; i++) {
+      const pending = writer.row({ shard: 's1', values: [String(i), big] });
+      if (pending) {
+        waited++;
+        // The promise is the back-pressure: while it is pending, the reader is still busy with a write.
+        expect(out.inFlight).toBe(true);
+        await pending;
+      }
+    }
+    await writer.end(summaryOf([ok('s1', n)], n));
+    await new Promise<void>((resolve) => out.stream.end(resolve));
+    expect(waited).toBeGreaterThan(3);
+    const text = out.text();
+    const ids =
+      format === 'csv'
+        ? readCsv(text).slice(1).map((r) => Number(r[1]))
+        : format === 'ndjson'
+          ? text.trimEnd().split('\n').map((l) => JSON.parse(l).i)
+          : JSON.parse(text).data.rows.map((r: { i: number }) => r.i);
+    expect(ids).toEqual(Array.from({ length: n }, (_, i) => i));
+  });
+
+  it.each(formats)('%s: batches small rows into few writes', async (format) => {
+    const out = collector();
+    const writer = createQueryWriter(format, out.stream, { command: 'query' });
+    await writer.columns([{ name: 'i', typeOid: PgTypeOid.int4 }]);
+    for (let i = 0; i < 50_000; i++) await writer.row({ shard: 's1', values: [String(i)] });
+    await writer.end(summaryOf([ok('s1', 50_000)], 50_000));
+    expect(out.writes).toBeLessThan(50);
+    expect(out.writes).toBeGreaterThan(1);
+  });
+
+  it.each(formats)('%s: stops writing once the reader is gone (EPIPE destroys the stream)', async (format) => {
+    const out = new PassThrough();
+    out.on('error', () => {});
+    let written = 0;
+    const write = out.write.bind(out);
+    out.write = ((chunk: string, ...rest: never[]) => {
+      written += chunk.length;
+      return write(chunk, ...rest);
+    }) as typeof out.write;
+    const writer = createQueryWriter(format, out, { command: 'query' });
+    await writer.columns(textColumns(1));
+    out.destroy();
+    expect(writer.closed).toBe(true);
+    for (let i = 0; i < 20_000; i++) await writer.row({ shard: 's1', values: ['y'.repeat(20)] });
+    await writer.end(summaryOf([ok('s1')], 0));
+    expect(written).toBe(0);
+  });
+});
+
+describe('round trips', () => {
+  // Any text, and text made of what CSV must quote, so both kinds are drawn often.
+  const special = fc.string({ unit: fc.constantFrom(',', '"', '\n', '\r', ' ', 'a', '😀'), maxLength: 8 });
+  const value = fc.option(fc.oneof(fc.string({ unit: 'grapheme', maxLength: 12 }), special), { nil: null, freq: 4 });
+  const shardId = fc.stringMatching(/^[a-z0-9][a-z0-9_-]{0,10}$/);
+  const rows = (width: number) => fc.array(fc.record({ shard: shardId, values: fc.array(value, { minLength: width, maxLength: width }) }), { maxLength: 20 });
+
+  it('any strings and NULLs come back exactly through CSV', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 4 }).chain((w) => fc.tuple(fc.constant(w), rows(w))), async ([width, input]) => {
+        const records = readCsv(await run('csv', textColumns(width), input));
+        expect(records.slice(1)).toEqual(input.map((r) => [r.shard, ...r.values]));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('any strings and NULLs come back exactly through NDJSON', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 4 }).chain((w) => fc.tuple(fc.constant(w), rows(w))), async ([width, input]) => {
+        const text = await run('ndjson', textColumns(width), input);
+        const lines = text ? text.slice(0, -1).split('\n') : [];
+        expect(lines.map((l) => JSON.parse(l))).toEqual(
+          input.map((r) => Object.fromEntries([['shard', r.shard], ...r.values.map((v, i) => [`c${i}`, v])])),
+        );
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
