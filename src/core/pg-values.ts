@@ -106,7 +106,8 @@ export function pgJsonEncoder(typeOid: number): (text: string) => string {
       // int2/int4/oid print as -?digits: already a JSON number.
       return passThrough;
     case 'bigint':
-      return (t) => (isSafeIntegerText(t) ? t : JSON.stringify(t));
+      // int8 prints as -?digits; up to 15 characters it is always safe, so the hot path is one length test.
+      return (t) => (t.length <= 15 || isSafeIntegerText(t) ? t : JSON.stringify(t));
     case 'numeric':
       return (t) => (numericFitsDouble(t) ? t : JSON.stringify(t));
     case 'float':
