@@ -1,0 +1,210 @@
+import type { QueryColumn } from '../../engine/query/types.js';
+import { connect, type PgClient } from '../connect.js';
+
+/**
+ * One shard's part of `query`: a session that reads one statement's result
+ * in bounded batches, inside a READ ONLY transaction, and is done by its
+ * deadline whatever the server does.
+ *
+ * - Read only twice over: `default_transaction_read_only` in the startup
+ *   packet and `BEGIN READ ONLY`, so a write in the statement fails with
+ *   SQLSTATE 25006 and the transaction is rolled back at the end anyway. The
+ *   statement goes through the extended protocol (Parse/Bind), which refuses
+ *   several statements in one string: no `COMMIT; DELETE …` can follow.
+ * - A cursor (pg-cursor: a named portal read with Execute(maxRows)), so a
+ *   shard's result is never held whole: the next batch is asked for only
+ *   when the caller wants it, and the server waits meanwhile.
+ * - Values stay the text PostgreSQL sent (every type parser is the identity),
+ *   with `TimeZone=UTC`, `DateStyle=ISO` and `extra_float_digits=1` forced in
+ *   the startup packet: every shard prints timestamps in one shape (what the
+ *   merge compares) and floats with every digit.
+ * - Bounded in time: the connect timeout is the time left; statement_timeout
+ *   (the time left once connected) ends the statement on the server, which
+ *   counts from Parse to the portal's last row, streaming included; and at
+ *   the deadline (plus a grace for the server's own cancel to arrive) the
+ *   socket is destroyed, which fails whatever still waits on it. A SIGSTOPped
+ *   server, which accepts a TCP connection and then says nothing, cannot
+ *   hold the run.
+ */
+export interface CursorSessionOptions {
+  /** "shard shard-2", for error messages. */
+  label: string;
+  /** Date.now() value by which this shard must be done. */
+  deadline: number;
+  /** The time the shard was given, for the "no answer within 5s" message. */
+  timeoutMs: number;
+}
+
+export interface CursorBatch {
+  /** The result's columns (empty for a statement that returns no rows, such as SET). */
+  columns: QueryColumn[];
+  rows: Array<Array<string | null>>;
+  /** No row follows this batch. */
+  done: boolean;
+}
+
+export class DeadlineExceeded extends Error {
+  constructor(label: string, timeoutMs: number) {
+    super(`${label}: no answer within ${formatSeconds(timeoutMs)}`);
+  }
+}
+
+/** The server's own cancel (57014) gets this long past the deadline before the socket goes: it carries a SQLSTATE. */
+const SERVER_CANCEL_GRACE_MS = 200;
+/** A graceful close (Close portal, ROLLBACK, Terminate) gets this long; a hung server never answers it. */
+const CLOSE_GRACE_MS = 200;
+
+/** Every value as the text PostgreSQL sent it. */
+const RAW_TEXT = { getTypeParser: () => (value: string) => value };
+
+type CursorType = import('pg-cursor');
+type CursorClass = new (text: string, values?: unknown[], config?: { rowMode?: 'array'; types?: unknown }) => CursorType;
+let cursorModule: Promise<CursorClass> | undefined;
+
+function loadCursor(): Promise<CursorClass> {
+  cursorModule ??= import('pg-cursor').then((m) => ((m as { default?: CursorClass }).default ?? (m as unknown as CursorClass)));
+  return cursorModule;
+}
+
+export class CursorSession {
+  readonly #client: PgClient;
+  readonly #cursor: CursorType;
+  readonly #options: CursorSessionOptions;
+  readonly #timer: NodeJS.Timeout;
+  readonly #expired: Promise<never>;
+  #expire: () => void = () => {};
+  /** Rejects when the session is closed: a read then in flight must not wait on a socket that is gone. */
+  readonly #closing: Promise<never>;
+  #rejectClosing: (err: Error) => void = () => {};
+  #timedOut = false;
+  #done = false;
+  #reading = false;
+  #closed = false;
+
+  private constructor(client: PgClient, cursor: CursorType, options: CursorSessionOptions) {
+    this.#client = client;
+    this.#cursor = cursor;
+    this.#options = options;
+    this.#expired = new Promise<never>((_, reject) => {
+      this.#expire = () => {
+        this.#timedOut = true;
+        destroy(client);
+        reject(new DeadlineExceeded(options.label, options.timeoutMs));
+      };
+    });
+    this.#expired.catch(() => {});
+    this.#closing = new Promise<never>((_, reject) => (this.#rejectClosing = reject));
+    this.#closing.catch(() => {});
+    this.#timer = setTimeout(this.#expire, Math.max(0, options.deadline - Date.now()) + SERVER_CANCEL_GRACE_MS);
+  }
+
+  /**
+   * Connects, begins the read-only transaction and submits the statement
+   * (its first rows come with the first `read`). Throws DeadlineExceeded,
+   * the connect error, or PostgreSQL's error of BEGIN.
+   */
+  static async open(url: string, sql: string, params: readonly string[], options: CursorSessionOptions): Promise<CursorSession> {
+    const left = options.deadline - Date.now();
+    if (left <= 0) throw new DeadlineExceeded(options.label, options.timeoutMs);
+    const Cursor = await loadCursor();
+    let client: PgClient | undefined;
+    let expire: () => void = () => {};
+    const expired = new Promise<never>((_, reject) => {
+      expire = () => {
+        destroy(client);
+        reject(new DeadlineExceeded(options.label, options.timeoutMs));
+      };
+    });
+    expired.catch(() => {});
+    const timer = setTimeout(expire, left + SERVER_CANCEL_GRACE_MS);
+    const opening = (async () => {
+      client = await connect(url, {
+        applicationName: 'shardctl query',
+        connectTimeoutMs: left,
+        label: options.label,
+        settings: {
+          statement_timeout: `${Math.max(1, options.deadline - Date.now())}ms`,
+          default_transaction_read_only: 'on',
+          TimeZone: 'UTC',
+          DateStyle: 'ISO',
+          IntervalStyle: 'postgres',
+          extra_float_digits: '1',
+        },
+      });
+      await client.query('BEGIN READ ONLY');
+      const cursor = client.query(new Cursor(sql, [...params], { rowMode: 'array', types: RAW_TEXT }) as unknown as never) as unknown as CursorType;
+      return new CursorSession(client, cursor, options);
+    })();
+    opening.catch(() => {});
+    try {
+      return await Promise.race([opening, expired]);
+    } catch (err) {
+      if (client) destroy(client);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  get timedOut(): boolean {
+    return this.#timedOut;
+  }
+
+  /** Up to `maxRows` rows. PostgreSQL's error of the statement (with its SQLSTATE) or DeadlineExceeded otherwise. */
+  async read(maxRows: number): Promise<CursorBatch> {
+    if (this.#closed) throw new Error(`${this.#options.label}: the session is closed`);
+    if (this.#done) return { columns: [], rows: [], done: true };
+    this.#reading = true;
+    try {
+      const reading = new Promise<CursorBatch>((resolve, reject) => {
+        this.#cursor.read(maxRows, (err, rows, result) => {
+          if (err) return reject(err);
+          const columns = (result?.fields ?? []).map((f) => ({ name: f.name, typeOid: f.dataTypeID }));
+          // Fewer rows than asked for means the portal ran to its end (CommandComplete came).
+          const done = rows.length < maxRows;
+          resolve({ columns, rows: rows as Array<Array<string | null>>, done });
+        });
+      });
+      reading.catch(() => {});
+      const batch = await Promise.race([reading, this.#expired, this.#closing]);
+      if (batch.done) this.#done = true;
+      return batch;
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  /**
+   * Ends the session. With no read in flight: closes the portal, rolls back
+   * and says goodbye, within a short grace. With a read in flight (the run
+   * stopped at --limit while this shard was still computing) or past the
+   * deadline: destroys the socket at once; the backend notices its client is
+   * gone at its next write or within client_connection_check_interval.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#rejectClosing(new Error(`${this.#options.label}: the session was closed`));
+    if (this.#reading || this.#timedOut) {
+      destroy(this.#client);
+      return;
+    }
+    const guard = setTimeout(() => destroy(this.#client), CLOSE_GRACE_MS);
+    try {
+      await this.#cursor.close().catch(() => {});
+      await this.#client.query('ROLLBACK').catch(() => {});
+      await this.#client.end().catch(() => {});
+    } finally {
+      clearTimeout(guard);
+    }
+  }
+}
+
+function destroy(client: PgClient | undefined): void {
+  (client as unknown as { connection?: { stream?: { destroy(): void } } } | undefined)?.connection?.stream?.destroy();
+}
+
+function formatSeconds(ms: number): string {
+  return `${(ms / 1000).toFixed(ms % 1000 ? 1 : 0)}s`;
+}
