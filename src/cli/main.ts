@@ -11,6 +11,7 @@ import { registerHealthCommand } from './commands/health.js';
 import { registerInitCommand } from './commands/init.js';
 import { registerMigrateCommands } from './commands/migrate.js';
 import { registerPartitionCommands } from './commands/partition.js';
+import { registerQueryCommand } from './commands/query.js';
 import { registerStreamCommands } from './commands/stream.js';
 import { registerSandboxCommands } from './commands/sandbox.js';
 import { registerShardCommands } from './commands/shard.js';
@@ -52,6 +53,7 @@ Exit codes: 0 ok, 1 failed (also: the metadata lock was lost mid-run), 2 usage/c
   registerShardCommands(program);
   registerMigrateCommands(program);
   registerPartitionCommands(program);
+  registerQueryCommand(program);
   registerExecCommand(program);
   registerStreamCommands(program);
   registerHealthCommand(program);
