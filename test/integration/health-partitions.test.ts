@@ -4,6 +4,8 @@ import type { CheckResult } from '../../src/engine/health/types.js';
 import { init } from '../../src/engine/init.js';
 import { partitionRotate } from '../../src/engine/partitions/rotate.js';
 import { createDeployment, testRun, type TestDeployment } from '../support/deployment.js';
+import { databaseOf } from '../../src/postgres/connect.js';
+import { pgUrl } from '../support/databases.js';
 import { sql } from '../support/migrations.js';
 
 /*
@@ -45,6 +47,18 @@ describe('health: the partitions checks', () => {
   });
   afterAll(async () => {
     await d?.cleanup();
+  });
+
+  it('the shards and partitions groups share one session per shard: a run opens one backend on each shard database', async () => {
+    // pg_stat_database.sessions (PostgreSQL 14+) counts the sessions established, flushed when each ends.
+    const sessions = async () =>
+      new Map((await sql<{ datname: string; sessions: number }>(pgUrl(), 'SELECT datname, sessions::int AS sessions FROM pg_stat_database WHERE datname = ANY($1)', [d.shardUrls.map(databaseOf)])).map((r) => [r.datname, r.sessions]));
+    const before = await sessions();
+    const report = await runHealth(d.config, { only: ['shards', 'partitions'] });
+    expect(report.results.filter((r) => r.check === 'reachable' && r.target.startsWith('shard-')).map((r) => r.status)).toEqual(['ok', 'ok']);
+    expect(report.results.filter((r) => r.check === 'partition_runway')).toHaveLength(4);
+    const after = await sessions();
+    for (const url of d.shardUrls) expect(after.get(databaseOf(url))! - before.get(databaseOf(url))!, databaseOf(url)).toBe(1);
   });
 
   it('before any rotate: no partition holds now (critical) and last_rotate is critical "never"', async () => {

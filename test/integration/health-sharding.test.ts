@@ -11,11 +11,11 @@ import { publishCurrentRing } from '../../src/engine/publish.js';
 import { Journal } from '../../src/metadata/journal.js';
 import { runMutation } from '../../src/metadata/mutation.js';
 import { MetadataStore } from '../../src/metadata/store.js';
-import { withDatabase } from '../../src/postgres/connect.js';
+import { databaseOf, withDatabase } from '../../src/postgres/connect.js';
 import { ringKey } from '../../src/redis/ring-publisher.js';
 import { createSchema, loadRooms } from '../support/dataset.js';
 import { createDeployment, currentRing, testRun, type TestDeployment } from '../support/deployment.js';
-import { redisUrl } from '../support/databases.js';
+import { pgUrl, redisUrl } from '../support/databases.js';
 import { sql } from '../support/migrations.js';
 
 /*
@@ -66,6 +66,17 @@ describe('health: the sharding checks', () => {
     expect(only(report.results, 'shard_registry').value).toBe(0);
     expect(only(report.results, 'moves_in_flight').value).toBe(0);
     expect(only(report.results, 'moves_failed').value).toBe(0);
+  });
+
+  it('the shards and sharding groups share one session per shard: a run opens one backend on each shard database', async () => {
+    // pg_stat_database.sessions (PostgreSQL 14+) counts the sessions established, flushed when each ends.
+    const sessions = async () =>
+      new Map((await sql<{ datname: string; sessions: number }>(pgUrl(), 'SELECT datname, sessions::int AS sessions FROM pg_stat_database WHERE datname = ANY($1)', [d.shardUrls.map(databaseOf)])).map((r) => [r.datname, r.sessions]));
+    const before = await sessions();
+    const report = await runHealth(d.config, { only: ['shards', 'sharding'] });
+    expect(report.results.filter((r) => r.check === 'misplaced_rows').map((r) => r.value)).toEqual([0, 0, 0, 0, 0, 0]);
+    const after = await sessions();
+    for (const url of d.shardUrls) expect(after.get(databaseOf(url))! - before.get(databaseOf(url))!, databaseOf(url)).toBe(1);
   });
 
   it('a row inserted on a shard the ring does not give it to is found by the sample and named with its owner', async () => {

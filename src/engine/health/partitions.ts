@@ -1,7 +1,6 @@
 import type { PartitionInterval } from '../../core/partition-calendar.js';
 import { parseByteSize } from '../../core/partition-growth.js';
 import { formatBytes, formatSeconds, type Thresholds } from '../../core/thresholds.js';
-import { withHealthSession } from '../../postgres/health-session.js';
 import { boundedRowCount, DEFAULT_ROWS_LIMIT } from '../../postgres/health/partition-stats.js';
 import { listTable, type TableListing } from '../partitions/list.js';
 import type { PartitionPolicy } from '../partitions/targets.js';
@@ -13,7 +12,8 @@ import type { HealthContext, Measurement } from './types.js';
  * the runway, the default partition's rows and the largest partition against
  * maxRows / maxBytes, read as `partition list` reads them (its listTable);
  * and, for the deployment, the time since the last successful `partition
- * rotate` in the audit log. One bounded read-only session per shard.
+ * rotate` in the audit log. Each shard on the run's bounded read-only session
+ * to it (ctx.session, shared with the other groups).
  */
 export async function collectPartitions(ctx: HealthContext): Promise<Measurement[]> {
   const policies = ctx.config.partitions;
@@ -29,7 +29,7 @@ export async function collectPartitions(ctx: HealthContext): Promise<Measurement
 async function measureShard(ctx: HealthContext, shard: ShardTarget, policies: PartitionPolicy[]): Promise<Measurement[]> {
   let listings: TableListing[];
   try {
-    listings = await withHealthSession(shard.url, { deadline: ctx.deadline, signal: ctx.signal, label: `shard ${shard.id}` }, async (client) => {
+    listings = await ctx.session(shard.url, `shard ${shard.id}`).use(async (client) => {
       const out: TableListing[] = [];
       for (const policy of policies) out.push(await listTable(client, policy, ctx.now, { countDefault: (partition) => boundedRowCount(client, partition) }));
       return out;

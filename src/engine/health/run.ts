@@ -4,7 +4,7 @@ import { checkSpec, HEALTH_CHECKS, isCheckName, type HealthGroup } from '../../c
 import { compareStatus, evaluateThresholds, parseThresholdValue, worstStatus, type HealthStatus, type Thresholds } from '../../core/thresholds.js';
 import { ConfigError } from '../../errors.js';
 import { MetadataStore, storeOptionsOf } from '../../metadata/store.js';
-import { DeadlineExceeded } from '../../postgres/health-session.js';
+import { DeadlineExceeded, SharedHealthSession } from '../../postgres/health-session.js';
 import { resolveShardTargets, type ShardTarget } from '../shards/targets.js';
 import { parseDuration } from '../../config/duration.js';
 import { redactUrl } from '../../config/redact.js';
@@ -35,9 +35,10 @@ const GRACE_MS = 250;
 
 /**
  * `health`: every group's checks in parallel, under one deadline (start +
- * timeout), each target on its own connection, so a dead or hanging server
- * is CRITICAL by the deadline and never holds the others' results back. Reads
- * only; takes no lock an application could wait behind.
+ * timeout), each target on its own connection (one per database, shared by
+ * the groups), so a dead or hanging server is CRITICAL by the deadline and
+ * never holds the others' results back. Reads only; takes no lock an
+ * application could wait behind.
  */
 export async function runHealth(config: ShardctlConfig, options: HealthOptions = {}): Promise<HealthReport> {
   const levels = configuredThresholds(config);
@@ -162,6 +163,7 @@ function healthContext(
     const timedOut = new Promise<null>((resolve) => o.signal.addEventListener('abort', () => resolve(null), { once: true }));
     return Promise.race([opening.catch(() => null), timedOut]);
   };
+  const sessions = new Map<string, SharedHealthSession>();
   let registry: Promise<ShardTarget[]> | undefined;
   const fromConfig: ShardTarget[] = config.shards.map((s) => ({ id: s.id, url: s.url, displayUrl: redactUrl(s.url), state: 'unregistered', weight: s.weight }));
   const ctx: HealthContext = {
@@ -172,6 +174,11 @@ function healthContext(
     signal: o.signal,
     now: o.now,
     wants: (check) => !o.check || o.check === check,
+    session: (url, label) => {
+      let session = sessions.get(url);
+      if (!session) sessions.set(url, (session = new SharedHealthSession(url, { deadline: o.deadline, signal: o.signal, label })));
+      return session;
+    },
     metadata: () => (store ??= openStore()),
     shards: () =>
       (registry ??= (async () => {
@@ -187,6 +194,7 @@ function healthContext(
   return {
     ctx,
     close: async () => {
+      await Promise.all([...sessions.values()].map((s) => s.close()));
       if (opened) await Promise.race([opened.close(), new Promise((r) => setTimeout(r, 200))]).then(() => destroyStore(opened!));
     },
   };

@@ -3,7 +3,6 @@ import { Ring } from '../../core/ring.js';
 import { formatBytes, formatSeconds } from '../../core/thresholds.js';
 import { Journal, type PlanRecord } from '../../metadata/journal.js';
 import type { MetadataStore, RingEpoch, ShardRecord } from '../../metadata/store.js';
-import { withHealthSession } from '../../postgres/health-session.js';
 import { readTableSizes, SAMPLE_ROWS, sampleShardKeys, type TableSize } from '../../postgres/health/sharding-stats.js';
 import { connectRedis, type RedisClient } from '../../redis/connect.js';
 import { ringKey, type PublishedRing } from '../../redis/ring-publisher.js';
@@ -16,7 +15,8 @@ import type { HealthContext, Measurement } from './types.js';
  * bounded sample finds on a shard the ring does not give them to, moves in
  * flight and failed, the ring published in Redis against the metadata
  * database's, and the registry against the config. The metadata database is
- * read once; each shard on one bounded read-only session.
+ * read once; each shard on the run's bounded read-only session to it
+ * (ctx.session, shared with the other groups).
  */
 export async function collectSharding(ctx: HealthContext): Promise<Measurement[]> {
   const store = await ctx.metadata();
@@ -91,7 +91,7 @@ async function readShard(ctx: HealthContext, shard: ShardTarget, ring: Ring, pla
   // Rows of an unfinished move's ranges are expected on both its ends until cleanup: copies on the target, originals on the source.
   const moving = (plan?.moves ?? []).filter((m) => m.state !== 'cleaned' && m.state !== 'aborted' && (m.source === shard.id || m.target === shard.id)).flatMap((m) => m.ranges);
   try {
-    return await withHealthSession(shard.url, { deadline: ctx.deadline, signal: ctx.signal, label: `shard ${shard.id}` }, async (client) => {
+    return await ctx.session(shard.url, `shard ${shard.id}`).use(async (client) => {
       const sizes = await readTableSizes(client, tables.map((t) => t.name));
       const samples: NonNullable<ShardReading['samples']> = new Map();
       if (ctx.wants('misplaced_rows')) {

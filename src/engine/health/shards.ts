@@ -1,7 +1,7 @@
 import { redactUrl } from '../../config/redact.js';
 import { HEALTH_CHECKS } from '../../core/health-checks.js';
 import { formatBytes, formatSeconds } from '../../core/thresholds.js';
-import { DeadlineExceeded, withHealthSession } from '../../postgres/health-session.js';
+import { DeadlineExceeded } from '../../postgres/health-session.js';
 import {
   notPreloaded,
   readShardStats,
@@ -15,7 +15,8 @@ import type { HealthContext, Measurement } from './types.js';
 /**
  * The `shards` group: every check of that group on every shard and on the
  * metadata database (target "metadata", label shard="metadata"), each target
- * on its own bounded session (src/postgres/health-session.ts), all at once.
+ * on the run's bounded session to it (ctx.session, shared with the sharding
+ * and partitions groups; src/postgres/health-session.ts), all at once.
  *
  * Per target: connect; `SELECT 1` three times, the fastest timed (latency); one statement for every
  * other stat (src/postgres/health/shard-stats.ts); and, only where
@@ -77,7 +78,7 @@ async function checkTarget(ctx: HealthContext, target: Target): Promise<Measurem
   if (!wanted.length) return [];
   const found: Found = {};
   try {
-    await withHealthSession(target.url, { deadline: ctx.deadline, signal: ctx.signal, label: target.label }, async (client) => {
+    await ctx.session(target.url, target.label).use(async (client) => {
       // The fastest of three round trips: the first on a new backend also pays its catalog cache warm-up.
       let fastest = Infinity;
       for (let i = 0; i < 3; i++) {

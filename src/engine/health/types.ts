@@ -2,6 +2,7 @@ import type { ShardctlConfig } from '../../config/schema.js';
 import type { HealthGroup } from '../../core/health-checks.js';
 import type { HealthStatus, HealthUnit, Thresholds } from '../../core/thresholds.js';
 import type { MetadataStore } from '../../metadata/store.js';
+import type { SharedHealthSession } from '../../postgres/health-session.js';
 import type { ShardTarget } from '../shards/targets.js';
 
 /**
@@ -78,6 +79,13 @@ export interface HealthContext {
   shards(): Promise<ShardTarget[]>;
   /** The metadata store, opened once within the deadline; null when it did not answer (its `reachable` result says why). */
   metadata(): Promise<MetadataStore | null>;
+  /**
+   * The run's one bounded session to a database (a shard, or the metadata
+   * database as a target of the shards group), by URL: opened on first use,
+   * shared by every group, one use at a time (src/postgres/health-session.ts).
+   * `label` ("shard shard-2") names it in errors; the first caller's is kept.
+   */
+  session(url: string, label: string): SharedHealthSession;
   /** --check NAME: collectors skip checks not wanted (measuring them is harmless, but costs time). */
   wants(check: string): boolean;
 }
