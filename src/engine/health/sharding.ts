@@ -3,7 +3,7 @@ import { Ring } from '../../core/ring.js';
 import { formatBytes, formatSeconds } from '../../core/thresholds.js';
 import { Journal, type PlanRecord } from '../../metadata/journal.js';
 import type { MetadataStore, RingEpoch, ShardRecord } from '../../metadata/store.js';
-import { readTableSizes, SAMPLE_ROWS, sampleShardKeys, type TableSize } from '../../postgres/health/sharding-stats.js';
+import { countMisplaced, readTableSizes, sampleShardKeys, type TableSize } from '../../postgres/health/sharding-stats.js';
 import { connectRedis, type RedisClient } from '../../redis/connect.js';
 import { ringKey, type PublishedRing } from '../../redis/ring-publisher.js';
 import type { ShardTarget } from '../shards/targets.js';
@@ -51,8 +51,8 @@ const TABLE_CHECKS = ['row_balance', 'byte_balance', 'misplaced_rows'] as const;
 interface ShardReading {
   shard: ShardTarget;
   sizes?: TableSize[];
-  /** Per table: rows sampled, the misplaced keys with their owner, and keys in ranges of a move in flight. */
-  samples?: Map<string, { sampled: number; misplaced: Array<{ key: string; owner: string }>; inFlight: number }>;
+  /** Per table: rows sampled, the misplaced ones (and the first of them, with its owner), and keys in ranges of a move in flight. */
+  samples?: Map<string, { sampled: number; misplaced: number; example: { key: string; owner: string } | null; inFlight: number }>;
   error?: string;
 }
 
@@ -72,9 +72,15 @@ async function measureTables(ctx: HealthContext, meta: MetadataView | { error: s
     return out;
   }
   const ring = Ring.build(meta.ring);
+  const owned = new Map<string, Interval[]>();
+  for (const r of ring.ranges()) {
+    const list = owned.get(r.shardId) ?? [];
+    if (!list.length) owned.set(r.shardId, list);
+    list.push({ start: r.start, end: r.end });
+  }
   const inRing = new Set(meta.ring.members.map((m) => m.id));
   const shards = await ctx.shards();
-  const readings = await Promise.all(shards.map((s) => readShard(ctx, s, ring, meta.plan)));
+  const readings = await Promise.all(shards.map((s) => readShard(ctx, s, ring, owned.get(s.id) ?? [], meta.plan)));
   const out: Measurement[] = [];
   for (const t of tables) {
     // Balance is over the shards the ring gives rows to; a pending or unregistered shard holds none by design.
@@ -86,7 +92,13 @@ async function measureTables(ctx: HealthContext, meta: MetadataView | { error: s
   return out;
 }
 
-async function readShard(ctx: HealthContext, shard: ShardTarget, ring: Ring, plan: PlanRecord | null): Promise<ShardReading> {
+/**
+ * One shard's table sizes, then (for misplaced_rows) every existing table's
+ * sample counted by the shard against the ranges the ring gives it: two
+ * round trips whatever the number of tables. On PostgreSQL 13 (no
+ * int8multirange) the sampled keys come back and are placed here instead.
+ */
+async function readShard(ctx: HealthContext, shard: ShardTarget, ring: Ring, owned: Interval[], plan: PlanRecord | null): Promise<ShardReading> {
   const tables = ctx.config.tables;
   // Rows of an unfinished move's ranges are expected on both its ends until cleanup: copies on the target, originals on the source.
   const moving = (plan?.moves ?? []).filter((m) => m.state !== 'cleaned' && m.state !== 'aborted' && (m.source === shard.id || m.target === shard.id)).flatMap((m) => m.ranges);
@@ -94,19 +106,24 @@ async function readShard(ctx: HealthContext, shard: ShardTarget, ring: Ring, pla
     return await ctx.session(shard.url, `shard ${shard.id}`).use(async (client) => {
       const sizes = await readTableSizes(client, tables.map((t) => t.name));
       const samples: NonNullable<ShardReading['samples']> = new Map();
-      if (ctx.wants('misplaced_rows')) {
-        for (const [i, t] of tables.entries()) {
-          if (!sizes[i]!.exists) continue;
-          const keys = await sampleShardKeys(client, t.name, t.key, sizes[i]!.rows);
-          const entry = { sampled: keys.length, misplaced: [] as Array<{ key: string; owner: string }>, inFlight: 0 };
-          for (const k of keys) {
-            const owner = ring.locateHash(k.hash);
-            if (owner === shard.id) continue;
-            if (inRanges(k.hash, moving)) entry.inFlight++;
-            else entry.misplaced.push({ key: k.key, owner });
-          }
-          samples.set(t.name, entry);
+      if (!ctx.wants('misplaced_rows')) return { shard, sizes };
+      const sampled = tables.map((t, i) => ({ table: t.name, key: t.key, estimatedRows: sizes[i]!.rows })).filter((_, i) => sizes[i]!.exists);
+      const counted = await countMisplaced(client, sampled, { owned, moving });
+      for (const [i, t] of sampled.entries()) {
+        if (counted) {
+          const c = counted[i]!;
+          samples.set(t.table, { sampled: c.sampled, misplaced: c.misplaced, inFlight: c.inFlight, example: c.example && { key: c.example.key, owner: ring.locateHash(Number(c.example.hash)) } });
+          continue;
         }
+        const keys = await sampleShardKeys(client, t.table, t.key, t.estimatedRows);
+        const entry = { sampled: keys.length, misplaced: 0, example: null as { key: string; owner: string } | null, inFlight: 0 };
+        for (const k of keys) {
+          const owner = ring.locateHash(k.hash);
+          if (owner === shard.id) continue;
+          if (inRanges(k.hash, moving)) entry.inFlight++;
+          else if (entry.misplaced++ === 0) entry.example = { key: k.key, owner };
+        }
+        samples.set(t.table, entry);
       }
       return { shard, sizes, samples };
     });
@@ -153,9 +170,9 @@ function misplaced(table: string, key: string, r: ShardReading): Measurement {
   const s = r.samples!.get(table);
   if (!s) return { ...base, value: null, message: 'not sampled' };
   const moving = s.inFlight ? `; ${s.inFlight} more in ranges of a move in flight (expected)` : '';
-  if (!s.misplaced.length) return { ...base, value: 0, message: `none of ${s.sampled} sampled rows belongs elsewhere${moving}` };
-  const example = s.misplaced[0]!;
-  return { ...base, value: s.misplaced.length, message: `${s.misplaced.length} of ${s.sampled} sampled rows belong elsewhere, e.g. ${key} ${example.key} → ${example.owner} (\`shard rebalance\` moves them)${moving}` };
+  if (!s.misplaced) return { ...base, value: 0, message: `none of ${s.sampled} sampled rows belongs elsewhere${moving}` };
+  const example = s.example!;
+  return { ...base, value: s.misplaced, message: `${s.misplaced} of ${s.sampled} sampled rows belong elsewhere, e.g. ${key} ${example.key} → ${example.owner} (\`shard rebalance\` moves them)${moving}` };
 }
 
 // ---- from the metadata database alone ----

@@ -1,11 +1,13 @@
+import { multirangeLiteral, type Interval } from '../../core/move-plan.js';
 import type { PgClient } from '../connect.js';
 import { quoteIdent, quoteQualified } from '../ident.js';
 
 /**
  * What `health` reads from one shard about its sharded tables: size
- * statistics from the catalog, and a bounded sample of shard keys with their
- * routing hash. Reads only; the sample takes the ACCESS SHARE lock of any
- * SELECT, for one bounded statement.
+ * statistics from the catalog, and a bounded sample of each table's shard
+ * keys, judged against the hash ranges the ring gives the shard. Reads only;
+ * the sample takes the ACCESS SHARE lock of any SELECT, for one bounded
+ * statement.
  */
 
 export interface TableSize {
@@ -55,16 +57,84 @@ export interface SampledKey {
 /** Rows a misplaced-row sample reads at most. */
 export const SAMPLE_ROWS = 1000;
 
+/** A table's sample on one shard, counted by the shard itself. */
+export interface MisplacedSample {
+  /** Rows sampled (at most SAMPLE_ROWS). */
+  sampled: number;
+  /** Sampled rows whose hash is outside the shard's ranges and outside every range of a move in flight. */
+  misplaced: number;
+  /** Sampled rows outside the shard's ranges but in a range of a move in flight (expected on both ends until cleanup). */
+  inFlight: number;
+  /** The first misplaced row the sample met, with its routing hash (for its owner); null when none is. */
+  example: SampledKey | null;
+}
+
+/** The SQLSTATE of a type that does not exist: int8multirange before PostgreSQL 14. */
+const UNDEFINED_OBJECT = '42704';
+
+/**
+ * The same bounded sample of every table as sampleShardKeys takes, each key
+ * placed by the shard itself, in one statement for all the tables: a key is
+ * misplaced when its routing hash is outside `owned` (the ranges the ring
+ * gives this shard), and expected when it is inside `moving` (ranges of a move
+ * in flight to or from it). The ranges go as int8multirange parameters
+ * (containment is a binary search, as for the mover), so only three counts
+ * and one example key per table cross the network, not the sampled keys.
+ * int8multirange needs PostgreSQL 14: on an older server this returns null,
+ * and the caller samples the keys themselves (sampleShardKeys).
+ */
+export async function countMisplaced(
+  client: PgClient,
+  tables: Array<{ table: string; key: string; estimatedRows: number }>,
+  ranges: { owned: Interval[]; moving: Interval[] },
+  limit = SAMPLE_ROWS,
+): Promise<MisplacedSample[] | null> {
+  if (!tables.length) return [];
+  const columns = tables.map(({ table, key }, i) => {
+    const col = quoteIdent(key);
+    return `(WITH s AS MATERIALIZED (
+        SELECT k, ('x' || left(md5(k), 8))::bit(32)::bigint AS h
+          FROM (SELECT ${col}::text AS k FROM ${quoteQualified(table)} TABLESAMPLE SYSTEM ($${i + 4}::float8) WHERE ${col} IS NOT NULL LIMIT $3) sampled
+      ), c AS MATERIALIZED (
+        SELECT k, h, NOT $1::int8multirange @> h AS away, $2::int8multirange @> h AS moving FROM s
+      )
+      SELECT json_build_object(
+        'sampled', (SELECT count(*) FROM c),
+        'misplaced', (SELECT count(*) FROM c WHERE away AND NOT moving),
+        'inFlight', (SELECT count(*) FROM c WHERE away AND moving),
+        'example', (SELECT json_build_object('key', k, 'hash', h) FROM c WHERE away AND NOT moving LIMIT 1))) AS t${i}`;
+  });
+  try {
+    const { rows } = await client.query<Record<string, MisplacedSample>>(`SELECT ${columns.join(',\n       ')}`, [
+      multirangeLiteral(ranges.owned),
+      multirangeLiteral(ranges.moving),
+      limit,
+      ...tables.map((t) => samplePercent(t.estimatedRows, limit)),
+    ]);
+    return tables.map((_, i) => rows[0]![`t${i}`]!);
+  } catch (err) {
+    if ((err as { code?: string }).code === UNDEFINED_OBJECT && /multirange/.test((err as Error).message)) return null;
+    throw err;
+  }
+}
+
+/** The share of a table TABLESAMPLE SYSTEM reads for about twice `limit` rows, from its estimated row count. */
+function samplePercent(estimatedRows: number, limit: number): number {
+  return Math.min(100, (100 * 2 * limit) / Math.max(1, estimatedRows));
+}
+
 /**
  * Up to `limit` shard keys of a table with their routing hash. TABLESAMPLE
  * SYSTEM reads whole pages chosen at random, a share of the table sized to
  * give about twice `limit` rows from its estimated row count, so a large
  * table costs a few hundred pages, not a scan; a small one (the share is then
  * 100%) is read from the start until `limit` rows. The hash is the contract's
- * SQL form, so no shardctl function has to be installed on the shard.
+ * SQL form, so no shardctl function has to be installed on the shard. Used
+ * where countMisplaced cannot be (PostgreSQL 13): the keys are then placed
+ * on the ring by the caller.
  */
 export async function sampleShardKeys(client: PgClient, table: string, key: string, estimatedRows: number, limit = SAMPLE_ROWS): Promise<SampledKey[]> {
-  const percent = Math.min(100, (100 * 2 * limit) / Math.max(1, estimatedRows));
+  const percent = samplePercent(estimatedRows, limit);
   const col = quoteIdent(key);
   const { rows } = await client.query<{ key: string; hash: string }>(
     `SELECT ${col}::text AS key, ('x' || left(md5(${col}::text), 8))::bit(32)::bigint AS hash
