@@ -7,9 +7,10 @@ import { benchStartup } from './bench-startup.mjs';
 import { benchPartition } from './bench-partition.mjs';
 import { benchStream } from './bench-stream.mjs';
 import { benchHealth } from './bench-health.mjs';
+import { benchQuery } from './bench-query.mjs';
 
 const only = process.argv[2];
-const suites = { startup: benchStartup, ring: benchRing, migrate: benchMigrate, move: benchMove, partition: benchPartition, stream: benchStream, health: benchHealth };
+const suites = { startup: benchStartup, ring: benchRing, migrate: benchMigrate, move: benchMove, partition: benchPartition, stream: benchStream, health: benchHealth, query: benchQuery };
 for (const [name, run] of Object.entries(suites)) {
   if (only && only !== name) continue;
   await run();

@@ -71,11 +71,13 @@ export class CursorSession {
   readonly #cursor: CursorType;
   readonly #options: CursorSessionOptions;
   readonly #timer: NodeJS.Timeout;
-  readonly #expired: Promise<never>;
-  #expire: () => void = () => {};
-  /** Rejects when the session is closed: a read then in flight must not wait on a socket that is gone. */
-  readonly #closing: Promise<never>;
-  #rejectClosing: (err: Error) => void = () => {};
+  /**
+   * Fails the read in flight (at the deadline, or when the session is
+   * closed): it must not wait on a socket that is gone. Not a Promise.race
+   * against one long-lived promise: every race would leave a reaction on it
+   * that keeps its batch of rows alive for the session's whole life.
+   */
+  #failRead: ((err: Error) => void) | null = null;
   #timedOut = false;
   #done = false;
   #reading = false;
@@ -85,17 +87,12 @@ export class CursorSession {
     this.#client = client;
     this.#cursor = cursor;
     this.#options = options;
-    this.#expired = new Promise<never>((_, reject) => {
-      this.#expire = () => {
-        this.#timedOut = true;
-        destroy(client);
-        reject(new DeadlineExceeded(options.label, options.timeoutMs));
-      };
-    });
-    this.#expired.catch(() => {});
-    this.#closing = new Promise<never>((_, reject) => (this.#rejectClosing = reject));
-    this.#closing.catch(() => {});
-    this.#timer = setTimeout(this.#expire, Math.max(0, options.deadline - Date.now()) + SERVER_CANCEL_GRACE_MS);
+    const expire = () => {
+      this.#timedOut = true;
+      destroy(client);
+      this.#failRead?.(new DeadlineExceeded(options.label, options.timeoutMs));
+    };
+    this.#timer = setTimeout(expire, Math.max(0, options.deadline - Date.now()) + SERVER_CANCEL_GRACE_MS);
   }
 
   /**
@@ -154,9 +151,11 @@ export class CursorSession {
   async read(maxRows: number): Promise<CursorBatch> {
     if (this.#closed) throw new Error(`${this.#options.label}: the session is closed`);
     if (this.#done) return { columns: [], rows: [], done: true };
+    if (this.#timedOut) throw new DeadlineExceeded(this.#options.label, this.#options.timeoutMs);
     this.#reading = true;
     try {
-      const reading = new Promise<CursorBatch>((resolve, reject) => {
+      const batch = await new Promise<CursorBatch>((resolve, reject) => {
+        this.#failRead = reject;
         this.#cursor.read(maxRows, (err, rows, result) => {
           if (err) return reject(err);
           const columns = (result?.fields ?? []).map((f) => ({ name: f.name, typeOid: f.dataTypeID }));
@@ -165,11 +164,10 @@ export class CursorSession {
           resolve({ columns, rows: rows as Array<Array<string | null>>, done });
         });
       });
-      reading.catch(() => {});
-      const batch = await Promise.race([reading, this.#expired, this.#closing]);
       if (batch.done) this.#done = true;
       return batch;
     } finally {
+      this.#failRead = null;
       this.#reading = false;
     }
   }
@@ -185,7 +183,7 @@ export class CursorSession {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#timer);
-    this.#rejectClosing(new Error(`${this.#options.label}: the session was closed`));
+    this.#failRead?.(new Error(`${this.#options.label}: the session was closed`));
     if (this.#reading || this.#timedOut) {
       destroy(this.#client);
       return;
