@@ -1,10 +1,10 @@
-import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { UsageError } from '../../errors.js';
 import { action, positiveInt } from '../action.js';
 import { redactCommandLine } from '../context.js';
 import { collectShardId, durationFlag } from '../flags.js';
 import { examples } from '../help.js';
+import { readSql } from '../sql-source.js';
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -102,21 +102,4 @@ export function registerExecCommand(program: Command): void {
         }
       }),
     );
-}
-
-/** The SQL from the argument, -f FILE, or stdin (only when it is not a terminal: nobody types SQL into a waiting exec). */
-async function readSql(argument: string | undefined, file: string | undefined): Promise<{ sql: string; source: 'argument' | 'file' | 'stdin' }> {
-  if (argument !== undefined && file !== undefined) throw new UsageError('give the SQL either as the argument or with -f FILE, not both');
-  if (argument !== undefined) return { sql: argument, source: 'argument' };
-  if (file !== undefined) {
-    try {
-      return { sql: await readFile(file, 'utf8'), source: 'file' };
-    } catch (err) {
-      throw new UsageError(`-f ${file}: ${(err as Error).message}`);
-    }
-  }
-  if (process.stdin.isTTY) throw new UsageError('no SQL: give a statement as the argument, with -f FILE, or on stdin');
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return { sql: Buffer.concat(chunks).toString('utf8'), source: 'stdin' };
 }

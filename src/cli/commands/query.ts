@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseMergeOrder, type MergeKey } from '../../core/merge-order.js';
 import { CheckFailed, ExitCode, InterruptedError, isShardctlError, UsageError } from '../../errors.js';
@@ -6,6 +5,7 @@ import { action, positiveInt } from '../action.js';
 import type { CommandContext } from '../context.js';
 import { collectShardId, durationFlag } from '../flags.js';
 import { examples } from '../help.js';
+import { readSql } from '../sql-source.js';
 
 type QueryFormat = 'table' | 'json' | 'ndjson' | 'csv';
 const FORMATS: QueryFormat[] = ['table', 'json', 'ndjson', 'csv'];
@@ -63,7 +63,7 @@ export function registerQueryCommand(program: Command): void {
 
 async function query(ctx: CommandContext, argument: string | undefined, flags: QueryFlags): Promise<void> {
   const format: QueryFormat = flags.format ?? (ctx.global.json ? 'json' : 'table');
-  const sql = await readSql(argument, flags.file);
+  const { sql } = await readSql(argument, flags.file);
   if (!sql.trim()) throw new UsageError('the SQL is empty');
   const { config } = await ctx.loadConfig();
   const [{ runQuery }, { createQueryWriter }, { failedShards, failureLines, slowestShard }] = await Promise.all([
@@ -129,26 +129,6 @@ class InterruptedAfterDocument extends CheckFailed {
     super('interrupted: the shards stopped; the rows written so far are in the document on stdout');
     Object.defineProperty(this, 'exitCode', { value: ExitCode.interrupted });
   }
-}
-
-/** The SQL from the argument, `-` or a piped stdin, or -f FILE. */
-async function readSql(argument: string | undefined, file: string | undefined): Promise<string> {
-  if (argument !== undefined && file !== undefined) throw new UsageError('give the SQL either as the argument or with -f FILE, not both');
-  if (argument !== undefined && argument !== '-') return argument;
-  if (file !== undefined) {
-    try {
-      return await readFile(file, 'utf8');
-    } catch (err) {
-      throw new UsageError(`-f ${file}: ${(err as Error).message}`);
-    }
-  }
-  // Nobody types SQL into a waiting query: a terminal on stdin without "-" is a missing statement.
-  if (argument === undefined && process.stdin.isTTY) throw new UsageError('no SQL: give a statement as the argument, with -f FILE, or on stdin ("-")');
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  const sql = Buffer.concat(chunks).toString('utf8');
-  if (!sql.trim()) throw new UsageError('no SQL: give a statement as the argument, with -f FILE, or on stdin ("-")');
-  return sql;
 }
 
 function mergeOrderFlag(value: string): MergeKey[] {
