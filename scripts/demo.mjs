@@ -240,6 +240,14 @@ async function main() {
 
     await step('where keys live', () => shardctl(['-c', CONFIG, 'shard', 'locate', 'room-1', '42']));
 
+    await step('one statement on every shard, merged: messages per shard, then the newest five across all shards', async () => {
+      await shardctl(['-c', CONFIG, 'query', 'SELECT count(*) AS messages FROM public.messages']);
+      await shardctl(['-c', CONFIG, 'query', '--merge-order', 'created_at:desc', '--limit', '5', 'SELECT room_id, id, created_at FROM public.messages ORDER BY created_at DESC LIMIT 5']);
+    });
+
+    await step('exec: one statement that may write, on every shard, each in its own transaction (here ANALYZE)', () =>
+      shardctl(['-c', CONFIG, '--yes', 'exec', 'ANALYZE public.messages']));
+
     await step('who did what', () => shardctl(['-c', CONFIG, 'audit']));
 
     await step('health: shards, sharding, partitions and streams in one run, worst first; then the same as one Nagios line', async () => {
