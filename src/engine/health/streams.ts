@@ -261,6 +261,8 @@ class StreamsHealthRun {
         progress.streamsChecked += batch.length;
       });
       const tracked = job.finally(() => inFlight.delete(tracked));
+      // Awaited below, unless the deadline or another batch's failure ends the scan first: a batch failing after that is no crash.
+      tracked.catch(() => {});
       inFlight.add(tracked);
       if (inFlight.size >= BATCHES_IN_FLIGHT) await Promise.race(inFlight);
     };
