@@ -47,3 +47,31 @@ export function splitLeadingHash(row: Buffer): { hash: number; rest: Buffer } {
   for (let i = 0; i < tab; i++) hash = hash * 10 + (row[i]! - 48);
   return { hash, rest: row.subarray(tab + 1) };
 }
+
+/**
+ * One row of COPY text (without its "\n") as its values: `\N` is NULL, and
+ * the escapes COPY TO writes (\b \f \n \r \t \v \\, and the octal or hex
+ * byte escapes COPY FROM also reads, for ASCII) are undone, so a value is the
+ * text PostgreSQL's output function printed.
+ */
+export function copyTextValues(line: string): Array<string | null> {
+  const fields = line.split('\t');
+  const values: Array<string | null> = new Array(fields.length);
+  for (let i = 0; i < fields.length; i++) {
+    const f = fields[i]!;
+    values[i] = f === '\\N' ? null : f.includes('\\') ? unescapeCopyText(f) : f;
+  }
+  return values;
+}
+
+const COPY_ESCAPE = /\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|([^]))/g;
+const COPY_LETTERS: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+
+/** A field's text with COPY's backslash escapes undone. */
+export function unescapeCopyText(field: string): string {
+  return field.replace(COPY_ESCAPE, (_, octal: string | undefined, hex: string | undefined, char: string | undefined) => {
+    if (octal) return String.fromCharCode(parseInt(octal, 8) & 0xff);
+    if (hex) return String.fromCharCode(parseInt(hex, 16));
+    return COPY_LETTERS[char!] ?? char!;
+  });
+}

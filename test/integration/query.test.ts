@@ -122,6 +122,18 @@ describe('query: one read-only statement on every shard', () => {
     expect(values).toContain(null);
   });
 
+  it('read as COPY text (no --param), returns the same values as the cursor, NULL apart from the empty string', async () => {
+    const text = "SELECT *, E'tab\\there\\nline\\\\back\\x01\\u000b\"q\"' AS odd, NULL::text AS nothing, ''::text AS empty FROM public.items";
+    const viaCopy = new CollectingSink();
+    const viaCursor = new CollectingSink();
+    await runQuery(d.config, options({ sql: text }), viaCopy);
+    await runQuery(d.config, options({ sql: text, copy: false }), viaCursor);
+    expect(viaCopy.rows.length).toBeGreaterThan(2500);
+    expect([...viaCopy.rows].sort(byJson)).toEqual([...viaCursor.rows].sort(byJson));
+    expect(viaCopy.columnCalls).toEqual(viaCursor.columnCalls);
+    expect(viaCopy.rows[0]!.values.slice(-3)).toEqual(['tab\there\nline\\back\x01\v"q"', null, '']);
+  });
+
   it('waits for a sink that is full (a promise from row()) and never calls it again before that promise settles', async () => {
     const sink = new CollectingSink(true);
     const summary = await runQuery(d.config, options({ sql: 'SELECT id FROM public.items', firstBatchRows: 50 }), sink);

@@ -5,6 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { PgTypeOid } from '../../src/core/pg-values.js';
 import type { QueryColumn, QueryRow, QuerySummary, ShardOutcome } from '../../src/engine/query/types.js';
 import { createQueryWriter, type QueryFormat } from '../../src/cli/render/query-writers.js';
+import { CopyNdjsonEncoder } from '../../src/cli/render/query-ndjson-copy.js';
+import { RowJsonEncoder } from '../../src/cli/render/query-row-json.js';
+import { copyTextValues } from '../../src/core/copy-text.js';
 
 const TEXT = 25;
 const TIMESTAMPTZ = 1184;
@@ -350,5 +353,37 @@ describe('round trips', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('CopyNdjsonEncoder', () => {
+  it('turns COPY text into the bytes RowJsonEncoder writes for the same values, NULL apart from ""', () => {
+    const columns = [
+      { name: 'id', typeOid: 20 },
+      { name: 'body', typeOid: 25 },
+      { name: 'n', typeOid: 23 },
+      { name: 'ok', typeOid: 16 },
+      { name: 'amount', typeOid: 1700 },
+      { name: 'doc', typeOid: 3802 },
+      { name: 'big', typeOid: 20 },
+    ];
+    const rows: Array<Array<string | null>> = [
+      ['1', 'tab\there\nline\\back "q" \x01\v\b\f\r é 😀', '-7', 't', '12.50', '{"a": "x\\"y"}', '9007199254740993'],
+      ['2', '', null, 'f', '12345678901234567890.123456789', null, '-9007199254740991'],
+      ['3', null, '0', null, 'NaN', '[1, 2]', '9007199254740992'],
+    ];
+    const copyText = rows
+      .map((r) => r.map((v) => (v === null ? '\\N' : v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\v/g, '\\v').replace(/\x08/g, '\\b').replace(/\f/g, '\\f'))).join('\t') + '\n')
+      .join('');
+    const expected = rows.map((values) => new RowJsonEncoder(columns).encode({ shard: 's"1', values }) + '\n').join('');
+    const got = new CopyNdjsonEncoder(columns).encode('s"1', Buffer.from(copyText), rows.length).toString('utf8');
+    expect(got).toBe(expected);
+    expect(got.split('\n').slice(0, -1).map((l) => JSON.parse(l).body)).toEqual([rows[0]![1], '', null]);
+  });
+
+  it('reads the octal and hex escapes COPY FROM syntax allows as the bytes they name', () => {
+    const got = new CopyNdjsonEncoder([{ name: 't', typeOid: 25 }]).encode('s', Buffer.from('a\\101\\x42\\x7\\q\n'), 1).toString();
+    expect(got).toBe('{"shard":"s","t":"aAB\\u0007q"}\n');
+    expect(copyTextValues('a\\101\\x42\\x7\\q\t\\N\t')).toEqual(['aAB\x07q', null, '']);
   });
 });

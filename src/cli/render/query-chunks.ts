@@ -39,6 +39,15 @@ export class ChunkedOutput {
     return this.flush();
   }
 
+  /** Writes what is pending and then `bytes` (already a chunk's worth); a promise while the stream is full. */
+  writeBytes(bytes: Buffer): void | Promise<void> {
+    const pending = this.#chunk;
+    this.#chunk = '';
+    if (this.closed) return;
+    if (pending) this.#out.write(pending);
+    if (!this.#out.write(bytes)) return drained(this.#out);
+  }
+
   /** Writes what is pending; a promise when the stream asks to wait. */
   flush(): void | Promise<void> {
     const chunk = this.#chunk;

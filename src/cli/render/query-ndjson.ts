@@ -1,5 +1,6 @@
 import type { QueryColumn, QueryRow, QuerySummary, RowSink } from '../../engine/query/types.js';
 import { ChunkedOutput } from './query-chunks.js';
+import { CopyNdjsonEncoder } from './query-ndjson-copy.js';
 import { RowJsonEncoder } from './query-row-json.js';
 
 /**
@@ -10,6 +11,7 @@ import { RowJsonEncoder } from './query-row-json.js';
 export class NdjsonWriter implements RowSink {
   readonly #output: ChunkedOutput;
   #encoder: RowJsonEncoder | null = null;
+  #copyEncoder: CopyNdjsonEncoder | null = null;
 
   constructor(out: NodeJS.WritableStream) {
     this.#output = new ChunkedOutput(out);
@@ -21,6 +23,12 @@ export class NdjsonWriter implements RowSink {
 
   columns(columns: QueryColumn[]): void {
     this.#encoder = new RowJsonEncoder(columns);
+    this.#copyEncoder = new CopyNdjsonEncoder(columns);
+  }
+
+  copyRows(shard: string, text: Buffer, rows: number): void | Promise<void> {
+    if (!this.#copyEncoder) throw new Error('query writer: copyRows() before columns()');
+    return this.#output.writeBytes(this.#copyEncoder.encode(shard, text, rows));
   }
 
   row(row: QueryRow): void | Promise<void> {

@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { parseDuration } from '../../config/duration.js';
 import { redactText } from '../../config/redact.js';
 import type { ShardctlConfig } from '../../config/schema.js';
+import { copyTextValues } from '../../core/copy-text.js';
 import { compareRows, MinHeap, orderByClause, resolveMergeKeys, type MergeKey, type ResolvedMergeKey } from '../../core/merge-order.js';
 import { pgTypeName } from '../../core/pg-values.js';
 import { UsageError } from '../../errors.js';
@@ -31,6 +32,12 @@ export interface QueryOptions {
   signal?: AbortSignal;
   /** The rows of a shard's first batch (tests make it small to cross batch boundaries). */
   firstBatchRows?: number;
+  /**
+   * Without --merge-order and --param, read each shard's result as `COPY
+   * (statement) TO STDOUT` text when the statement allows it (default true;
+   * false: always the cursor, which tests compare it with).
+   */
+  copy?: boolean;
 }
 
 /**
@@ -70,6 +77,7 @@ export async function runQuery(config: ShardctlConfig, options: QueryOptions, si
     firstBatchRows: options.firstBatchRows ?? FIRST_BATCH_ROWS,
     sql: options.sql,
     params: options.params ?? [],
+    copy: options.copy ?? true,
   });
   const onAbort = () => run.stop('interrupted');
   if (options.signal?.aborted) onAbort();
@@ -101,6 +109,7 @@ interface RunSettings {
   firstBatchRows: number;
   sql: string;
   params: string[];
+  copy: boolean;
 }
 
 /** A shard's columns are not the first describer's: that shard fails, the run goes on. */
@@ -170,6 +179,7 @@ class QueryRun {
     let session: CursorSession | undefined;
     try {
       session = await this.#open(target, part);
+      if (session.copying) return await this.#readCopy(target.id, session, part);
       let reading = session.read(this.#settings.firstBatchRows);
       for (;;) {
         const batch = await reading;
@@ -187,6 +197,60 @@ class QueryRun {
     } finally {
       if (session) await this.#close(session);
     }
+  }
+
+  /** A shard's result as COPY text: whole rows go to the sink chunk by chunk; a row cut by a chunk's end waits for the next. */
+  async #readCopy(shard: string, session: CursorSession, part: ShardPart): Promise<ShardOutcome> {
+    await this.#acceptColumns(shard, session.columns);
+    let carry: Buffer | null = null;
+    for (;;) {
+      const chunk = await session.readCopy();
+      if (this.stopped) return part.cancelled(this.stopReason!);
+      if (chunk === null) {
+        if (carry) throw new Error(`the COPY of its result ended inside a row (${carry.length} bytes)`);
+        return part.ok();
+      }
+      const data: Buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
+      const last = data.lastIndexOf(NEWLINE);
+      carry = last + 1 < data.length ? data.subarray(last + 1) : null;
+      if (last < 0) continue;
+      part.rows += await this.#emitCopy(shard, data.subarray(0, last + 1));
+      if (this.stopped) return part.cancelled(this.stopReason!);
+    }
+  }
+
+  /** Writes whole rows of COPY text, up to the limit; returns how many were written. */
+  #emitCopy(shard: string, text: Buffer): Promise<number> {
+    let written = 0;
+    return this.#write(async () => {
+      if (this.stopped) return;
+      const sink = this.#sink;
+      const room = this.#settings.limit - this.emitted;
+      let rows = 0;
+      let end = 0;
+      while (end < text.length && rows < room) {
+        end = text.indexOf(NEWLINE, end) + 1;
+        rows++;
+      }
+      if (sink.copyRows) {
+        const pending = sink.copyRows(shard, end === text.length ? text : text.subarray(0, end), rows);
+        written = rows;
+        this.emitted += rows;
+        if (pending) await pending;
+      } else {
+        const lines = text.toString('utf8', 0, end - 1).split('\n');
+        for (const line of lines) {
+          if (this.stopped) break;
+          const pending = sink.row({ shard, values: copyTextValues(line) });
+          written++;
+          this.emitted++;
+          if (pending) await pending;
+          if ((sink as { closed?: boolean }).closed) break;
+        }
+      }
+      if (this.emitted >= this.#settings.limit) this.stop('limit');
+      else if ((sink as { closed?: boolean }).closed) this.stop('output closed');
+    }).then(() => written);
   }
 
   // ---- merged: a k-way merge of per-shard ordered streams ----
@@ -285,6 +349,7 @@ class QueryRun {
       label,
       deadline: part.started + this.#settings.timeoutMs,
       timeoutMs: this.#settings.timeoutMs,
+      copy: this.#settings.copy && !this.#settings.mergeKeys,
     });
     this.#sessions.add(session);
     // Stopped while connecting: the session was not there to be closed.
@@ -479,6 +544,8 @@ function nextBatchRows(batch: CursorBatch): number {
   const perRow = Math.max(1, bytes / sample.length);
   return Math.max(MIN_BATCH_ROWS, Math.min(MAX_BATCH_ROWS, Math.floor(BATCH_BYTES / perRow)));
 }
+
+const NEWLINE = 0x0a;
 
 function sameColumns(a: QueryColumn[], b: QueryColumn[]): boolean {
   return a.length === b.length && a.every((c, i) => c.name === b[i]!.name && c.typeOid === b[i]!.typeOid);

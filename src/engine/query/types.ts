@@ -53,5 +53,12 @@ export interface QuerySummary {
 export interface RowSink {
   columns(columns: QueryColumn[]): void | Promise<void>;
   row(row: QueryRow): void | Promise<void>;
+  /**
+   * Optional: `rows` whole rows of COPY text (each ending in "\n", NULL as
+   * `\N`, COPY's backslash escapes), all from `shard`, in place of as many
+   * row() calls: a writer that can turn them into its output without a
+   * string per value. Same back-pressure as row().
+   */
+  copyRows?(shard: string, text: Buffer, rows: number): void | Promise<void>;
   end(summary: QuerySummary): void | Promise<void>;
 }
