@@ -11,12 +11,13 @@
 //     --timeout 2s`; goal: the timeout + 1 s at most, with every other shard
 //     still reported.
 // Peak RSS of the health process from /usr/bin/time (VmHWM). Prints JSON lines.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startRedis } from './bench-servers.mjs';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 
@@ -29,33 +30,6 @@ const HANG_TIMEOUT_S = 2;
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const r2 = (x) => +x.toFixed(2);
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
-
-async function startRedis(dir) {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-  const url = `redis://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    const c = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-    c.on('error', () => {});
-    try {
-      await c.connect();
-      await c.ping();
-      return { url, child, client: c };
-    } catch (err) {
-      c.disconnect();
-      if (i > 100) throw new Error(`redis-server on port ${port} did not start: ${err.message}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
 
 /** Accepts TCP connections and never answers: a hung server as a client sees it. */
 async function startBlackHole() {

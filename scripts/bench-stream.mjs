@@ -22,12 +22,12 @@
 // (VmHWM) of the spawned process. For (a) also the private server's own CPU
 // seconds during each run (INFO cpu, user + sys), a figure a busy box disturbs
 // far less than wall time. Prints JSON lines.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startRedis } from './bench-servers.mjs';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 
@@ -61,34 +61,6 @@ do {
 r.disconnect();
 console.log(JSON.stringify({ keys, removed }));
 `;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
-
-async function startRedis(dir) {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', path.join(dir, 'redis.log')], { stdio: 'ignore' });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const url = `redis://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    const c = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-    c.on('error', () => {});
-    try {
-      await c.connect();
-      await c.ping();
-      return { url, port, child, exited, client: c };
-    } catch (err) {
-      c.disconnect();
-      if (i > 100 || child.exitCode !== null) throw new Error(`redis-server on port ${port} did not start: ${err.message}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
 
 /** Spawned under /usr/bin/time: wall seconds, peak RSS (KiB) and stdout. */
 function timedSpawn(argv, label, cwd = ROOT) {
