@@ -77,6 +77,8 @@ async function query(ctx: CommandContext, argument: string | undefined, flags: Q
     columns: (columns: Parameters<typeof writer.columns>[0]) => ((started = true), writer.columns(columns)),
     row: writer.row.bind(writer),
     end: writer.end.bind(writer),
+    // The NDJSON writer turns COPY text into output bytes directly, with no value decoded in between.
+    ...(writer.copyRows ? { copyRows: writer.copyRows.bind(writer) } : {}),
     get closed() {
       return writer.closed;
     },
