@@ -1,4 +1,5 @@
 import { ExitCode } from '../errors.js';
+import { drained } from './drained.js';
 
 /**
  * The process's end, as a shell pipeline expects it.
@@ -39,20 +40,4 @@ export class ProcessExit {
     }
     process.exit(code);
   }
-}
-
-/** Resolves once everything written to `stream` so far has been handed to the OS (or the stream failed). */
-function drained(stream: NodeJS.WriteStream): Promise<void> {
-  if (stream.destroyed || stream.writableLength === 0) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off('drain', done);
-      stream.off('error', done);
-      stream.off('close', done);
-      resolve();
-    };
-    stream.on('drain', done);
-    stream.on('error', done);
-    stream.on('close', done);
-  });
 }

@@ -1,3 +1,5 @@
+import { drained } from '../drained.js';
+
 /**
  * Output of a query writer in chunks, with back-pressure: rows are appended
  * to a string and handed to the stream once it holds CHUNK_CHARS (2M rows
@@ -55,19 +57,4 @@ export class ChunkedOutput {
     if (!chunk || this.closed) return;
     if (!this.#out.write(chunk)) return drained(this.#out);
   }
-}
-
-/** Settles on 'drain', or when the stream fails or closes (a reader gone never drains). */
-function drained(out: NodeJS.WritableStream): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      out.off('drain', done);
-      out.off('error', done);
-      out.off('close', done);
-      resolve();
-    };
-    out.on('drain', done);
-    out.on('error', done);
-    out.on('close', done);
-  });
 }
