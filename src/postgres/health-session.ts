@@ -1,4 +1,5 @@
 import { connect, type PgClient } from './connect.js';
+import { DeadlineExceeded, destroySocket } from './deadline.js';
 
 /**
  * A session for health checks, bounded in time whatever the server does. A
@@ -18,12 +19,6 @@ export interface HealthSessionOptions {
   signal: AbortSignal;
   /** "shard shard-2", for error messages. */
   label: string;
-}
-
-export class DeadlineExceeded extends Error {
-  constructor(label: string, timeoutMs: number) {
-    super(`${label}: no answer within ${(timeoutMs / 1000).toFixed(timeoutMs % 1000 ? 1 : 0)}s`);
-  }
 }
 
 /**
@@ -59,7 +54,7 @@ export class SharedHealthSession {
     this.#aborted.catch(() => {});
     this.#onAbort = () => {
       this.#done = true;
-      destroy(this.#client);
+      destroySocket(this.#client);
       reject(new DeadlineExceeded(options.label, Math.max(0, this.#left)));
     };
     this.#timer = setTimeout(this.#onAbort, Math.max(0, this.#left));
@@ -101,7 +96,7 @@ export class SharedHealthSession {
         throw err;
       }
       this.#client = client;
-      if (this.#done) destroy(client);
+      if (this.#done) destroySocket(client);
       return client;
     })();
     return this.#connecting;
@@ -116,14 +111,12 @@ export class SharedHealthSession {
   }
 }
 
-function destroy(client: PgClient | undefined): void {
-  (client as unknown as { connection?: { stream?: { destroy(): void } } } | undefined)?.connection?.stream?.destroy();
-}
-
 async function closeQuietly(client: PgClient): Promise<void> {
   const ended = client.end().catch(() => {});
   // A hung server never answers the Terminate: give it a moment, then drop the socket.
-  const timer = setTimeout(() => destroy(client), 200);
+  const timer = setTimeout(() => destroySocket(client), 200);
   await ended;
   clearTimeout(timer);
 }
+
+export { DeadlineExceeded };

@@ -4,6 +4,7 @@ import { checkSpec, HEALTH_CHECKS, isCheckName, type HealthGroup } from '../../c
 import { compareStatus, evaluateThresholds, parseThresholdValue, worstStatus, type HealthStatus, type Thresholds } from '../../core/thresholds.js';
 import { ConfigError } from '../../errors.js';
 import { MetadataStore, storeOptionsOf } from '../../metadata/store.js';
+import { destroySocket } from '../../postgres/deadline.js';
 import { DeadlineExceeded, SharedHealthSession } from '../../postgres/health-session.js';
 import { resolveShardTargets, type ShardTarget } from '../shards/targets.js';
 import { parseDuration } from '../../config/duration.js';
@@ -153,11 +154,11 @@ function healthContext(
       connect: { connectTimeoutMs: left, settings: { statement_timeout: `${left}ms`, lock_timeout: `${Math.min(left, 1000)}ms` } },
     }).then((s) => {
       if (o.signal.aborted) {
-        destroyStore(s);
+        destroySocket(s.client);
         return null;
       }
       opened = s;
-      o.signal.addEventListener('abort', () => destroyStore(s), { once: true });
+      o.signal.addEventListener('abort', () => destroySocket(s.client), { once: true });
       return s;
     });
     const timedOut = new Promise<null>((resolve) => o.signal.addEventListener('abort', () => resolve(null), { once: true }));
@@ -195,13 +196,9 @@ function healthContext(
     ctx,
     close: async () => {
       await Promise.all([...sessions.values()].map((s) => s.close()));
-      if (opened) await Promise.race([opened.close(), new Promise((r) => setTimeout(r, 200))]).then(() => destroyStore(opened!));
+      if (opened) await Promise.race([opened.close(), new Promise((r) => setTimeout(r, 200))]).then(() => destroySocket(opened!.client));
     },
   };
-}
-
-function destroyStore(store: MetadataStore): void {
-  (store.client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
 
 export { DeadlineExceeded };

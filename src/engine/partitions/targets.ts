@@ -4,7 +4,7 @@ import { parseBound, type BoundType, type CalendarSpec, type ExistingPartition }
 import { UsageError } from '../../errors.js';
 import type { MetadataStore } from '../../metadata/store.js';
 import type { PartitionedTable } from '../../postgres/partitions.js';
-import { resolveShardTargets, type ShardTarget } from '../shards/targets.js';
+import { pickShardTargets, resolveShardTargets, type ShardTarget } from '../shards/targets.js';
 
 export type PartitionPolicy = ShardctlConfig['partitions'][number];
 
@@ -22,13 +22,7 @@ export function policiesFor(config: ShardctlConfig, tables?: string[]): Partitio
 
 /** Every shard of the registry that is not retired, or the ones named by --shard. */
 export async function partitionTargets(config: ShardctlConfig, store: MetadataStore, shards?: string[]): Promise<ShardTarget[]> {
-  const all = resolveShardTargets(config, await store.listShards());
-  if (!shards?.length) return all;
-  return shards.map((id) => {
-    const target = all.find((t) => t.id === id);
-    if (!target) throw new UsageError(`--shard ${id}: not a registered shard (${all.map((t) => t.id).join(', ')})`);
-    return target;
-  });
+  return pickShardTargets(resolveShardTargets(config, await store.listShards()), shards);
 }
 
 /** The policy as the calendar takes it, for a table whose key column has `boundType`. */

@@ -1,9 +1,8 @@
 import type { ShardctlConfig } from '../../config/schema.js';
 import { Ring } from '../../core/ring.js';
-import { UsageError } from '../../errors.js';
 import type { MetadataStore } from '../../metadata/store.js';
 import { requireRing } from '../metadata-session.js';
-import { resolveShardTargets, type ShardTarget } from '../shards/targets.js';
+import { pickShardTargets, resolveShardTargets, type ShardTarget } from '../shards/targets.js';
 
 export interface TargetSelection {
   /** --shard ID…: only these registered shards. */
@@ -26,15 +25,7 @@ export interface SelectedTargets {
  * registry does not know are a usage error naming the known ones.
  */
 export async function selectTargets(config: ShardctlConfig, store: MetadataStore, selection: TargetSelection): Promise<SelectedTargets> {
-  const all = resolveShardTargets(config, await store.listShards());
-  let targets = all;
-  if (selection.shards?.length) {
-    targets = selection.shards.map((id) => {
-      const target = all.find((t) => t.id === id);
-      if (!target) throw new UsageError(`--shard ${id}: not a registered shard (${all.map((t) => t.id).join(', ') || 'none registered'})`);
-      return target;
-    });
-  }
+  const targets = pickShardTargets(resolveShardTargets(config, await store.listShards()), selection.shards);
   if (!selection.keys?.length) return { targets, keys: [], epoch: null };
   const current = await requireRing(store);
   const ring = Ring.build(current);

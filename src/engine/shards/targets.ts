@@ -1,5 +1,6 @@
 import { redactUrl } from '../../config/redact.js';
 import type { ShardctlConfig } from '../../config/schema.js';
+import { UsageError } from '../../errors.js';
 import type { ShardRecord, ShardState } from '../../metadata/store.js';
 
 export interface ShardTarget {
@@ -26,4 +27,14 @@ export function resolveShardTargets(config: ShardctlConfig, records: ShardRecord
       const url = fromConfig.get(r.id)?.url ?? r.url;
       return { id: r.id, url, displayUrl: redactUrl(url), state: r.state, weight: r.weight };
     });
+}
+
+/** `all`, or the ones --shard names, in the order named; an id the registry does not know is a usage error naming the known ones. */
+export function pickShardTargets(all: ShardTarget[], ids: string[] | undefined): ShardTarget[] {
+  if (!ids?.length) return all;
+  return ids.map((id) => {
+    const target = all.find((t) => t.id === id);
+    if (!target) throw new UsageError(`--shard ${id}: not a registered shard (${all.map((t) => t.id).join(', ') || 'none registered'})`);
+    return target;
+  });
 }

@@ -3,6 +3,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import type { QueryColumn } from '../../engine/query/types.js';
 import { connect, type PgClient } from '../connect.js';
 import { CopyReader } from './copy-reader.js';
+import { DeadlineExceeded, destroySocket } from '../deadline.js';
 
 /**
  * One shard's part of `query`: a session that reads one statement's result
@@ -54,12 +55,6 @@ export interface CursorBatch {
   rows: Array<Array<string | null>>;
   /** No row follows this batch. */
   done: boolean;
-}
-
-export class DeadlineExceeded extends Error {
-  constructor(label: string, timeoutMs: number) {
-    super(`${label}: no answer within ${formatSeconds(timeoutMs)}`);
-  }
 }
 
 /** The server's own cancel (57014) gets this long past the deadline before the socket goes: it carries a SQLSTATE. */
@@ -157,7 +152,7 @@ export class CursorSession {
     this.#copy = copy;
     const expire = () => {
       this.#timedOut = true;
-      destroy(client);
+      destroySocket(client);
       this.#failRead?.(new DeadlineExceeded(options.label, options.timeoutMs));
     };
     this.#timer = setTimeout(expire, Math.max(0, options.deadline - Date.now()) + SERVER_CANCEL_GRACE_MS);
@@ -176,7 +171,7 @@ export class CursorSession {
     let expire: () => void = () => {};
     const expired = new Promise<never>((_, reject) => {
       expire = () => {
-        destroy(client);
+        destroySocket(client);
         reject(new DeadlineExceeded(options.label, options.timeoutMs));
       };
     });
@@ -209,7 +204,7 @@ export class CursorSession {
     try {
       return await Promise.race([opening, expired]);
     } catch (err) {
-      if (client) destroy(client);
+      if (client) destroySocket(client);
       throw err;
     } finally {
       clearTimeout(timer);
@@ -284,10 +279,10 @@ export class CursorSession {
     this.#failRead?.(new Error(`${this.#options.label}: the session was closed`));
     // A COPY not read to its end cannot be stopped but by a cancel request: the socket goes instead.
     if (this.#reading || this.#timedOut || (this.#copy && !this.#done)) {
-      destroy(this.#client);
+      destroySocket(this.#client);
       return;
     }
-    const guard = setTimeout(() => destroy(this.#client), CLOSE_GRACE_MS);
+    const guard = setTimeout(() => destroySocket(this.#client), CLOSE_GRACE_MS);
     try {
       await this.#cursor.close().catch(() => {});
       await this.#client.query('ROLLBACK').catch(() => {});
@@ -298,10 +293,4 @@ export class CursorSession {
   }
 }
 
-function destroy(client: PgClient | undefined): void {
-  (client as unknown as { connection?: { stream?: { destroy(): void } } } | undefined)?.connection?.stream?.destroy();
-}
-
-function formatSeconds(ms: number): string {
-  return `${(ms / 1000).toFixed(ms % 1000 ? 1 : 0)}s`;
-}
+export { DeadlineExceeded };
