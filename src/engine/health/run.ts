@@ -3,7 +3,7 @@ import type { ShardctlConfig } from '../../config/schema.js';
 import { checkSpec, HEALTH_CHECKS, isCheckName, type HealthGroup } from '../../core/health-checks.js';
 import { compareStatus, evaluateThresholds, parseThresholdValue, worstStatus, type HealthStatus, type Thresholds } from '../../core/thresholds.js';
 import { ConfigError } from '../../errors.js';
-import { MetadataStore, storeOptionsOf } from '../../metadata/store.js';
+import { MetadataStore, storeOptionsOf, type ShardRecord } from '../../metadata/store.js';
 import { destroySocket } from '../../postgres/deadline.js';
 import { DeadlineExceeded, SharedHealthSession } from '../../postgres/health-session.js';
 import { resolveShardTargets, type ShardTarget } from '../shards/targets.js';
@@ -165,7 +165,8 @@ function healthContext(
     return Promise.race([opening.catch(() => null), timedOut]);
   };
   const sessions = new Map<string, SharedHealthSession>();
-  let registry: Promise<ShardTarget[]> | undefined;
+  let registry: Promise<ShardRecord[] | null> | undefined;
+  let shardList: Promise<ShardTarget[]> | undefined;
   const fromConfig: ShardTarget[] = config.shards.map((s) => ({ id: s.id, url: s.url, displayUrl: redactUrl(s.url), state: 'unregistered', weight: s.weight }));
   const ctx: HealthContext = {
     configShards: fromConfig.filter((s) => wanted(s.id)),
@@ -181,10 +182,10 @@ function healthContext(
       return session;
     },
     metadata: () => (store ??= openStore()),
+    registry: () => (registry ??= ctx.metadata().then((meta) => (meta ? meta.listShards().catch(() => null) : null))),
     shards: () =>
-      (registry ??= (async () => {
-        const meta = await ctx.metadata();
-        const records = meta ? await meta.listShards().catch(() => null) : null;
+      (shardList ??= (async () => {
+        const records = await ctx.registry();
         if (!records) return fromConfig.filter((s) => wanted(s.id));
         const registered = resolveShardTargets(config, records);
         const known = new Set(registered.map((s) => s.id));

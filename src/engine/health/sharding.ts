@@ -20,7 +20,7 @@ import type { HealthContext, Measurement } from './types.js';
  */
 export async function collectSharding(ctx: HealthContext): Promise<Measurement[]> {
   const store = await ctx.metadata();
-  const meta = store ? await readMetadata(store).catch((err: Error) => ({ error: `cannot read the metadata database: ${err.message}` })) : { error: 'the metadata database did not answer' };
+  const meta = store ? await readMetadata(ctx, store).catch((err: Error) => ({ error: `cannot read the metadata database: ${err.message}` })) : { error: 'the metadata database did not answer' };
   const [tables, ring] = await Promise.all([measureTables(ctx, meta), ctx.wants('ring_published') ? measureRingPublished(ctx, meta) : Promise.resolve([])]);
   return [...tables, ...measureMetadataChecks(ctx, meta), ...ring];
 }
@@ -32,11 +32,12 @@ interface MetadataView {
   plan: PlanRecord | null;
 }
 
-async function readMetadata(store: MetadataStore): Promise<MetadataView | { error: string }> {
+async function readMetadata(ctx: HealthContext, store: MetadataStore): Promise<MetadataView | { error: string }> {
   if (!(await store.isInitialised())) return { error: 'the metadata database is not initialised (run `shardctl init`)' };
   const ring = await store.currentRing();
   if (!ring) return { error: 'the metadata database holds no ring yet (run `shardctl init`)' };
-  const [records, plan] = await Promise.all([store.listShards(), new Journal(store.client).activePlan()]);
+  const [records, plan] = await Promise.all([ctx.registry(), new Journal(store.client).activePlan()]);
+  if (!records) return { error: 'cannot read the shard registry' };
   return { ring, records, plan };
 }
 

@@ -1,7 +1,7 @@
 import type { ShardctlConfig } from '../../config/schema.js';
 import type { HealthGroup } from '../../core/health-checks.js';
 import type { HealthStatus, HealthUnit, Thresholds } from '../../core/thresholds.js';
-import type { MetadataStore } from '../../metadata/store.js';
+import type { MetadataStore, ShardRecord } from '../../metadata/store.js';
 import type { SharedHealthSession } from '../../postgres/health-session.js';
 import type { ShardTarget } from '../shards/targets.js';
 
@@ -77,6 +77,8 @@ export interface HealthContext {
    * the metadata database; when it does not answer, the config's shards.
    */
   shards(): Promise<ShardTarget[]>;
+  /** The registry's rows (retired ones too), read once per run; null when the metadata database did not answer or could not be read. */
+  registry(): Promise<ShardRecord[] | null>;
   /** The metadata store, opened once within the deadline; null when it did not answer (its `reachable` result says why). */
   metadata(): Promise<MetadataStore | null>;
   /**
