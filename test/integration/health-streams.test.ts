@@ -11,7 +11,7 @@ import { freePort } from '../../src/sandbox/ports.js';
 import { runCommand } from '../../src/sandbox/process.js';
 import { findRedisServer, readPid, startRedis, stopRedis, type RedisServer } from '../../src/sandbox/redis.js';
 import { METADATA } from '../support/config-problems.js';
-import { redisUrl, uniqueRedisPrefix } from '../support/databases.js';
+import { redisUrl, uniqueRedisPrefix, unlinkPrefix } from '../support/databases.js';
 import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster.js';
 
 /*
@@ -41,15 +41,6 @@ function one(report: HealthReport, check: string, target: string): CheckResult {
   const found = report.results.filter((r) => r.check === check && r.target === target);
   expect(found, `${check} ${target} in ${JSON.stringify(report.results.map((r) => `${r.check} ${r.target}`))}`).toHaveLength(1);
   return found[0]!;
-}
-
-async function unlinkPrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1_000);
-    cursor = next;
-    if (keys.length) await redis.unlink(...keys);
-  } while (cursor !== '0');
 }
 
 async function addEntries(redis: Redis, key: string, count: number, firstMs = 1_000): Promise<void> {

@@ -18,7 +18,7 @@ import {
 } from '../../src/redis/streams.js';
 import { freePort } from '../../src/sandbox/ports.js';
 import { findRedisServer, startRedis, stopRedis, type RedisServer } from '../../src/sandbox/redis.js';
-import { redisUrl, uniqueRedisPrefix } from '../support/databases.js';
+import { redisUrl, uniqueRedisPrefix, unlinkPrefix } from '../support/databases.js';
 import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster.js';
 import { prng } from '../support/prng.js';
 
@@ -68,12 +68,7 @@ describe('safe stream trim on a standalone Redis', () => {
     client = await connectRedis({ url: redisUrl(), prefix: 'unused:' });
   });
   afterAll(async () => {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1_000);
-      cursor = next;
-      if (keys.length) await redis.unlink(...keys);
-    } while (cursor !== '0');
+    await unlinkPrefix(redis, prefix);
     redis.disconnect();
     client.disconnect();
   });

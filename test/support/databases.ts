@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import { inject } from 'vitest';
 import { quoteIdent } from '../../src/postgres/ident.js';
 import { withClient, withDatabase } from '../../src/postgres/connect.js';
@@ -58,6 +59,16 @@ export async function createTestDatabase(prefix: string, options: { create?: boo
 /** A key prefix no other test (or run) uses: `sct:<pid>:<random>:`. */
 export function uniqueRedisPrefix(): string {
   return `sct:${process.pid}:${randomBytes(4).toString('hex')}:`;
+}
+
+/** Removes every key under a test's prefix (SCAN, never KEYS). */
+export async function unlinkPrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1_000);
+    cursor = next;
+    if (keys.length) await redis.unlink(...keys);
+  } while (cursor !== '0');
 }
 
 function provided<K extends 'pgUrl' | 'redisUrl'>(key: K): string | null | undefined {
