@@ -71,6 +71,12 @@ export const configSchema = z.strictObject({
       maxRowsPerSecond: z.number().min(0).default(0),
       /** work_mem of the sessions that read a move in hash order: the sort stays in memory up to this. */
       workMem: z.string().regex(/^\d+(kB|MB|GB)$/, 'expected a PostgreSQL memory size such as 64MB').default('256MB'),
+      /** Moves run online (the application keeps writing; README, "Online moves") unless false or --offline. */
+      online: z.boolean().default(true),
+      /** How long an online move may refuse writes to the moving ranges at the switch before it lifts the fence and tries again. */
+      fenceTimeout: duration.default('5s'),
+      /** lock_timeout of the trigger DDL an online move runs on a source (retried a few times). */
+      lockTimeout: duration.default('2s'),
     })
     .prefault({}),
   partitions: z

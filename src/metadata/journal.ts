@@ -52,6 +52,24 @@ export interface MoveRecord {
   startedAt: Date | null;
   finishedAt: Date | null;
   tables: TableProgress[];
+  /** An online move's capture, catch-up and fence figures (null: offline, or not started). */
+  online: OnlineStats | null;
+}
+
+/** What `shard status` shows of an online move; updated as the move runs. */
+export interface OnlineStats {
+  /** Change records waiting on the source at the last look. */
+  backlog?: number;
+  /** Rows replayed to the target so far, and the rate of the last catch-up. */
+  replayedRows?: number;
+  rowsPerSecond?: number;
+  catchUpRounds?: number;
+  /** Fences raised, and the longest and the last interval they held (ms). */
+  fenceAttempts?: number;
+  longestFenceMs?: number;
+  lastFenceMs?: number;
+  /** The fence's deadline on the source's clock while it is up (ISO), else null. */
+  fencedUntil?: string | null;
 }
 
 export interface PlanRecord {
@@ -138,6 +156,15 @@ export class Journal {
         WHERE plan_id = $1 AND move_no = $2`,
       [planId, moveNo, state, 'error' in extra, extra.error ?? null, 'resumeState' in extra, extra.resumeState ?? null],
     );
+  }
+
+  /** Merges figures into a move's online stats. */
+  async setOnline(planId: string, moveNo: number, stats: OnlineStats): Promise<void> {
+    await this.#client.query(`UPDATE shardctl.moves SET online = coalesce(online, '{}'::jsonb) || $3::jsonb, updated_at = now() WHERE plan_id = $1 AND move_no = $2`, [
+      planId,
+      moveNo,
+      JSON.stringify(stats),
+    ]);
   }
 
   async setPlanState(planId: string, state: PlanState, error: string | null = null): Promise<void> {
@@ -240,6 +267,7 @@ export class Journal {
         startedAt: m.started_at,
         finishedAt: m.finished_at,
         tables: tables.filter((t) => t.move_no === m.move_no).map(toProgress),
+        online: m.online ?? null,
       })),
     };
   }
@@ -294,6 +322,7 @@ interface MoveRow {
   error: string | null;
   started_at: Date | null;
   finished_at: Date | null;
+  online?: OnlineStats | null;
 }
 
 interface TableRow {

@@ -133,7 +133,7 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
     expect((await cli('shard', 'resume')).stdout).toMatch(/nothing to resume/);
   });
 
-  it('rows changed on the source while a move is paused are not lost: verify reads the source, copies again, and the new versions land', async () => {
+  it('--offline: rows changed on the source while a move is paused are not lost: verify reads the source, copies again, and the new versions land', async () => {
     const keysOf = async (url: string) =>
       new Set((await sql<{ k: string }>(url, `SELECT room_id || ':' || id AS k FROM public.messages`)).map((r) => r.k));
     const ring = await currentRing(d.metaUrl);
@@ -141,7 +141,7 @@ describe('shardctl shard add/remove/rebalance/apply/abort from the command line'
     // shard-1 gains weight: the moves bring it rows from the others.
     const weight = ring.members.find((m) => m.id === 'shard-1')!.weight + 2;
     const held = await keysOf(urls['shard-1']!);
-    const partial = await json('shard', 'rebalance', '--weight', `shard-1=${weight}`, '--max-rows', '400', '--parallel', '1');
+    const partial = await json('shard', 'rebalance', '--weight', `shard-1=${weight}`, '--max-rows', '400', '--parallel', '1', '--offline');
     expect(partial.body.data.execution.status).toBe('partial');
     // Two rows already copied to shard-1, still on their source: one is edited there, one deleted.
     const copied = [...(await keysOf(urls['shard-1']!))].filter((k) => !held.has(k));

@@ -10,7 +10,7 @@ import {
   type Interval,
   type PlannedMove,
 } from '../../src/core/move-plan.js';
-import { MOVE_STATES, isUnswitched, type MoveState } from '../../src/core/move-state.js';
+import { MOVE_STATES, isUnswitched, onlineResumeState, type MoveState } from '../../src/core/move-state.js';
 import { Ring, type RingMember, type RingSpec } from '../../src/core/ring.js';
 import { HASH_SPACE } from '../../src/core/routing-hash.js';
 
@@ -555,7 +555,7 @@ describe('estimateShare', () => {
 });
 
 describe('move states', () => {
-  const progress: MoveState[] = ['planned', 'copying', 'copied', 'verified', 'switched', 'cleaned'];
+  const progress: MoveState[] = ['planned', 'capturing', 'copying', 'copied', 'catching-up', 'fenced', 'verified', 'switched', 'cleaned'];
 
   it('lists every state of the journal, in the order of a move', () => {
     expect([...MOVE_STATES]).toEqual([...progress, 'failed', 'aborted']);
@@ -565,13 +565,23 @@ describe('move states', () => {
     const table = Object.fromEntries(MOVE_STATES.map((s) => [s, isUnswitched(s)]));
     expect(table).toEqual({
       planned: true,
+      capturing: true,
       copying: true,
       copied: true,
+      'catching-up': true,
+      fenced: true,
       verified: true,
       switched: false,
       cleaned: false,
       failed: false,
       aborted: false,
     });
+  });
+
+  it('an online move resumes a fence or a verification as catching-up: neither holds past the run that made it', () => {
+    expect(MOVE_STATES.map((s) => [s, onlineResumeState(s)]).filter(([a, b]) => a !== b)).toEqual([
+      ['fenced', 'catching-up'],
+      ['verified', 'catching-up'],
+    ]);
   });
 });

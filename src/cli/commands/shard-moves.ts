@@ -16,6 +16,8 @@ interface MoveFlags {
   maxRowsPerSecond?: number;
   maxDuration?: number;
   maxRows?: number;
+  offline?: boolean;
+  fenceTimeout?: number;
   exact: boolean;
   dryRun: boolean;
   planOut?: string;
@@ -120,7 +122,7 @@ export function registerShardMoveCommands(shard: Command): void {
       }),
     );
 
-  withMoveFlags(shard.command('resume'), { planning: false })
+  withMoveFlags(shard.command('resume'), { planning: false, starts: false })
     .description('continue the plan in progress from its journal (after a crash, a failure, a budget or Ctrl-C)')
     .addHelpText('after', examples('shard resume', 'shard resume --max-duration 50m --json'))
     .action(
@@ -215,8 +217,11 @@ export function registerShardMoveCommands(shard: Command): void {
     );
 }
 
-function withMoveFlags(cmd: Command, options: { planning?: boolean } = {}): Command {
+function withMoveFlags(cmd: Command, options: { planning?: boolean; starts?: boolean } = {}): Command {
+  // A plan keeps the mode it started in: resume has no --offline.
+  if (options.starts !== false) cmd.option('--offline', 'move offline: no change capture and no fence, for a maintenance window (default: online, migration.online)');
   cmd
+    .option('--fence-timeout <duration>', 'online moves: longest the moving keys refuse writes at the switch before the fence lifts and is tried again (default: migration.fenceTimeout, 5s)', durationFlag)
     .option('--parallel <n>', 'moves at once (default: migration.parallel)', positiveInt('--parallel'))
     .option('--max-rows-per-second <n>', 'throttle (default: migration.maxRowsPerSecond)', positiveInt('--max-rows-per-second'))
     .option('--max-duration <duration>', 'stop at a batch boundary after this long (exit 0, status partial; run again to continue)', durationFlag)
@@ -273,6 +278,8 @@ function moveOptionsOf(opts: MoveFlags): MoveOptions {
     ...(maxDurationMs !== undefined ? { maxDurationMs } : {}),
     ...(opts.maxRows ? { maxRows: opts.maxRows } : {}),
     ...(opts.exact ? { exact: true } : {}),
+    ...(opts.offline ? { offline: true } : {}),
+    ...(opts.fenceTimeout !== undefined ? { fenceTimeoutMs: opts.fenceTimeout } : {}),
   };
 }
 

@@ -46,7 +46,12 @@ export class MoveEnv {
   }
 
   connect(shard: string, purpose: string): Promise<PgClient> {
-    return connect(this.urlOf(shard), { label: `shard ${shard}`, applicationName: `shardctl ${purpose} by ${this.run.actor} pid ${process.pid}` });
+    return connect(this.urlOf(shard), {
+      label: `shard ${shard}`,
+      applicationName: `shardctl ${purpose} by ${this.run.actor} pid ${process.pid}`,
+      // Values travel between shards as text (COPY, catch-up): both ends print and read dates and intervals alike.
+      settings: { DateStyle: 'ISO', IntervalStyle: 'postgres' },
+    });
   }
 
   /** The table's shape as the source shard has it (read once per run). */

@@ -5,6 +5,7 @@ import { publishCurrentRing, type PublishOutcome } from '../publish.js';
 import { withConnections, type MoveEnv } from './env.js';
 import { installRoutingFunction } from '../../postgres/routing-function.js';
 import { cleanupMove, copyAndVerify, type MoveContext, type Outcome } from './phases.js';
+import { cleanupOnline, fenceAndVerify, isOnlineMove, prepareOnline, type OnlineSettings } from './online.js';
 import { Budget, Throttle, type StopReason } from './throttle.js';
 import type { LeaseGuard } from '../../metadata/lease.js';
 import type { PlanDocument } from './plan.js';
@@ -21,6 +22,8 @@ export interface ExecuteOptions {
   /** The run's lease: checked before every commit on a shard; when lost, the run stops at its next step. */
   lease?: LeaseGuard;
   onEvent?: (event: MoveEvent) => void;
+  /** Online moves' fence deadline and DDL lock timeout (the plan says whether it moves online). */
+  online: OnlineSettings;
 }
 
 export type MoveEvent =
@@ -29,7 +32,9 @@ export type MoveEvent =
   /** A run of a journaled plan begins: its moves and what they have done so far. */
   | { type: 'started'; planId: string; moves: Array<{ moveNo: number; source: string; target: string; state: MoveState; estRows: number; rowsCopied: number }> }
   | { type: 'move-state'; moveNo: number; source: string; target: string; state: MoveState }
-  | { type: 'progress'; moveNo: number; source: string; target: string; table: string; phase: 'copy' | 'cleanup'; rows: number; estRows: number; rowsPerSecond: number; etaSeconds: number | null }
+  | { type: 'progress'; moveNo: number; source: string; target: string; table: string; phase: 'copy' | 'catch-up' | 'cleanup'; rows: number; estRows: number; rowsPerSecond: number; etaSeconds: number | null }
+  /** An online move's fence came down: held (switched next) or missed its deadline (catch-up again). */
+  | { type: 'fence'; moveNo: number; source: string; target: string; outcome: 'held' | 'missed' | 'lifted'; ms: number; reason?: string }
   | { type: 'switched'; epoch: number; published: PublishOutcome };
 
 export interface MoveReport {
@@ -90,6 +95,7 @@ export async function executePlan(env: MoveEnv, planId: string, options: Execute
   let published: PublishOutcome | undefined;
   const ctx: MoveContext = {
     env,
+    live: new Map(),
     options,
     budget,
     throttle,
@@ -103,7 +109,9 @@ export async function executePlan(env: MoveEnv, planId: string, options: Execute
   // After a lost lease nothing more is written (the fence would refuse it): the report reads the journal only.
   const lost = () => outcome === 'lost' || budget.stopReason() === 'lock-lost';
   if (plan.state === 'running') {
-    outcome = await schedule(plan.moves, options, budget, (move) => copyAndVerify(ctx, plan, move));
+    outcome = await schedule(plan.moves, options, budget, (move) => (isOnlineMove(plan, move) ? prepareOnline(ctx, plan, move, options.online) : copyAndVerify(ctx, plan, move)));
+    // Online moves: the fence, the last changes and their check, for every move at once, just before the switch.
+    if (outcome === 'ok') outcome = await fenceAndVerify(ctx, plan, options.online);
     if (outcome === 'ok') {
       plan = (await env.journal.getPlan(planId))!;
       const epoch = await env.journal.switchPlan(plan, env.run.actor, shardStatesAfter(plan), ringChanges(plan));
@@ -116,7 +124,7 @@ export async function executePlan(env: MoveEnv, planId: string, options: Execute
     published = await publishCurrentRing(env.config, env.store);
   }
   if (outcome === 'ok' && plan.state === 'switched') {
-    outcome = await schedule(plan.moves, options, budget, (move) => cleanupMove(ctx, plan, move));
+    outcome = await schedule(plan.moves, options, budget, (move) => (isOnlineMove(plan, move) ? cleanupOnline(ctx, plan, move, options.online) : cleanupMove(ctx, plan, move)));
     if (outcome === 'ok') {
       await env.journal.setPlanState(planId, 'done');
       const removed = plan.options.removeShard as string | undefined;

@@ -10,6 +10,7 @@ import { rangeAccessFor, SCAN } from '../../mover/range-access.js';
 import { chooseDigest, keysRepeat, tableRowEstimate } from '../../mover/table-shape.js';
 import { countInRanges, rangeChecksum } from '../../mover/verify.js';
 import { withConnections, type MoveEnv } from './env.js';
+import type { KeysByTable } from '../../mover/catch-up.js';
 import type { ExecuteOptions } from './execute.js';
 import type { Budget, Throttle } from './throttle.js';
 
@@ -19,6 +20,14 @@ import type { Budget, Throttle } from './throttle.js';
  * returns an outcome instead of throwing: a failure is journaled as `failed`
  * with the state to resume from.
  */
+
+/** An online move as this run knows it beyond the journal. */
+export interface LiveMove {
+  /** Keys replayed since the last whole-range comparison: checked one by one inside the fence. */
+  dirty: KeysByTable;
+  /** Whether a whole-range comparison succeeded in this run (else one runs before the fence). */
+  compared: boolean;
+}
 
 /** lost: the run's lease was lost; the step stopped and journaled nothing more (the fence would refuse it). */
 export type Outcome = 'ok' | 'stopped' | 'failed' | 'lost';
@@ -30,6 +39,8 @@ const CLEANUP_GROUP = 5;
 
 export interface MoveContext {
   env: MoveEnv;
+  /** Online moves' state that lives only in this run (keys replayed since the last whole-range comparison). */
+  live: Map<number, LiveMove>;
   options: ExecuteOptions;
   budget: Budget;
   throttle: Throttle;
@@ -41,12 +52,12 @@ export interface MoveContext {
  * invariant 3): a run that lost the metadata lock, noticed or not, finishes
  * at most the batch in flight. Without a lease (engine tests) there is nothing to check.
  */
-async function checkLease(ctx: MoveContext): Promise<void> {
+export async function checkLease(ctx: MoveContext): Promise<void> {
   await ctx.options.lease?.check();
 }
 
 /** Journals a step's failure, unless the failure is the lost lease (then nothing more may be journaled). */
-async function failOrLost(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, state: MoveState, err: unknown): Promise<'failed' | 'lost'> {
+export async function failOrLost(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, state: MoveState, err: unknown): Promise<'failed' | 'lost'> {
   if (isLockLost(err) || ctx.options.lease?.lostReason) return 'lost';
   try {
     await fail(ctx, plan, move, state, err);
@@ -103,7 +114,7 @@ export async function copyAndVerify(ctx: MoveContext, plan: PlanRecord, move: Mo
 }
 
 /** A fresh target must hold nothing in the ranges it receives: anything there would be taken for a copy and lost on abort. */
-async function assertTargetEmpty(ctx: MoveContext, move: MoveRecord): Promise<void> {
+export async function assertTargetEmpty(ctx: MoveContext, move: MoveRecord): Promise<void> {
   await withConnections([ctx.env.connect(move.target, 'shard move')], async (target) => {
     for (const table of ctx.env.tables) {
       const shape = await ctx.env.shapeOn(target!, move.target, table);
@@ -117,7 +128,7 @@ async function assertTargetEmpty(ctx: MoveContext, move: MoveRecord): Promise<vo
   });
 }
 
-async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, table: string, progress: TableProgress): Promise<'ok' | 'stopped'> {
+export async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, table: string, progress: TableProgress): Promise<'ok' | 'stopped'> {
   const { env } = ctx;
   const tableConfig = env.tables.find((t) => t.name === table)!;
   const estRows = move.estRows;
@@ -201,18 +212,18 @@ async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, t
   return 'ok';
 }
 
-async function analyzeTarget(ctx: MoveContext, move: MoveRecord): Promise<void> {
+export async function analyzeTarget(ctx: MoveContext, move: MoveRecord): Promise<void> {
   await withConnections([ctx.env.connect(move.target, 'shard move')], async (target) => {
     for (const table of ctx.env.tables) await target!.query(`ANALYZE ${(await ctx.env.shapeOn(target!, move.target, table)).sqlName}`);
   });
 }
 
-function tableId(plan: PlanRecord, move: MoveRecord, table: string): MoveTableId {
+export function tableId(plan: PlanRecord, move: MoveRecord, table: string): MoveTableId {
   return { planId: plan.id, moveNo: move.moveNo, table };
 }
 
 /** Removes a block-ordered copy of a table from the move's target (rows and batch records). */
-async function clearCopy(ctx: MoveContext, move: MoveRecord, id: MoveTableId): Promise<void> {
+export async function clearCopy(ctx: MoveContext, move: MoveRecord, id: MoveTableId): Promise<void> {
   const table = ctx.env.tables.find((t) => t.name === id.table)!;
   await withConnections([ctx.env.connect(move.target, 'shard move')], async (target) => {
     await checkLease(ctx);
@@ -386,11 +397,11 @@ async function cleanupRows(ctx: MoveContext, plan: PlanRecord, move: MoveRecord,
 }
 
 /** Rows done of rows expected, the rate in this run, and an ETA. */
-function reportProgress(
+export function reportProgress(
   ctx: MoveContext,
   move: MoveRecord,
   table: string,
-  phase: 'copy' | 'cleanup',
+  phase: 'copy' | 'catch-up' | 'cleanup',
   p: { done: number; thisCall: number; estRows: number; startedAt: number },
 ): void {
   const rate = p.thisCall / Math.max(0.001, (Date.now() - p.startedAt) / 1000);

@@ -1,3 +1,4 @@
+import { parseDuration } from '../../config/duration.js';
 import type { ShardctlConfig } from '../../config/schema.js';
 import { InterruptedError, LockLostError, OperationError } from '../../errors.js';
 import type { RunInfo } from '../../metadata/run-info.js';
@@ -14,6 +15,10 @@ export interface MoveRunOptions {
   maxDurationMs?: number;
   maxRows?: number;
   exact?: boolean;
+  /** Move offline (today's copy, verify, switch; for a maintenance window), whatever migration.online says. */
+  offline?: boolean;
+  /** Overrides migration.fenceTimeout. */
+  fenceTimeoutMs?: number;
   onEvent?: (event: MoveEvent) => void;
 }
 
@@ -32,6 +37,10 @@ export function executeOptions(config: ShardctlConfig, run: RunInfo, options: Mo
     ...(run.signal ? { signal: run.signal } : {}),
     ...(run.lease ? { lease: run.lease } : {}),
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+    online: {
+      fenceTimeoutMs: options.fenceTimeoutMs ?? parseDuration(config.migration.fenceTimeout),
+      lockTimeoutMs: parseDuration(config.migration.lockTimeout),
+    },
   };
 }
 
@@ -61,7 +70,12 @@ export async function startPlan(env: MoveEnv, doc: PlanDocument, options: MoveRu
     kind: doc.kind,
     fromEpoch: doc.fromEpoch,
     targetRing: doc.targetRing,
-    options: { ...(doc.addShard ? { addShard: doc.addShard.id } : {}), ...(doc.removeShard ? { removeShard: doc.removeShard } : {}), ringChange },
+    options: {
+      ...(doc.addShard ? { addShard: doc.addShard.id } : {}),
+      ...(doc.removeShard ? { removeShard: doc.removeShard } : {}),
+      ringChange,
+      online: !options.offline && env.config.migration.online,
+    },
     createdBy: env.run.actor,
     tables: env.tables.map((t) => t.name),
     moves: doc.moves.map((m) => ({ source: m.source, target: m.target, mode: m.mode, ranges: m.ranges, estRows: m.estRows, estBytes: m.estBytes })),

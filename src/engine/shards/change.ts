@@ -14,7 +14,8 @@ import { withMetadata, requireRing } from '../metadata-session.js';
 import type { ExecutionReport } from '../moves/execute.js';
 import { withConnections } from '../moves/env.js';
 import { PLAN_FORMAT, planChange, planMisplaced, type PlanDocument, type RingChange } from '../moves/plan.js';
-import { moveEnv, refuseIfPlanInProgress, resumePlan, startPlan, type MoveRunOptions } from '../moves/run-plan.js';
+import { executeOptions, moveEnv, refuseIfPlanInProgress, resumePlan, startPlan, type MoveRunOptions } from '../moves/run-plan.js';
+import { isOnlineMove, removeOnlineObjects } from '../moves/online.js';
 import { checkNewShard, prepareNewShard, type ShardPreparation, type ShardReadiness } from './prepare.js';
 
 export interface ShardChangeResult {
@@ -217,6 +218,11 @@ export async function shardAbort(config: ShardctlConfig, run: RunInfo, planId: s
         const state = move.state === 'failed' ? (move.resumeState ?? 'planned') : move.state;
         if (!isUnswitched(state)) continue;
         let removed = 0;
+        // An online move's capture and fence on the source first: writes to the ranges flow freely again, nothing is left.
+        if (isOnlineMove(plan, move) && state !== 'planned') {
+          await run.lease?.check();
+          await removeOnlineObjects({ env }, plan, move, executeOptions(config, run, {}).online);
+        }
         if (move.mode === 'fresh' && state !== 'planned') {
           removed = await withConnections([env.connect(move.target, 'shard abort')], async (target) => {
             await run.lease?.check();

@@ -1,0 +1,411 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { caughtUp, fenceBackoffMs, fenceMarginMs, needsSnapshotVerify } from '../../core/catch-up.js';
+import { onlineResumeState, type MoveState } from '../../core/move-state.js';
+import { OperationError } from '../../errors.js';
+import type { MoveRecord, OnlineStats, PlanRecord } from '../../metadata/journal.js';
+import type { PgClient } from '../../postgres/connect.js';
+import { forgetBatches } from '../../mover/block-copy.js';
+import {
+  assertOnlineSupported,
+  captureProblems,
+  changeBacklog,
+  installCapture,
+  liftFence,
+  makeFencePermanent,
+  moveTag,
+  raiseFence,
+  removeCapture,
+  waitForWritersBefore,
+} from '../../mover/capture.js';
+import { addKeys, catchUpRound, compareKeys, keyCount, snapshotCompare, type KeysByTable } from '../../mover/catch-up.js';
+import { deleteFencedRows } from '../../mover/cleanup.js';
+import { rangeAccessFor } from '../../mover/range-access.js';
+import { chooseDigest, describeTable, keysRepeat, type RowDigestKind, type TableShape } from '../../mover/table-shape.js';
+import { withConnections } from './env.js';
+import {
+  analyzeTarget,
+  assertTargetEmpty,
+  checkLease,
+  clearCopy,
+  copyTable,
+  failOrLost,
+  reportProgress,
+  tableId,
+  type LiveMove,
+  type MoveContext,
+  type Outcome,
+} from './phases.js';
+
+/**
+ * The online phases of a fresh move (README, "Online moves"): capture before
+ * the copy, catch-up after it, then, for every move of the plan at once, the
+ * fence, the last changes and their verification; after the switch a cleanup
+ * that keeps the fence until the source's rows are gone.
+ */
+
+/** Change records a catch-up round takes at most. */
+const ROUND_LIMIT = 5000;
+/** Fences tried before the plan fails (resumable) for want of a quiet enough moment. */
+const FENCE_ATTEMPTS = 6;
+/** Heap blocks per cleanup transaction (about 8 MB of heap). */
+const CLEANUP_BLOCKS = 1000;
+
+export interface OnlineSettings {
+  fenceTimeoutMs: number;
+  /** lock_timeout of the trigger DDL. */
+  lockTimeoutMs: number;
+}
+
+export function isOnlineMove(plan: PlanRecord, move: MoveRecord): boolean {
+  return plan.options.online === true && move.mode === 'fresh';
+}
+
+function liveOf(ctx: MoveContext, move: MoveRecord): LiveMove {
+  let live = ctx.live.get(move.moveNo);
+  if (!live) ctx.live.set(move.moveNo, (live = { dirty: new Map(), compared: false }));
+  return live;
+}
+
+async function shapesOn(ctx: MoveContext, client: PgClient, shard: string): Promise<TableShape[]> {
+  const shapes: TableShape[] = [];
+  for (const t of ctx.env.tables) shapes.push(await ctx.env.shapeOn(client, shard, t));
+  return shapes;
+}
+
+/** DDL on a moving table (columns or primary key changed since the move began) stops the move. */
+async function assertShapesUnchanged(ctx: MoveContext, client: PgClient, shard: string, shapes: TableShape[]): Promise<void> {
+  for (const [i, shape] of shapes.entries()) {
+    const now = await describeTable(client, ctx.env.tables[i]!);
+    const describe = (s: TableShape | null) => (s ? `${s.allColumns.map((c) => `${c.name} ${c.type}`).join(', ')} / pk ${s.primaryKey.map((c) => c.name).join(', ')}` : 'dropped');
+    if (describe(now) !== describe(shape)) {
+      throw new OperationError(
+        `${shape.name} changed on shard ${shard} during an online move (${describe(shape)} → ${describe(now)}): the move stopped (nothing was switched); \`shard abort\` it, then plan again`,
+      );
+    }
+  }
+}
+
+async function record(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, stats: OnlineStats): Promise<void> {
+  move.online = { ...(move.online ?? {}), ...stats };
+  await ctx.env.journal.setOnline(plan.id, move.moveNo, stats);
+}
+
+/**
+ * Capture, copy and catch-up of one online move, up to "caught up and the
+ * whole ranges compared": the fence comes after, for all moves at once
+ * (fenceAndVerify). Resumes from any journaled state.
+ */
+export async function prepareOnline(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, settings: OnlineSettings): Promise<Outcome> {
+  const { env } = ctx;
+  let state: MoveState = onlineResumeState(move.state);
+  const setState = async (next: MoveState) => {
+    await env.journal.setMoveState(plan.id, move.moveNo, next);
+    state = next;
+    move.state = next;
+    ctx.options.onEvent?.({ type: 'move-state', moveNo: move.moveNo, source: move.source, target: move.target, state: next });
+  };
+  try {
+    if (state === 'planned') {
+      await assertTargetEmpty(ctx, move);
+      await setState('capturing');
+    }
+    if (state === 'capturing') {
+      await withConnections([env.connect(move.source, 'shard move')], async (source) => {
+        await assertOnlineSupported(source!, move.source);
+        await installCapture(source!, { planId: plan.id, moveNo: move.moveNo, ranges: move.ranges, shapes: await shapesOn(ctx, source!, move.source) }, settings, () => checkLease(ctx));
+      });
+      await setState('copying');
+    } else if ((await repairCapture(ctx, plan, move, settings)) === 'recopy') {
+      await setState('copying');
+    }
+    for (let attempt = 0; ; attempt++) {
+      if (state === 'copying') {
+        for (const table of env.tables) {
+          const progress = move.tables.find((t) => t.table === table.name)!;
+          if (progress.copyDone) continue;
+          if ((await copyTable(ctx, plan, move, table.name, progress)) === 'stopped') return 'stopped';
+        }
+        await analyzeTarget(ctx, move);
+        await setState('copied');
+      }
+      if (state !== 'catching-up') await setState('catching-up');
+      const compared = await catchUpAndCompare(ctx, plan, move, true);
+      if (compared === 'stopped') return 'stopped';
+      if (!compared.length) return 'ok';
+      if (attempt >= 2) throw new OperationError(`move ${move.source} → ${move.target} does not verify after ${attempt + 1} attempts: ${compared.join('; ')}`);
+      // The copy differs from the source beyond what the capture explains: copy those tables again (capture goes on).
+      for (const name of compared) await resetCopy(ctx, plan, move, name);
+      await setState('copying');
+    }
+  } catch (err) {
+    return failOrLost(ctx, plan, move, state, err);
+  }
+}
+
+/** Copy a table again from scratch: its rows of the ranges and batch records off the target, its cursors reset. */
+async function resetCopy(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, name: string): Promise<void> {
+  const progress = move.tables.find((t) => t.table === name)!;
+  await clearCopy(ctx, move, tableId(plan, move, name));
+  const reset = { copyCursor: -1, copyDone: false, rowsCopied: 0, bytesCopied: 0, resyncs: progress.resyncs + 1, copySnapshotXmin: null, copyTableRows: null };
+  Object.assign(progress, reset);
+  await ctx.env.journal.updateTable(plan.id, move.moveNo, name, reset);
+}
+
+/**
+ * On resume: the capture must have run without a gap since before the copy
+ * began, or the change table misses writes. A trigger gone or disabled
+ * (someone dropped it, a restore) means the copy cannot be trusted: the
+ * capture is installed again and every table copied again.
+ */
+async function repairCapture(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, settings: OnlineSettings): Promise<'intact' | 'recopy'> {
+  const { env } = ctx;
+  const problems = await withConnections([env.connect(move.source, 'shard move')], async (source) => {
+    const shapes = await shapesOn(ctx, source!, move.source);
+    const found = await captureProblems(source!, { planId: plan.id, moveNo: move.moveNo, shapes });
+    if (found.length) await installCapture(source!, { planId: plan.id, moveNo: move.moveNo, ranges: move.ranges, shapes }, settings, () => checkLease(ctx));
+    return found;
+  });
+  if (!problems.length) return 'intact';
+  for (const table of env.tables) await resetCopy(ctx, plan, move, table.name);
+  ctx.live.delete(move.moveNo);
+  return 'recopy';
+}
+
+async function digestsFor(source: PgClient, target: PgClient, shapes: TableShape[]): Promise<Map<string, RowDigestKind>> {
+  const digests = new Map<string, RowDigestKind>();
+  for (const shape of shapes) digests.set(shape.name, await chooseDigest(source, target, shape));
+  return digests;
+}
+
+/**
+ * Catch-up rounds until a round finds the backlog empty, then (when the keys
+ * to check in the fence would be too many, or nothing was compared in this
+ * run) the whole-range comparison in a source snapshot. Returns the tables
+ * that differ, or 'stopped' when the run's budget or a signal ends it.
+ */
+async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, compare: boolean): Promise<string[] | 'stopped'> {
+  const { env } = ctx;
+  const live = liveOf(ctx, move);
+  const tag = moveTag(plan.id, move.moveNo);
+  return withConnections([env.connect(move.source, 'shard catch-up'), env.connect(move.target, 'shard catch-up')], async (source, target) => {
+    // A fence left by a run that died (it lapses by itself; a permanent one before the switch would not).
+    await liftFence(source!, tag);
+    const shapes = await shapesOn(ctx, source!, move.source);
+    await assertShapesUnchanged(ctx, source!, move.source, shapes);
+    const started = Date.now();
+    let replayed = 0;
+    let rounds = 0;
+    for (;;) {
+      const round = await catchUpRound(source!, target!, move.source, tag, shapes, move.ranges, ROUND_LIMIT, () => checkLease(ctx));
+      rounds++;
+      replayed += round.written + round.deleted;
+      addKeys(live.dirty, round.keys);
+      const rate = replayed / Math.max(0.001, (Date.now() - started) / 1000);
+      reportProgress(ctx, move, ctx.env.tables[0]!.name, 'catch-up', { done: replayed, thisCall: replayed, estRows: replayed + (caughtUp({ taken: round.taken, limit: ROUND_LIMIT }) ? 0 : ROUND_LIMIT), startedAt: started });
+      if (caughtUp({ taken: round.taken, limit: ROUND_LIMIT })) {
+        await record(ctx, plan, move, {
+          backlog: await changeBacklog(source!, tag),
+          replayedRows: (move.online?.replayedRows ?? 0) + replayed,
+          rowsPerSecond: Math.round(rate),
+          catchUpRounds: (move.online?.catchUpRounds ?? 0) + rounds,
+        });
+        break;
+      }
+      if (ctx.budget.stopReason() !== null) return 'stopped';
+    }
+    if (!compare || !needsSnapshotVerify(keyCount(live.dirty), live.compared)) return [];
+    const sides = new Map<string, { digest: RowDigestKind; sourceAccess: Awaited<ReturnType<typeof rangeAccessFor>>; targetAccess: Awaited<ReturnType<typeof rangeAccessFor>>; memo: boolean }>();
+    for (const shape of shapes) {
+      sides.set(shape.name, {
+        digest: await chooseDigest(source!, target!, shape),
+        sourceAccess: await rangeAccessFor(source!, shape, move.ranges),
+        targetAccess: await rangeAccessFor(target!, shape, move.ranges),
+        memo: await keysRepeat(source!, shape),
+      });
+    }
+    live.dirty = new Map();
+    const result = await snapshotCompare(source!, target!, move.source, tag, shapes, move.ranges, sides, () => checkLease(ctx));
+    const mismatches: string[] = [];
+    for (const t of result.tables) {
+      await env.journal.updateTable(plan.id, move.moveNo, t.table, { sourceRows: t.source.rows, sourceSum: t.source.sum, targetRows: t.target.rows, targetSum: t.target.sum });
+      if (t.source.rows !== t.target.rows || BigInt(t.source.sum) !== BigInt(t.target.sum)) mismatches.push(t.table);
+    }
+    live.compared = mismatches.length === 0;
+    return mismatches;
+  });
+}
+
+interface FenceSession {
+  move: MoveRecord;
+  tag: string;
+  source: PgClient;
+  target: PgClient;
+  shapes: TableShape[];
+  digests: Map<string, RowDigestKind>;
+}
+
+type FenceResult = { ok: true } | { ok: false; reason: string; mismatch?: boolean };
+
+/**
+ * The fence for every online move of the plan at once (the ring switches
+ * once, for all of them): raise each source's fence until the deadline, wait
+ * for the writers that may have passed it before it rose, replay the last
+ * changes, compare the keys replayed since the whole-range comparison, and
+ * make every fence permanent while each deadline still has its margin.
+ * Otherwise every fence is lifted, the moves catch up again, and the fence is
+ * tried again after a jittered pause, up to FENCE_ATTEMPTS times.
+ */
+export async function fenceAndVerify(ctx: MoveContext, plan: PlanRecord, settings: OnlineSettings): Promise<Outcome> {
+  const { env } = ctx;
+  const moves = plan.moves.filter((m) => isOnlineMove(plan, m) && m.state !== 'failed' && m.state !== 'aborted');
+  if (!moves.length) return 'ok';
+  const clients = moves.flatMap((m) => [env.connect(m.source, 'shard fence'), env.connect(m.target, 'shard fence')]);
+  try {
+    return await withConnections(clients, async (...open) => {
+      const sessions: FenceSession[] = [];
+      for (const [i, move] of moves.entries()) {
+        const source = open[2 * i]!;
+        const target = open[2 * i + 1]!;
+        const shapes = await shapesOn(ctx, source, move.source);
+        sessions.push({ move, tag: moveTag(plan.id, move.moveNo), source, target, shapes, digests: await digestsFor(source, target, shapes) });
+      }
+      const margin = fenceMarginMs(settings.fenceTimeoutMs);
+      for (let attempt = 1; ; attempt++) {
+        // Unfenced first: the backlog that built up while other moves copied, and a whole-range comparison where due.
+        for (const s of sessions) {
+          const mismatches = await catchUpAndCompare(ctx, plan, s.move, true);
+          if (mismatches === 'stopped') return 'stopped';
+          if (mismatches.length) throw new OperationError(`move ${s.move.source} → ${s.move.target}: ${mismatches.join(', ')} differ from the source after catch-up`);
+        }
+        for (const s of sessions) await env.journal.setMoveState(plan.id, s.move.moveNo, 'fenced');
+        await checkLease(ctx);
+        const raisedAt = Date.now();
+        const results = await Promise.all(sessions.map((s) => fenceOne(ctx, plan, s, settings.fenceTimeoutMs, margin)));
+        let held = results.every((r) => r.ok);
+        if (held) held = (await Promise.all(sessions.map((s) => makeFencePermanent(s.source, s.tag, margin)))).every(Boolean);
+        const ms = Date.now() - raisedAt;
+        if (!held) await Promise.all(sessions.map((s) => liftFence(s.source, s.tag)));
+        for (const [i, s] of sessions.entries()) {
+          const r = results[i]!;
+          await record(ctx, plan, s.move, {
+            fenceAttempts: (s.move.online?.fenceAttempts ?? 0) + 1,
+            longestFenceMs: Math.max(s.move.online?.longestFenceMs ?? 0, ms),
+            lastFenceMs: ms,
+          });
+          ctx.options.onEvent?.({ type: 'fence', moveNo: s.move.moveNo, source: s.move.source, target: s.move.target, outcome: held ? 'held' : 'missed', ms, ...(!r.ok ? { reason: r.reason } : {}) });
+        }
+        if (held) {
+          for (const s of sessions) {
+            await env.journal.setMoveState(plan.id, s.move.moveNo, 'verified');
+            s.move.state = 'verified';
+            ctx.options.onEvent?.({ type: 'move-state', moveNo: s.move.moveNo, source: s.move.source, target: s.move.target, state: 'verified' });
+          }
+          return 'ok';
+        }
+        for (const s of sessions) await env.journal.setMoveState(plan.id, s.move.moveNo, 'catching-up');
+        const mismatch = results.find((r): r is Extract<FenceResult, { ok: false }> => !r.ok && !!r.mismatch);
+        if (mismatch) throw new OperationError(`inside the fence: ${mismatch.reason}`);
+        if (attempt >= FENCE_ATTEMPTS) {
+          const reasons = [...new Set(results.flatMap((r) => (r.ok ? [] : [r.reason])))];
+          throw new OperationError(
+            `the fence missed its deadline (--fence-timeout ${settings.fenceTimeoutMs} ms) ${attempt} times${reasons.length ? ` (${reasons.join('; ')})` : ''}: writes to the moving ranges were never refused for longer; \`shard resume\` tries again (a larger --fence-timeout, or a quieter hour)`,
+          );
+        }
+        await sleep(fenceBackoffMs(attempt, Math.random()));
+      }
+    });
+  } catch (err) {
+    // Every move goes back to catching-up (failed, resumable); a lost lease journals nothing.
+    let outcome: 'failed' | 'lost' = 'failed';
+    for (const m of moves) if ((await failOrLost(ctx, plan, m, 'catching-up', err)) === 'lost') outcome = 'lost';
+    return outcome;
+  }
+}
+
+/** One move's part of the fence; never throws for a missed deadline, only reports it. */
+async function fenceOne(ctx: MoveContext, plan: PlanRecord, s: FenceSession, ttlMs: number, marginMs: number): Promise<FenceResult> {
+  const raised = await raiseFence(s.source, s.tag, ttlMs);
+  const deadline = raised.untilMs - marginMs;
+  await record(ctx, plan, s.move, { fencedUntil: new Date(raised.untilMs).toISOString() });
+  if (!(await waitForWritersBefore(s.source, s.shapes.map((x) => x.name), raised.at, deadline))) {
+    return { ok: false, reason: `transactions that were writing to ${s.shapes.map((x) => x.name).join(', ')} on ${s.move.source} when the fence rose did not finish in time` };
+  }
+  const live = liveOf(ctx, s.move);
+  for (;;) {
+    const round = await catchUpRound(s.source, s.target, s.move.source, s.tag, s.shapes, s.move.ranges, ROUND_LIMIT, () => checkLease(ctx));
+    addKeys(live.dirty, round.keys);
+    if (caughtUp({ taken: round.taken, limit: ROUND_LIMIT })) break;
+    if (Date.now() >= deadline) return { ok: false, reason: `the last changes on ${s.move.source} took longer than the fence` };
+  }
+  const differing = await compareKeys(s.source, s.target, s.shapes, s.move.ranges, live.dirty, s.digests);
+  if (differing.length) {
+    return { ok: false, mismatch: true, reason: `${differing.map((d) => `${d.table}: ${d.keys.length} key(s) differ (${d.keys.slice(0, 3).join(', ')})`).join('; ')} between ${s.move.source} and ${s.move.target}` };
+  }
+  await record(ctx, plan, s.move, { fencedUntil: null, backlog: 0 });
+  return { ok: true };
+}
+
+/**
+ * After the switch: the capture goes (the fence stays, now permanent), the
+ * source's rows of the ranges are deleted span by span (deleteFencedRows),
+ * then the fence and every other object of the move. Resumable by block cursor.
+ */
+export async function cleanupOnline(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, settings: OnlineSettings): Promise<Outcome> {
+  const { env } = ctx;
+  if (move.state === 'cleaned') return 'ok';
+  const tables = env.tables.map((t) => t.name);
+  try {
+    await withConnections([env.connect(move.source, 'shard cleanup')], async (source) => {
+      await checkLease(ctx);
+      await removeCapture(source!, { planId: plan.id, moveNo: move.moveNo, tables }, settings, false);
+    });
+    for (const table of [...env.tables].reverse()) {
+      const progress = move.tables.find((t) => t.table === table.name)!;
+      if (progress.cleanupDone) continue;
+      const startedAt = Date.now();
+      let thisCall = 0;
+      const result = await withConnections([env.connect(move.source, 'shard cleanup')], async (source) =>
+        deleteFencedRows(source!, await env.shapeOn(source!, move.source, table), {
+          ranges: move.ranges,
+          id: tableId(plan, move, table.name),
+          blocksPerBatch: CLEANUP_BLOCKS,
+          beforeCommit: () => checkLease(ctx),
+          onBatch: async (batch) => {
+            progress.cleanupCursor = batch.cursor;
+            progress.rowsDeleted = batch.rowsDeleted;
+            thisCall += batch.affected;
+            await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupCursor: batch.cursor, rowsDeleted: progress.rowsDeleted });
+            reportProgress(ctx, move, table.name, 'cleanup', { done: progress.rowsDeleted, thisCall, estRows: progress.sourceRows ?? move.estRows, startedAt });
+            return ctx.budget.stopReason() === null;
+          },
+        }),
+      );
+      if (!result.done) return 'stopped';
+      progress.cleanupDone = true;
+      progress.rowsLeft = 0;
+      progress.rowsDeleted = result.rowsDeleted;
+      await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupDone: true, rowsLeft: 0, rowsDeleted: result.rowsDeleted });
+    }
+    await withConnections([env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')], async (target, source) => {
+      await checkLease(ctx);
+      await forgetBatches(target!, plan.id, move.moveNo);
+      await forgetBatches(source!, plan.id, move.moveNo);
+      await removeCapture(source!, { planId: plan.id, moveNo: move.moveNo, tables }, settings, true);
+    });
+    await env.journal.setMoveState(plan.id, move.moveNo, 'cleaned');
+    ctx.options.onEvent?.({ type: 'move-state', moveNo: move.moveNo, source: move.source, target: move.target, state: 'cleaned' });
+    return 'ok';
+  } catch (err) {
+    return failOrLost(ctx, plan, move, 'switched', err);
+  }
+}
+
+/** `shard abort` of an online move: the fence lifted and every capture object dropped on the source. */
+export async function removeOnlineObjects(ctx: Pick<MoveContext, 'env'>, plan: PlanRecord, move: MoveRecord, settings: OnlineSettings): Promise<void> {
+  await withConnections([ctx.env.connect(move.source, 'shard abort')], async (source) => {
+    await liftFence(source!, moveTag(plan.id, move.moveNo));
+    await removeCapture(source!, { planId: plan.id, moveNo: move.moveNo, tables: ctx.env.tables.map((t) => t.name) }, settings, true);
+  });
+}
+
+export type { KeysByTable };
