@@ -1,6 +1,6 @@
 import type { MoveState } from '../../core/move-state.js';
 import { OperationError } from '../../errors.js';
-import type { MoveRecord, PlanRecord, TableProgress } from '../../metadata/journal.js';
+import type { MoveRecord, OnlineStats, PlanRecord, TableProgress } from '../../metadata/journal.js';
 import { publishCurrentRing, type PublishOutcome } from '../publish.js';
 import { withConnections, type MoveEnv } from './env.js';
 import { installRoutingFunction } from '../../postgres/routing-function.js';
@@ -52,6 +52,8 @@ export interface MoveReport {
   /** From the start of its copy to its cleanup (or to now), across runs. */
   seconds: number | null;
   tables: TableProgress[];
+  /** Online moves: capture backlog, replay rate, fence attempts and times (null when offline). */
+  online: OnlineStats | null;
   error: string | null;
 }
 
@@ -70,6 +72,9 @@ export interface ExecutionReport {
   rowsCopied: number;
   rowsPerSecond: number;
   mbPerSecond: number;
+  /** Whether the plan moves online (capture, catch-up, fence), and its longest fenced interval in ms (null: no fence held). */
+  online: boolean;
+  longestFenceMs: number | null;
   moves: MoveReport[];
 }
 
@@ -149,6 +154,8 @@ export async function executePlan(env: MoveEnv, planId: string, options: Execute
     rowsCopied: copiedThisRun,
     rowsPerSecond: seconds > 0 ? Math.round(copiedThisRun / seconds) : 0,
     mbPerSecond: seconds > 0 ? +(bytesThisRun / 1e6 / seconds).toFixed(2) : 0,
+    online: final.options.online === true,
+    longestFenceMs: final.moves.reduce<number | null>((max, m) => (m.online?.longestFenceMs !== undefined ? Math.max(max ?? 0, m.online.longestFenceMs) : max), null),
     moves: final.moves.map(toReport),
   };
   return report;
@@ -241,6 +248,7 @@ function toReport(m: MoveRecord): MoveReport {
     rowsLeft: m.tables.reduce((s, t) => s + (t.rowsLeft ?? 0), 0),
     seconds: m.startedAt ? +(((m.finishedAt ?? new Date()).getTime() - m.startedAt.getTime()) / 1000).toFixed(2) : null,
     tables: m.tables,
+    online: m.online,
     error: m.error,
   };
 }
