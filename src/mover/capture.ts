@@ -90,14 +90,13 @@ export function pkJson(shape: TableShape, alias = 't'): string {
   return `${pkObject(shape, alias as 't')}::text`;
 }
 
-function captureFunction(tag: string, planId: string, shape: TableShape, index: number): string {
+function captureFunction(tag: string, shape: TableShape, index: number): string {
   const pkOld = shape.primaryKey.map((c) => `OLD.${quoteIdent(c.name)}`).join(', ');
   const pkNew = shape.primaryKey.map((c) => `NEW.${quoteIdent(c.name)}`).join(', ');
   const insert = (row: 'OLD' | 'NEW') => `INSERT INTO ${changesTable(tag)} (table_name, pk) VALUES (${quoteLiteral(shape.name)}, ${pkObject(shape, row)});`;
   return `CREATE OR REPLACE FUNCTION ${fn(tag, `capture_${index}`)}() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
-  IF current_setting('shardctl.mover', true) IS NOT DISTINCT FROM ${quoteLiteral(planId)} THEN RETURN NULL; END IF;
   IF TG_OP <> 'INSERT' THEN ${insert('OLD')} END IF;
   IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND ROW(${pkOld}) IS DISTINCT FROM ROW(${pkNew})) THEN ${insert('NEW')} END IF;
   RETURN NULL;
@@ -134,19 +133,22 @@ BEGIN
 END $fn$`;
 }
 
-function tableTriggers(tag: string, shape: TableShape, ranges: Interval[], index: number): string[] {
+function tableTriggers(tag: string, planId: string, shape: TableShape, ranges: Interval[], index: number): string[] {
   const t = shape.sqlName;
   const capture = fn(tag, `capture_${index}`);
   const fence = fn(tag, 'fence_check');
-  const oldIn = inRanges(shape, ranges, 'OLD');
-  const newIn = inRanges(shape, ranges, 'NEW');
+  // The mover's own session (cleanup) is let through in WHEN, before any function call: a
+  // PL/pgSQL call per deleted row would cost more than the delete.
+  const others = `current_setting('shardctl.mover', true) IS DISTINCT FROM ${quoteLiteral(planId)}`;
+  const oldIn = `${others} AND ${inRanges(shape, ranges, 'OLD')}`;
+  const newIn = `${others} AND ${inRanges(shape, ranges, 'NEW')}`;
   const defs: Array<[string, string]> = [
     ['c_ins', `AFTER INSERT ON ${t} FOR EACH ROW WHEN (${newIn}) EXECUTE FUNCTION ${capture}()`],
-    ['c_upd', `AFTER UPDATE ON ${t} FOR EACH ROW WHEN (${oldIn} OR ${newIn}) EXECUTE FUNCTION ${capture}()`],
+    ['c_upd', `AFTER UPDATE ON ${t} FOR EACH ROW WHEN (${others} AND (${inRanges(shape, ranges, 'OLD')} OR ${inRanges(shape, ranges, 'NEW')})) EXECUTE FUNCTION ${capture}()`],
     ['c_del', `AFTER DELETE ON ${t} FOR EACH ROW WHEN (${oldIn}) EXECUTE FUNCTION ${capture}()`],
     ['c_trunc', `AFTER TRUNCATE ON ${t} FOR EACH STATEMENT EXECUTE FUNCTION ${fn(tag, 'truncated')}()`],
     ['f_ins', `BEFORE INSERT ON ${t} FOR EACH ROW WHEN (${newIn}) EXECUTE FUNCTION ${fence}()`],
-    ['f_upd', `BEFORE UPDATE ON ${t} FOR EACH ROW WHEN (${oldIn} OR ${newIn}) EXECUTE FUNCTION ${fence}()`],
+    ['f_upd', `BEFORE UPDATE ON ${t} FOR EACH ROW WHEN (${others} AND (${inRanges(shape, ranges, 'OLD')} OR ${inRanges(shape, ranges, 'NEW')})) EXECUTE FUNCTION ${fence}()`],
     ['f_del', `BEFORE DELETE ON ${t} FOR EACH ROW WHEN (${oldIn}) EXECUTE FUNCTION ${fence}()`],
   ];
   return defs.flatMap(([what, def]) => [
@@ -208,8 +210,8 @@ export async function installCapture(client: PgClient, move: CaptureTarget, lock
     `SELECT setval(${quoteLiteral(seq)}, 0, true) WHERE pg_sequence_last_value(${quoteLiteral(seq)}::regclass) IS NULL`,
     truncateFunction(tag),
     fenceFunction(tag, move.planId, move.moveNo),
-    ...move.shapes.map((s, i) => captureFunction(tag, move.planId, s, i)),
-    ...move.shapes.flatMap((s, i) => tableTriggers(tag, s, move.ranges, i)),
+    ...move.shapes.map((s, i) => captureFunction(tag, s, i)),
+    ...move.shapes.flatMap((s, i) => tableTriggers(tag, move.planId, s, move.ranges, i)),
   ];
   await ddl(client, `change capture for move ${move.moveNo}`, move.shapes, statements, lock, beforeCommit);
 }

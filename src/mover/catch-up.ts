@@ -3,6 +3,7 @@ import type { PgClient } from '../postgres/connect.js';
 import { quoteIdent, quoteLiteral } from '../postgres/ident.js';
 import { OperationError } from '../errors.js';
 import { deleteChanges, pkJson, readChanges, type ChangeRecord } from './capture.js';
+import { sourceUnchangedSince } from './block-copy.js';
 import { rowsInRanges } from './copy-range.js';
 import { accessSettings, type RangeAccess } from './range-access.js';
 import { columnList, hashExpression, rowDigest, rowDigestValue, type RowDigestKind, type TableShape } from './table-shape.js';
@@ -174,6 +175,21 @@ export async function catchUpRound(
   return { ...replay, taken: changes.length, keys };
 }
 
+/** How each table's two sides are read for the whole-range comparison. */
+export interface CompareSide {
+  digest: RowDigestKind;
+  sourceAccess: RangeAccess;
+  targetAccess: RangeAccess;
+  memo: boolean;
+  /**
+   * A block-ordered copy made in one snapshot: what its batch records say was
+   * read, and that snapshot. When the source table is provably unchanged
+   * since (sourceUnchangedSince, in the comparison's snapshot), the records
+   * stand for the source's side and the source is not hashed again.
+   */
+  recorded?: { rows: number; sum: string; snapshot: { xmin: string; tableRows: number } };
+}
+
 export interface TableComparison {
   table: string;
   source: RangeChecksum;
@@ -196,7 +212,7 @@ export async function snapshotCompare(
   tag: string,
   shapes: TableShape[],
   ranges: Interval[],
-  sides: Map<string, { digest: RowDigestKind; sourceAccess: RangeAccess; targetAccess: RangeAccess; memo: boolean }>,
+  sides: Map<string, CompareSide>,
   beforeCommit?: () => Promise<void>,
 ): Promise<{ tables: TableComparison[]; replayed: number }> {
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -209,15 +225,17 @@ export async function snapshotCompare(
     replayed = (await replayKeys(source, target, shapes, ranges, keysOf(changes, shard), beforeCommit)).written;
     for (const shape of shapes) {
       const side = sides.get(shape.name)!;
-      const settings = accessSettings(side.sourceAccess, true);
-      if (settings) await source.query(settings);
-      const [s, t] = await Promise.all([
-        source.query<{ rows: number; sum: string }>(
+      const sourceSide = async (): Promise<RangeChecksum> => {
+        if (side.recorded && (await sourceUnchangedSince(source, shape, side.recorded.snapshot))) return { rows: side.recorded.rows, sum: side.recorded.sum };
+        const settings = accessSettings(side.sourceAccess, true);
+        if (settings) await source.query(settings);
+        const { rows } = await source.query<{ rows: number; sum: string }>(
           `SELECT count(*)::bigint AS rows, coalesce(sum(${rowDigestValue(shape, 's', side.digest)}), 0)::text AS sum FROM ${rowsInRanges(shape, ranges, -1, side.sourceAccess, side.memo)}`,
-        ),
-        rangeChecksum(target, shape, ranges, side.digest, false, side.targetAccess),
-      ]);
-      tables.push({ table: shape.name, source: { rows: Number(s.rows[0]!.rows), sum: s.rows[0]!.sum }, target: t });
+        );
+        return { rows: Number(rows[0]!.rows), sum: rows[0]!.sum };
+      };
+      const [s, t] = await Promise.all([sourceSide(), rangeChecksum(target, shape, ranges, side.digest, false, side.targetAccess)]);
+      tables.push({ table: shape.name, source: s, target: t });
     }
     await source.query('COMMIT');
   } catch (err) {

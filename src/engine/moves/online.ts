@@ -4,7 +4,7 @@ import { onlineResumeState, type MoveState } from '../../core/move-state.js';
 import { OperationError } from '../../errors.js';
 import type { MoveRecord, OnlineStats, PlanRecord } from '../../metadata/journal.js';
 import type { PgClient } from '../../postgres/connect.js';
-import { forgetBatches } from '../../mover/block-copy.js';
+import { blockCopyState, forgetBatches } from '../../mover/block-copy.js';
 import {
   assertOnlineSupported,
   captureProblems,
@@ -17,7 +17,7 @@ import {
   removeCapture,
   waitForWritersBefore,
 } from '../../mover/capture.js';
-import { addKeys, catchUpRound, compareKeys, keyCount, snapshotCompare, type KeysByTable } from '../../mover/catch-up.js';
+import { addKeys, catchUpRound, compareKeys, keyCount, snapshotCompare, type CompareSide, type KeysByTable } from '../../mover/catch-up.js';
 import { deleteFencedRows } from '../../mover/cleanup.js';
 import { rangeAccessFor } from '../../mover/range-access.js';
 import { chooseDigest, describeTable, keysRepeat, type RowDigestKind, type TableShape } from '../../mover/table-shape.js';
@@ -214,13 +214,17 @@ async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveR
       if (ctx.budget.stopReason() !== null) return 'stopped';
     }
     if (!compare || !needsSnapshotVerify(keyCount(live.dirty), live.compared)) return [];
-    const sides = new Map<string, { digest: RowDigestKind; sourceAccess: Awaited<ReturnType<typeof rangeAccessFor>>; targetAccess: Awaited<ReturnType<typeof rangeAccessFor>>; memo: boolean }>();
+    const sides = new Map<string, CompareSide>();
     for (const shape of shapes) {
+      const progress = move.tables.find((t) => t.table === shape.name)!;
+      const snapshot = progress.copyOrder === 'block' && progress.copySnapshotXmin !== null && progress.copyTableRows !== null ? { xmin: progress.copySnapshotXmin, tableRows: progress.copyTableRows } : null;
+      const records = snapshot ? await blockCopyState(target!, tableId(plan, move, shape.name)) : null;
       sides.set(shape.name, {
         digest: await chooseDigest(source!, target!, shape),
         sourceAccess: await rangeAccessFor(source!, shape, move.ranges),
         targetAccess: await rangeAccessFor(target!, shape, move.ranges),
         memo: await keysRepeat(source!, shape),
+        ...(snapshot && records ? { recorded: { rows: records.rows, sum: records.sum.toString(), snapshot } } : {}),
       });
     }
     live.dirty = new Map();
