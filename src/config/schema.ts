@@ -76,7 +76,7 @@ export const configSchema = z.strictObject({
       /** How long an online move may refuse writes to the moving ranges at the switch before it lifts the fence and tries again. */
       fenceTimeout: duration.default('5s'),
       /** lock_timeout of the trigger DDL an online move runs on a source (retried a few times). */
-      lockTimeout: duration.default('2s'),
+      lockTimeout: duration.default('1s'),
     })
     .prefault({}),
   partitions: z

@@ -80,7 +80,7 @@ describe('config defaults', () => {
 
   it('a section given with some keys gets the defaults of the others', () => {
     const cfg = parseConfig({ metadata: required.metadata, migration: { batchSize: 5 }, health: {}, migrate: { parallel: 1 } }, 'x', {});
-    expect(cfg.migration).toEqual({ batchSize: 5, parallel: 2, maxRowsPerSecond: 0, workMem: '256MB', online: true, fenceTimeout: '5s', lockTimeout: '2s' });
+    expect(cfg.migration).toEqual({ batchSize: 5, parallel: 2, maxRowsPerSecond: 0, workMem: '256MB', online: true, fenceTimeout: '5s', lockTimeout: '1s' });
     expect(cfg.health).toEqual({ timeout: '5s', thresholds: {}, retention: '30d' });
     expect(cfg.migrate).toEqual({ dir: './db/migrations', targets: 'shards', parallel: 1, lockTimeout: '5s' });
   });

@@ -31,7 +31,7 @@ describe('config', () => {
 
   it('fills in defaults for a minimal file', () => {
     const cfg = parseConfig(minimal, 'x', {});
-    expect(cfg.migration).toEqual({ batchSize: 10_000, parallel: 2, maxRowsPerSecond: 0, workMem: '256MB', online: true, fenceTimeout: '5s', lockTimeout: '2s' });
+    expect(cfg.migration).toEqual({ batchSize: 10_000, parallel: 2, maxRowsPerSecond: 0, workMem: '256MB', online: true, fenceTimeout: '5s', lockTimeout: '1s' });
     expect(cfg.migrate.targets).toBe('shards');
     expect(cfg.shards).toEqual([]);
   });

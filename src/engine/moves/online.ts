@@ -85,6 +85,14 @@ async function assertShapesUnchanged(ctx: MoveContext, client: PgClient, shard: 
   }
 }
 
+/** The capture and fence triggers all present and ENABLE ALWAYS; else the move stops (resume installs them again and copies again). */
+async function assertCaptureIntact(source: PgClient, plan: PlanRecord, move: MoveRecord, shapes: TableShape[]): Promise<void> {
+  const problems = await captureProblems(source, { planId: plan.id, moveNo: move.moveNo, shapes });
+  if (problems.length) {
+    throw new OperationError(`the change capture of move ${move.moveNo} on shard ${move.source} was altered during the move (${problems.join('; ')}): changes may have been missed; \`shard resume\` installs it again and copies again`);
+  }
+}
+
 async function record(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, stats: OnlineStats): Promise<void> {
   move.online = { ...(move.online ?? {}), ...stats };
   await ctx.env.journal.setOnline(plan.id, move.moveNo, stats);
@@ -192,6 +200,7 @@ async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveR
     await liftFence(source!, tag);
     const shapes = await shapesOn(ctx, source!, move.source);
     await assertShapesUnchanged(ctx, source!, move.source, shapes);
+    await assertCaptureIntact(source!, plan, move, shapes);
     const started = Date.now();
     let replayed = 0;
     let rounds = 0;
@@ -284,7 +293,14 @@ export async function fenceAndVerify(ctx: MoveContext, plan: PlanRecord, setting
         for (const s of sessions) await env.journal.setMoveState(plan.id, s.move.moveNo, 'fenced');
         await checkLease(ctx);
         const raisedAt = Date.now();
-        const results = await Promise.all(sessions.map((s) => fenceOne(ctx, plan, s, settings.fenceTimeoutMs, margin)));
+        let results: FenceResult[];
+        try {
+          results = await Promise.all(sessions.map((s) => fenceOne(ctx, plan, s, settings.fenceTimeoutMs, margin)));
+        } catch (err) {
+          // The fence would lapse by itself at its deadline; lifting it now lets writers through at once.
+          await Promise.all(sessions.map((s) => liftFence(s.source, s.tag).catch(() => {})));
+          throw err;
+        }
         let held = results.every((r) => r.ok);
         if (held) held = (await Promise.all(sessions.map((s) => makeFencePermanent(s.source, s.tag, margin)))).every(Boolean);
         const ms = Date.now() - raisedAt;
@@ -341,6 +357,8 @@ async function fenceOne(ctx: MoveContext, plan: PlanRecord, s: FenceSession, ttl
     if (caughtUp({ taken: round.taken, limit: ROUND_LIMIT })) break;
     if (Date.now() >= deadline) return { ok: false, reason: `the last changes on ${s.move.source} took longer than the fence` };
   }
+  // A trigger disabled or dropped now would let writes through unfenced and uncaptured: checked before the switch.
+  await assertCaptureIntact(s.source, plan, s.move, s.shapes);
   const differing = await compareKeys(s.source, s.target, s.shapes, s.move.ranges, live.dirty, s.digests);
   if (differing.length) {
     return { ok: false, mismatch: true, reason: `${differing.map((d) => `${d.table}: ${d.keys.length} key(s) differ (${d.keys.slice(0, 3).join(', ')})`).join('; ')} between ${s.move.source} and ${s.move.target}` };
