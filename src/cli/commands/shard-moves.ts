@@ -187,7 +187,9 @@ export function registerShardMoveCommands(shard: Command): void {
         ctx.out.result(ctx.name, report, renderVerify);
         if (!report.ok) {
           const { CheckFailed } = await import('../../errors.js');
-          throw new CheckFailed(`shard verify found ${report.misplacedRows} misplaced row(s) and ${report.mismatches.length} mismatching cop${report.mismatches.length === 1 ? 'y' : 'ies'}`);
+          const found = [`${report.misplacedRows} misplaced row(s)`, `${report.mismatches.length} mismatching cop${report.mismatches.length === 1 ? 'y' : 'ies'}`];
+          if (report.leftovers.length) found.push(`${report.leftovers.length} leftover online-move capture(s) on ${[...new Set(report.leftovers.map((l) => l.shard))].join(', ')}`);
+          throw new CheckFailed(`shard verify found ${found.slice(0, -1).join(', ')} and ${found.at(-1)}`);
         }
       }),
     );

@@ -5,7 +5,7 @@ import type { ShardChangeResult } from '../../engine/shards/change.js';
 import type { ShardReadiness } from '../../engine/shards/prepare.js';
 import type { IndexReport } from '../../engine/shards/hash-index.js';
 import type { VerifyReport } from '../../engine/shards/verify.js';
-import type { PlanRecord } from '../../metadata/journal.js';
+import type { OnlineStats, PlanRecord } from '../../metadata/journal.js';
 import { formatBytes, formatCount, formatPercent, renderTable, statusMark } from './table.js';
 
 export function renderPlan(plan: PlanDocument): string {
@@ -65,6 +65,11 @@ export function renderExecution(r: ExecutionReport): string {
   lines.push(
     `plan ${r.planId}: ${status}; ring epoch ${r.epoch}; ${formatCount(r.rowsCopied)} rows in ${r.seconds.toFixed(1)}s = ${formatCount(r.rowsPerSecond)} rows/s, ${r.mbPerSecond} MB/s (copy, verify, switch, cleanup)`,
   );
+  if (r.online) {
+    const replayed = r.moves.reduce((s, m) => s + (m.online?.replayedRows ?? 0), 0);
+    const fence = r.longestFenceMs === null ? 'no fence held yet' : `longest fenced interval ${formatCount(Math.round(r.longestFenceMs))} ms`;
+    lines.push(`online: ${fence}; ${formatCount(replayed)} captured row(s) replayed in catch-up`);
+  }
   const left = r.moves.reduce((s, m) => s + m.rowsLeft, 0);
   if (left) lines.push(chalk.yellow(`${left} row(s) changed on a source after the copy were left in place: \`shard verify\` lists them (the next \`shard rebalance\` moves home those whose key the owner lacks)`));
   if (r.status === 'partial') lines.push('run the same command again, or `shard resume`, to continue');
@@ -77,18 +82,41 @@ export function formatProgress(e: Extract<MoveEvent, { type: 'progress' }>): str
   return `move ${e.moveNo} ${e.source} → ${e.target} ${e.phase} ${e.table}: ${formatCount(e.rows)}/${formatCount(e.estRows)} rows, ${formatCount(e.rowsPerSecond)} rows/s${eta}`;
 }
 
+/** An online move's fence figures: the longest interval it held and how many fences were raised. */
+function fenceCell(o: OnlineStats | null): string {
+  if (!o || (o.longestFenceMs === undefined && !o.fenceAttempts)) return '-';
+  const longest = o.longestFenceMs === undefined ? '-' : `${formatCount(Math.round(o.longestFenceMs))} ms`;
+  const attempts = o.fenceAttempts ?? 0;
+  const up = o.fencedUntil ? chalk.yellow(', up') : '';
+  return `${longest} (${attempts} attempt${attempts === 1 ? '' : 's'})${up}`;
+}
+
 export function renderStatus(r: { plans: PlanRecord[] }): string {
   if (!r.plans.length) return 'no plans yet';
   const out: string[] = [];
   for (const p of r.plans) {
-    out.push(`${chalk.bold(p.id)}  ${p.kind}  ${statusMark(p.state === 'done' ? 'ok' : p.state)}  epoch ${p.fromEpoch}${p.switchedEpoch !== null ? ` → ${p.switchedEpoch}` : ''}  by ${p.createdBy} at ${p.createdAt.toISOString().slice(0, 19).replace('T', ' ')}`);
+    const online = p.options.online === true;
+    out.push(
+      `${chalk.bold(p.id)}  ${p.kind}  ${online ? 'online' : 'offline'}  ${statusMark(p.state === 'done' ? 'ok' : p.state)}  epoch ${p.fromEpoch}${p.switchedEpoch !== null ? ` → ${p.switchedEpoch}` : ''}  by ${p.createdBy} at ${p.createdAt.toISOString().slice(0, 19).replace('T', ' ')}`,
+    );
     if (p.moves.length) {
+      const head = ['#', 'move', 'state', 'copied / est.', 'deleted', 'left', ...(online ? ['backlog', 'catch-up rows/s', 'fence (longest)'] : []), 'error'];
       out.push(
         renderTable(
-          ['#', 'move', 'state', 'copied / est.', 'deleted', 'left', 'error'],
+          head,
           p.moves.map((m) => {
             const copied = m.tables.reduce((s, t) => s + t.rowsCopied, 0);
-            return [m.moveNo, `${m.source} → ${m.target}`, statusMark(m.state), `${formatCount(copied)} / ${formatCount(m.estRows)}`, formatCount(m.tables.reduce((s, t) => s + t.rowsDeleted, 0)), formatCount(m.tables.reduce((s, t) => s + (t.rowsLeft ?? 0), 0)), m.error ?? ''];
+            const figures = online ? [formatCount(m.online?.backlog), formatCount(m.online?.rowsPerSecond), fenceCell(m.online)] : [];
+            return [
+              m.moveNo,
+              `${m.source} → ${m.target}`,
+              statusMark(m.state),
+              `${formatCount(copied)} / ${formatCount(m.estRows)}`,
+              formatCount(m.tables.reduce((s, t) => s + t.rowsDeleted, 0)),
+              formatCount(m.tables.reduce((s, t) => s + (t.rowsLeft ?? 0), 0)),
+              ...figures,
+              m.error ?? '',
+            ];
           }),
         ).split('\n').map((l) => `  ${l}`).join('\n'),
       );
@@ -96,6 +124,8 @@ export function renderStatus(r: { plans: PlanRecord[] }): string {
   }
   return out.join('\n');
 }
+
+const IN_PROGRESS = new Set(['running', 'switched', 'failed']);
 
 export function renderVerify(r: VerifyReport): string {
   const rows: Array<Array<string | number>> = [];
@@ -110,7 +140,27 @@ export function renderVerify(r: VerifyReport): string {
   for (const m of r.mismatches) {
     lines.push(chalk.red(`plan ${m.plan} move ${m.moveNo} ${m.source} → ${m.target} ${m.table}: source ${m.source_.rows} rows / ${m.source_.sum}, target ${m.target_.rows} rows / ${m.target_.sum}`));
   }
-  lines.push(r.ok ? chalk.green('every row is where the ring says') : chalk.red(`${r.misplacedRows} misplaced row(s), ${r.mismatches.length} mismatching in-flight cop${r.mismatches.length === 1 ? 'y' : 'ies'}: \`shard rebalance\` moves misplaced rows home`));
+  const leftovers = r.leftovers ?? [];
+  for (const l of leftovers) {
+    const owner = l.planId === null ? 'no registry row' : `plan ${l.planId} move ${l.moveNo}${l.planState ? ` (${l.planState})` : ' (not in the journal)'}`;
+    lines.push(chalk.red(`${l.shard}: online-move objects ${l.tag}, ${owner}:`));
+    for (const o of l.objects) lines.push(`  ${o}`);
+    if (l.planId !== null && l.planState !== null && IN_PROGRESS.has(l.planState)) {
+      lines.push(chalk.yellow(`  left by an interrupted online move: \`shard abort ${l.planId}\` removes them (or \`shard resume\` if the plan is in progress)`));
+    } else {
+      lines.push(
+        chalk.yellow(
+          `  left by an interrupted online move whose plan is ${l.planId === null ? 'unknown' : (l.planState ?? 'unknown')}: no command removes them; drop them by hand on ${l.shard} (the triggers first, then the functions, the table and the sequence${l.planId === null ? '' : ', and the registry row in shardctl.move_captures'})`,
+        ),
+      );
+    }
+  }
+  if (r.ok) lines.push(chalk.green('every row is where the ring says'));
+  else {
+    const problems = [`${r.misplacedRows} misplaced row(s)`, `${r.mismatches.length} mismatching in-flight cop${r.mismatches.length === 1 ? 'y' : 'ies'}`];
+    if (leftovers.length) problems.push(`${leftovers.length} leftover online-move capture(s) (see above)`);
+    lines.push(chalk.red(`${problems.join(', ')}${r.misplacedRows ? ': `shard rebalance` moves misplaced rows home' : ''}`));
+  }
   return lines.join('\n');
 }
 

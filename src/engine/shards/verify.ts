@@ -2,6 +2,8 @@ import type { ShardctlConfig } from '../../config/schema.js';
 import { isUnswitched } from '../../core/move-state.js';
 import { rangesByShard } from '../../core/move-plan.js';
 import { Ring } from '../../core/ring.js';
+import type { PlanRecord } from '../../metadata/journal.js';
+import { listCaptures } from '../../mover/capture.js';
 import { chooseDigest } from '../../mover/table-shape.js';
 import { rangeAccessFor } from '../../mover/range-access.js';
 import { countInRanges, misplacedByOwner, rangeChecksum } from '../../mover/verify.js';
@@ -28,13 +30,35 @@ export interface VerifyReport {
   /** Moves in flight whose copies differ from their source, per table. */
   mismatches: Array<{ plan: string; moveNo: number; source: string; target: string; table: string; source_: { rows: number; sum: string }; target_: { rows: number; sum: string } }>;
   misplacedRows: number;
+  /**
+   * Online-move objects (triggers, functions, change table, fence sequence,
+   * registry row) on a shard that no move in flight accounts for: debris of an
+   * interrupted move, or objects without a registry row. planId and moveNo
+   * come from the registry row (null: none); planState is the plan's state in
+   * the journal (null: unknown to it).
+   */
+  leftovers: Array<{ shard: string; tag: string; planId: string | null; moveNo: number | null; planState: string | null; objects: string[] }>;
   ok: boolean;
+}
+
+/**
+ * Whether a capture (by its registry row) belongs to a move in flight: a move
+ * of the active online plan, not cleaned or aborted (a failed one by the state
+ * it resumes from), whose source is the shard.
+ */
+function expectedCapture(active: PlanRecord | null, shard: string, planId: string | null, moveNo: number | null): boolean {
+  if (!active || active.options.online !== true || planId !== active.id || moveNo === null) return false;
+  const move = active.moves.find((m) => m.moveNo === moveNo);
+  if (!move || move.source !== shard || move.mode !== 'fresh') return false;
+  const state = move.state === 'failed' ? (move.resumeState ?? 'planned') : move.state;
+  return state !== 'cleaned' && state !== 'aborted';
 }
 
 /**
  * `shard verify`: reads every shard and changes nothing. Finds rows the
  * current ring places elsewhere, and copies of in-flight moves that no longer
- * match their source.
+ * match their source, and online-move objects (capture, fence) that no move
+ * in flight accounts for.
  */
 export async function shardVerify(config: ShardctlConfig): Promise<VerifyReport> {
   return withMetadata(config, async (store) => {
@@ -46,9 +70,14 @@ export async function shardVerify(config: ShardctlConfig): Promise<VerifyReport>
       ? active.moves.filter((m) => m.mode === 'fresh' && isUnswitched(m.state === 'failed' ? (m.resumeState ?? 'planned') : m.state) && m.state !== 'planned')
       : [];
     const shards = (await store.listShards()).filter((s) => (s.state !== 'retired' && s.state !== 'pending') || inFlight.some((m) => m.target === s.id));
+    const leftovers: VerifyReport['leftovers'] = [];
     const reports = await mapWithConcurrency(shards, 4, async (s): Promise<VerifyShardReport> => {
       try {
         return await withConnections([env.connect(s.id, 'shard verify')], async (client) => {
+          for (const c of await listCaptures(client!)) {
+            if (expectedCapture(active, s.id, c.planId, c.moveNo)) continue;
+            leftovers.push({ shard: s.id, tag: c.tag, planId: c.planId, moveNo: c.moveNo, planState: null, objects: c.objects });
+          }
           const tables: VerifyShardReport['tables'] = [];
           for (const table of env.tables) {
             const shape = await env.shapeOn(client!, s.id, table);
@@ -81,6 +110,20 @@ export async function shardVerify(config: ShardctlConfig): Promise<VerifyReport>
       });
     }
     const misplacedRows = reports.reduce((sum, r) => sum + r.tables.reduce((s, t) => s + Object.values(t.misplaced).reduce((a, b) => a + b, 0), 0), 0);
-    return { epoch: current.epoch, shards: reports, mismatches, misplacedRows, ok: misplacedRows === 0 && mismatches.length === 0 && reports.every((r) => !r.error) };
+    const planStates = new Map<string, string | null>();
+    for (const l of leftovers) {
+      if (l.planId === null) continue;
+      if (!planStates.has(l.planId)) planStates.set(l.planId, (await env.journal.getPlan(l.planId))?.state ?? null);
+      l.planState = planStates.get(l.planId)!;
+    }
+    leftovers.sort((a, b) => a.shard.localeCompare(b.shard) || a.tag.localeCompare(b.tag));
+    return {
+      epoch: current.epoch,
+      shards: reports,
+      mismatches,
+      misplacedRows,
+      leftovers,
+      ok: misplacedRows === 0 && mismatches.length === 0 && leftovers.length === 0 && reports.every((r) => !r.error),
+    };
   });
 }
