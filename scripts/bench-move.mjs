@@ -38,8 +38,19 @@ const SCHEMA_SQL = `CREATE TABLE public.events (
   room_id bigint NOT NULL, id bigint NOT NULL, payload text NOT NULL, created_at timestamptz NOT NULL,
   PRIMARY KEY (room_id, id))`;
 const GNU_TIME = '/usr/bin/time';
-/** Which runs to make (comma list; default all): shardctl, pipe, pipe-seq, naive, naive-index. */
-const IMPLS = new Set((process.env.BENCH_MOVE_IMPLS ?? 'shardctl,pipe,pipe-seq,naive,naive-index').split(','));
+/**
+ * Which runs to make (comma list; default all): shardctl (`shard add --offline`), online (`shard add`,
+ * no writes), online-load (`shard add` under BENCH_MOVE_LOAD_RATE writes/s), pipe, pipe-seq, naive, naive-index.
+ */
+const IMPLS = new Set((process.env.BENCH_MOVE_IMPLS ?? 'shardctl,online,online-load,pipe,pipe-seq,naive,naive-index').split(','));
+/** Runs of each shardctl mode (offline, online idle, online under load), interleaved; medians reported. */
+const REPEAT = Math.max(1, Number(process.env.BENCH_MOVE_REPEAT ?? 1));
+/** The online run's write load: writes per second, from scripts/bench-move-load.mjs (a process of its own). */
+const LOAD_RATE = Number(process.env.BENCH_MOVE_LOAD_RATE ?? 500);
+/** How long the load runs before the move starts (its "before" latencies), and after the move ends. */
+const LOAD_BEFORE_MS = 3_000;
+const LOAD_AFTER_MS = 1_000;
+const LOAD_SCRIPT = path.join(ROOT, 'scripts/bench-move-load.mjs');
 /**
  * BENCH_MOVE_CACHE=FILE (for working on the mover): keep the loaded template databases after the run
  * and note them in FILE; a later run with the same FILE and row count reuses them instead of loading again.
@@ -79,7 +90,8 @@ async function shardctl(config, args) {
 }
 
 const seconds = (t0) => Number(process.hrtime.bigint() - t0) / 1e9;
-const multirange = (ranges) => `{${ranges.map((r) => `[${r.start},${r.end}]`).join(',')}}`;
+/** A multirange literal from ranges as {start, end} (the ring's) or as [start, end] pairs (plan files'). */
+const multirange = (ranges) => `{${ranges.map((r) => (Array.isArray(r) ? `[${r[0]},${r[1]}]` : `[${r.start},${r.end}]`)).join(',')}}`;
 const filterSql = (literal) => `'${literal}'::int8multirange @> shardctl.route_hash(room_id::text)`;
 const CHECKSUM = `count(*)::bigint AS rows, coalesce(sum(('x' || left(md5(ROW(t.room_id, t.id, t.payload, t.created_at)::text), 15))::bit(60)::bigint), 0)::text AS sum`;
 
@@ -186,7 +198,7 @@ async function clone(admin, dbs, dir, ds, runTag, { init = false } = {}) {
     await run('node', [BIN, '-c', config, '-q', 'init']);
   }
   await admin.query('CHECKPOINT');
-  return { names, urls, config };
+  return { names, urls, config, metaUrl: init ? urlOf(names[3]) : null };
 }
 
 async function dropClones(admin, dbs, names) {
@@ -213,8 +225,8 @@ async function verifyRun(impl, ds, urls) {
 }
 
 /** `shard add` as a user runs it: one process, timed end to end, its peak RSS from GNU time (or /proc VmHWM). */
-async function runShardctl(cl) {
-  const args = [BIN, '-c', cl.config, '--json', '--log-format', 'json', '-v', 'shard', 'add', 'shard-2', '--url', cl.urls['shard-2']];
+async function runShardctl(cl, { offline = false } = {}) {
+  const args = [BIN, '-c', cl.config, '--json', '--log-format', 'json', '-v', 'shard', 'add', 'shard-2', '--url', cl.urls['shard-2'], ...(offline ? ['--offline'] : [])];
   const useTime = existsSync(GNU_TIME);
   let hwmKb = 0;
   let poll;
@@ -256,6 +268,7 @@ async function runShardctl(cl) {
   }
   const execution = JSON.parse(r.stdout).data.execution;
   if (execution.status !== 'done') throw new Error(`shard add ended ${execution.status}`);
+  if (execution.online !== !offline) throw new Error(`shard add${offline ? ' --offline' : ''} reports online: ${execution.online}`);
   // The highest RSS seen in each quarter of the run.
   const runMs = endedMs - startedMs;
   const rssByQuarterMb = [0, 1, 2, 3].map((q) => {
@@ -263,6 +276,84 @@ async function runShardctl(cl) {
     return inQuarter.length ? +(Math.max(...inQuarter.map((x) => x.kb)) / 1024).toFixed(1) : null;
   });
   return { wall, peakRssMb: +(hwmKb / 1024).toFixed(1), rssByQuarterMb, cpuSeconds, execution, phases: phasesOf(lines, startedMs, endedMs) };
+}
+
+/** No online-move object (trigger) left on public.events on any shard after a move. */
+async function checkNoTriggers(impl, urls) {
+  const left = [];
+  await Promise.all(Object.entries(urls).map(([id, url]) => withClient(url, async (c) => {
+    const { rows } = await c.query(`SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.events'::regclass AND NOT tgisinternal`);
+    if (rows.length) left.push(`${id}: ${rows.map((r) => r.tgname).join(', ')}`);
+  })));
+  if (left.length) throw new Error(`${impl}: triggers left after the move: ${left.join('; ')}`);
+}
+
+/**
+ * The online move under load, checked: the rows changed, so instead of checksums every row must be on
+ * the shard the final ring names (the routing hash in SQL), the total must be the loaded rows plus the
+ * inserts the load committed, and every row the load wrote must hold its last committed payload on its owner.
+ */
+async function verifyLoaded(impl, ds, cl, load) {
+  const { Ring } = await import(path.join(ROOT, 'dist/core/ring.js'));
+  const ring = await withClient(cl.metaUrl, async (c) => (await c.query('SELECT epoch, vnodes, members FROM shardctl.ring_epochs ORDER BY epoch DESC LIMIT 1')).rows[0]);
+  const ids = ring.members.map((m) => m.id).sort();
+  const problems = [];
+  if (ids.join(',') !== 'shard-0,shard-1,shard-2') problems.push(`final ring has ${ids.join(',')}`);
+  const owned = new Map();
+  for (const r of Ring.build({ vnodes: ring.vnodes, members: ring.members }).ranges()) owned.set(r.shardId, [...(owned.get(r.shardId) ?? []), r]);
+  let total = 0;
+  await Promise.all(Object.entries(cl.urls).map(([id, url]) => withClient(url, async (c) => {
+    const { rows: [x] } = await c.query(
+      `SELECT count(*)::bigint AS total,
+              count(*) FILTER (WHERE NOT $1::int8multirange @> ('x' || left(md5(room_id::text), 8))::bit(32)::bigint)::bigint AS misplaced
+         FROM public.events`,
+      [multirange(owned.get(id) ?? [])],
+    );
+    total += Number(x.total);
+    if (Number(x.misplaced) !== 0) problems.push(`${id} holds ${x.misplaced} row(s) the final ring places elsewhere`);
+  })));
+  const want = ds.totalRows + load.counts.insertsCommitted;
+  if (total !== want) problems.push(`${total} rows in all, expected ${want} (${ds.totalRows} loaded + ${load.counts.insertsCommitted} inserted by the load)`);
+  const v = load.verify;
+  if (v.missing || v.stale) problems.push(`of ${v.rowsChecked} rows the load wrote, ${v.missing} missing and ${v.stale} stale on their owner (${v.samples.join('; ')})`);
+  if (load.counts.undrained) problems.push(`${load.counts.undrained} write(s) of the load never finished`);
+  if (problems.length) throw new Error(`${impl}: wrong result: ${problems.join('; ')}`);
+}
+
+/**
+ * `shard add` (online) while scripts/bench-move-load.mjs writes at LOAD_RATE/s: the load starts first and
+ * runs LOAD_BEFORE_MS alone (the latencies before the move), is told when the move starts and ends, and
+ * stops LOAD_AFTER_MS after it. Resolves with the move's figures and the load's report.
+ */
+async function runLoaded(ds, cl) {
+  const child = spawn('node', [
+    LOAD_SCRIPT, '--shards', JSON.stringify(cl.urls), '--metadata', cl.metaUrl, '--rooms', String(ds.rooms), '--per-room', String(PER_ROOM), '--rate', String(LOAD_RATE),
+  ], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const out = [];
+  let err = '';
+  child.stdout.on('data', (d) => out.push(d));
+  const exited = new Promise((resolve, reject) => { child.on('error', reject); child.on('close', (code) => resolve(code)); });
+  try {
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`load generator not ready after 30 s: ${err.slice(-2000)}`)), 30_000);
+      child.stderr.on('data', (d) => {
+        err += d;
+        if (err.includes('READY\n')) { clearTimeout(timer); resolve(); }
+      });
+      exited.then((code) => { clearTimeout(timer); reject(new Error(`load generator exited ${code}: ${err.slice(-2000)}`)); });
+    });
+    await new Promise((r) => setTimeout(r, LOAD_BEFORE_MS));
+    child.stdin.write(`move-start ${Date.now()}\n`);
+    const sc = await runShardctl(cl);
+    child.stdin.write(`move-end ${Date.now()}\n`);
+    await new Promise((r) => setTimeout(r, LOAD_AFTER_MS));
+    child.stdin.end('stop\n');
+    const code = await exited;
+    if (code !== 0) throw new Error(`load generator exited ${code}: ${err.slice(-2000)}`);
+    return { sc, load: JSON.parse(Buffer.concat(out).toString()) };
+  } finally {
+    if (child.exitCode === null) child.kill('SIGTERM');
+  }
 }
 
 /** The highest RSS of a run's second half over its first half's (1.0: a plateau). */
@@ -295,6 +386,8 @@ function phasesOf(lines, startedMs, endedMs) {
     verifyAfterLastCopy: s(last('copied'), last('verified')),
     switchAndCleanup: s(last('verified'), last('cleaned')),
     exit: s(last('cleaned'), endedMs),
+    // Online moves: from the last copy to the fence, and from the fence to the last verification.
+    ...(at.fenced ? { catchUp: s(last('copied'), first('fenced')), fencedToVerified: s(first('fenced'), last('verified')) } : {}),
     perMove: {
       copy: moves.map((m) => s(m.copying, m.copied)),
       verify: moves.map((m) => s(m.copied, m.verified)),
@@ -384,59 +477,157 @@ export async function benchMove() {
     const ds = await cachedDataset(admin, dbs, dir, suffix);
     const { moved: rows, bytes } = ds.expect;
     const results = [];
+    let runNo = 0;
     // The host's load while each run ran (other work on the machine skews the comparison).
     let loadBefore = os.loadavg()[0];
-    const record = (impl, secs, extra = {}) => {
-      const r = { impl, seconds: secs, loadAvg1m: +Math.max(loadBefore, os.loadavg()[0]).toFixed(2), ...extra };
-      results.push(r);
-      return r;
-    };
-    /** One run on fresh clones, checked. */
-    const measure = async (key, impl, body, { init = false } = {}) => {
+    const record = (impl, secs, extra = {}) => ({ impl, seconds: secs, loadAvg1m: +Math.max(loadBefore, os.loadavg()[0]).toFixed(2), ...extra });
+    /** One run on fresh clones, checked (by verifyRun, or by the body itself when `check` is false). */
+    const measure = async (key, impl, body, { init = false, check = true } = {}) => {
       if (!IMPLS.has(key)) return null;
-      const cl = await clone(admin, dbs, dir, ds, `r${results.length + 1}`, { init });
+      const cl = await clone(admin, dbs, dir, ds, `r${++runNo}`, { init });
       loadBefore = os.loadavg()[0];
       const { secs, extra } = await body(cl);
-      await verifyRun(impl, ds, cl.urls);
+      if (check) await verifyRun(impl, ds, cl.urls);
       await dropClones(admin, dbs, cl.names);
       return record(impl, secs, extra);
     };
+    const copiedAll = (sc, what) => {
+      if (sc.execution.rowsCopied !== rows) throw new Error(`${what} reports ${sc.execution.rowsCopied} rows copied, expected ${rows}`);
+    };
+    const figures = (sc) => ({ peakRssMb: sc.peakRssMb, cpuSeconds: sc.cpuSeconds, sc });
 
-    // shardctl, then the raw pipe (both ways), then the naive loop: fresh clones for each.
-    let sc;
-    const shardctlRun = await measure('shardctl', 'shardctl shard add', async (cl) => {
-      sc = await runShardctl(cl);
-      if (sc.execution.rowsCopied !== rows) throw new Error(`shardctl reports ${sc.execution.rowsCopied} rows copied, expected ${rows}`);
-      return { secs: sc.wall, extra: { peakRssMb: sc.peakRssMb, cpuSeconds: sc.cpuSeconds } };
-    }, { init: true });
-    const pipe = await measure('pipe', 'psql pipe + DELETE (concurrent)', async (cl) => ({ secs: await runPsqlPipe(ds, cl.urls, true) }));
-    const pipeSeq = await measure('pipe-seq', 'psql pipe + DELETE (sequential)', async (cl) => ({ secs: await runPsqlPipe(ds, cl.urls, false) }));
-    const naivePlanner = await measure('naive', 'naive keyset SELECT + INSERT', async (cl) => ({ secs: await runNaive(ds, cl.urls) }));
-    const naiveIndex = await measure('naive-index', 'naive keyset SELECT + INSERT (index-ordered pages)', async (cl) => ({ secs: await runNaive(ds, cl.urls, { indexOrdered: true }) }));
+    // shardctl in its three modes, interleaved REPEAT times (offline, online with no writes, online under
+    // load), then the raw pipe (both ways), then the naive loop: fresh clones for each.
+    const modes = { offline: [], online: [], loaded: [] };
+    for (let i = 0; i < REPEAT; i++) {
+      const off = await measure('shardctl', 'shardctl shard add', async (cl) => {
+        const sc = await runShardctl(cl, { offline: true });
+        copiedAll(sc, 'shard add --offline');
+        return { secs: sc.wall, extra: { mode: 'offline', ...figures(sc) } };
+      }, { init: true });
+      if (off) modes.offline.push(off);
+      const on = await measure('online', 'shardctl shard add', async (cl) => {
+        const sc = await runShardctl(cl);
+        copiedAll(sc, 'shard add (online, no writes)');
+        await checkNoTriggers('shard add (online, no writes)', cl.urls);
+        return { secs: sc.wall, extra: { mode: 'online', ...figures(sc) } };
+      }, { init: true });
+      if (on) modes.online.push(on);
+      const loaded = await measure('online-load', 'shardctl shard add', async (cl) => {
+        const { sc, load } = await runLoaded(ds, cl);
+        await verifyLoaded('shard add (online, under load)', ds, cl, load);
+        await checkNoTriggers('shard add (online, under load)', cl.urls);
+        return { secs: sc.wall, extra: { mode: 'online+load', ...figures(sc), load } };
+      }, { init: true, check: false });
+      if (loaded) modes.loaded.push(loaded);
+    }
+    /** The run of median wall time (the lower middle one of an even count). */
+    const medianRun = (runs) => (runs.length ? [...runs].sort((a, b) => a.seconds - b.seconds)[Math.floor((runs.length - 1) / 2)] : null);
+    const shardctlRun = medianRun(modes.offline);
+    const sc = shardctlRun?.sc;
+    const onlineRun = medianRun(modes.online);
+    for (const r of [shardctlRun, onlineRun]) if (r) results.push(r);
+
+    const keep = (r) => { if (r) results.push(r); return r; };
+    const pipe = keep(await measure('pipe', 'psql pipe + DELETE (concurrent)', async (cl) => ({ secs: await runPsqlPipe(ds, cl.urls, true) })));
+    const pipeSeq = keep(await measure('pipe-seq', 'psql pipe + DELETE (sequential)', async (cl) => ({ secs: await runPsqlPipe(ds, cl.urls, false) })));
+    const naivePlanner = keep(await measure('naive', 'naive keyset SELECT + INSERT', async (cl) => ({ secs: await runNaive(ds, cl.urls) })));
+    const naiveIndex = keep(await measure('naive-index', 'naive keyset SELECT + INSERT (index-ordered pages)', async (cl) => ({ secs: await runNaive(ds, cl.urls, { indexOrdered: true }) })));
     // Compared with the faster of the two naive runs.
     const naive = [naivePlanner, naiveIndex].filter(Boolean).sort((a, b) => a.seconds - b.seconds)[0] ?? null;
 
     const rate = (r) => rows / r.seconds;
     for (const r of results) {
+      const runs = r === shardctlRun ? modes.offline : r === onlineRun ? modes.online : null;
       const line = {
-        bench: 'move', impl: r.impl, rows, bytes, totalRows: ds.totalRows, sources: 2,
+        bench: 'move', impl: r.impl, ...(r.mode ? { mode: r.mode } : {}), rows, bytes, totalRows: ds.totalRows, sources: 2,
         seconds: +r.seconds.toFixed(2), rowsPerSec: Math.round(rate(r)), mbPerSec: +(bytes / 1e6 / r.seconds).toFixed(2),
-        peakRssMb: r.peakRssMb ?? null, ...(r === shardctlRun ? { rssByQuarterMb: sc.rssByQuarterMb } : {}),
+        ...(runs && runs.length > 1 ? { runs: runs.length, secondsAll: runs.map((x) => +x.seconds.toFixed(2)) } : {}),
+        peakRssMb: r.peakRssMb ?? null, ...(r.sc ? { rssByQuarterMb: r.sc.rssByQuarterMb } : {}),
         ...(r.cpuSeconds != null ? { nodeCpuSeconds: r.cpuSeconds } : {}), loadAvg1m: r.loadAvg1m,
         ratioToRawPipe: pipe ? +(rate(r) / rate(pipe)).toFixed(2) : null,
         ratioToRawPipeSequential: pipeSeq ? +(rate(r) / rate(pipeSeq)).toFixed(2) : null,
         ratioToNaive: naive ? +(rate(r) / rate(naive)).toFixed(2) : null,
-        ...(r === shardctlRun && naive ? { naiveComparedWith: naive.impl } : {}),
+        ...(r.sc && naive ? { naiveComparedWith: naive.impl } : {}),
         hashIndex: HASH_INDEX,
       };
       if (r === shardctlRun) {
         Object.assign(line, {
           goal: '>= 0.7x psql pipe (concurrent) rows/s, >= 1.5x naive (the faster variant), peak RSS < 200 MB',
           meetsGoal: { rawPipe: pipe ? line.ratioToRawPipe >= 0.7 : null, naive: naive ? line.ratioToNaive >= 1.5 : null, rss: r.peakRssMb < 200 },
-          phases: sc.phases,
-          reported: { seconds: +sc.execution.seconds.toFixed(2), rowsPerSecond: sc.execution.rowsPerSecond, mbPerSecond: sc.execution.mbPerSecond },
         });
       }
+      if (r.sc) {
+        Object.assign(line, {
+          phases: r.sc.phases,
+          reported: { seconds: +r.sc.execution.seconds.toFixed(2), rowsPerSecond: r.sc.execution.rowsPerSecond, mbPerSecond: r.sc.execution.mbPerSecond },
+        });
+      }
+      console.log(JSON.stringify(line));
+    }
+
+    // Online against offline, and online under a write load against online with none.
+    if (modes.online.length || modes.loaded.length) {
+      const med = (xs) => {
+        const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+        if (!v.length) return null;
+        const m = Math.floor(v.length / 2);
+        return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+      };
+      const r2 = (x, d = 2) => (x == null ? null : +x.toFixed(d));
+      const ratio = (a, b) => (a != null && b != null && b > 0 ? +(a / b).toFixed(3) : null);
+      const secs = (runs) => r2(med(runs.map((x) => x.seconds)));
+      const fence = (runs) => med(runs.map((x) => x.sc.execution.longestFenceMs));
+      const loads = modes.loaded.map((x) => x.load);
+      const fromLoads = (f) => r2(med(loads.map(f)), 4);
+      const t = { offline: secs(modes.offline), idle: secs(modes.online), loaded: secs(modes.loaded) };
+      const longest = [...modes.online, ...modes.loaded].map((x) => x.sc.execution.longestFenceMs).filter((x) => x != null);
+      const p99 = { before: fromLoads((l) => l.nonMovingLatency.before.p99Ms), during: fromLoads((l) => l.nonMovingLatency.during.p99Ms) };
+      const line = {
+        bench: 'move.online', impl: 'shardctl shard add', rows, totalRows: ds.totalRows, runsPerMode: REPEAT,
+        seconds: t,
+        ratios: { loadedToIdle: ratio(t.loaded, t.idle), idleOnlineToOffline: ratio(t.idle, t.offline) },
+        longestFenceMs: { idle: fence(modes.online), loaded: fence(modes.loaded), maxOfAllRuns: longest.length ? Math.max(...longest) : null },
+        load: loads.length ? {
+          rate: LOAD_RATE, achievedRate: fromLoads((l) => l.achievedRate), insertShare: loads[0].insertShare, poolPerShard: loads[0].pool,
+          writes: fromLoads((l) => l.counts.writes), movingKeyWrites: fromLoads((l) => l.counts.movingKeyWrites), movingKeyWritesDuringMove: fromLoads((l) => l.counts.movingKeyWritesDuringMove),
+          generatorDispatchLagP99Ms: fromLoads((l) => l.dispatchLagMs.p99),
+        } : null,
+        fencedWrites: loads.length ? {
+          count: fromLoads((l) => l.counts.fencedWrites),
+          errorsByCode: { SH001: fromLoads((l) => l.counts.fenceErrors.SH001), SH002: fromLoads((l) => l.counts.fenceErrors.SH002) },
+          shareOfMovingKeyWritesDuringMove: fromLoads((l) => l.fencedShareOfMovingKeyWritesDuringMove),
+          shareOfAllMovingKeyWrites: fromLoads((l) => l.fencedShareOfMovingKeyWrites),
+          nonMovingKeyWritesFenced: fromLoads((l) => l.counts.fencedNonMovingKeyWrites),
+          gaveUp: fromLoads((l) => l.counts.gaveUp), otherErrors: fromLoads((l) => l.counts.otherErrors),
+          otherErrorSamples: [...new Set(loads.flatMap((l) => l.otherErrorSamples))].slice(0, 5),
+          updatesFoundNoRow: fromLoads((l) => l.counts.updateNoRow),
+        } : null,
+        // Due-to-commit latency of the writes to keys that do not move, before the move and while it ran.
+        nonMovingLatencyMs: loads.length ? {
+          before: { p50: fromLoads((l) => l.nonMovingLatency.before.p50Ms), p99: p99.before, writes: fromLoads((l) => l.nonMovingLatency.before.committed) },
+          during: { p50: fromLoads((l) => l.nonMovingLatency.during.p50Ms), p99: p99.during, writes: fromLoads((l) => l.nonMovingLatency.during.committed) },
+          p99DuringToBefore: ratio(p99.during, p99.before),
+        } : null,
+        movingLatencyDuringMs: loads.length ? { p50: fromLoads((l) => l.movingLatency.during.p50Ms), p99: fromLoads((l) => l.movingLatency.during.p99Ms), max: fromLoads((l) => l.movingLatency.during.maxMs) } : null,
+        goal: 'longest fence <= 1 s; move under 500 writes/s <= 1.3x the idle online move; p99 of non-moving writes during the move <= 2x before; idle online move <= 1.15x --offline',
+        meetsGoal: {
+          longestFence: longest.length ? Math.max(...longest) <= 1000 : null,
+          loadedToIdle: t.loaded != null && t.idle != null ? t.loaded <= 1.3 * t.idle : null,
+          nonMovingP99: p99.before != null && p99.during != null ? p99.during <= 2 * p99.before : null,
+          idleOnlineToOffline: t.idle != null && t.offline != null ? t.idle <= 1.15 * t.offline : null,
+        },
+        loadAvg1m: +Math.max(...[...modes.offline, ...modes.online, ...modes.loaded].map((x) => x.loadAvg1m)).toFixed(2),
+        // Each run: wall seconds, the host's load, and what shardctl reported of each move's online phase.
+        runs: [...modes.offline, ...modes.online, ...modes.loaded].map((x) => ({
+          mode: x.mode, seconds: r2(x.seconds), loadAvg1m: x.loadAvg1m, longestFenceMs: x.sc.execution.longestFenceMs,
+          ...(x.load ? {
+            nonMovingP99Ms: { before: x.load.nonMovingLatency.before.p99Ms, during: x.load.nonMovingLatency.during.p99Ms },
+            fencedWrites: x.load.counts.fencedWrites, achievedRate: x.load.achievedRate, rowsVerified: x.load.verify.rowsChecked,
+          } : {}),
+          moves: x.sc.execution.moves.map((m) => ({ source: m.source, target: m.target, seconds: m.seconds, online: m.online })),
+        })),
+      };
       console.log(JSON.stringify(line));
     }
 
@@ -446,10 +637,10 @@ export async function benchMove() {
       const big = await prepareDataset(admin, dbs, dir, RSS_ROWS, 'b', suffix);
       const bcl = await clone(admin, dbs, dir, big, 'r6', { init: true });
       const bigLoad = os.loadavg()[0];
-      const bsc = await runShardctl(bcl);
+      const bsc = await runShardctl(bcl, { offline: true });
       await verifyRun('shardctl shard add (RSS run)', big, bcl.urls);
       const line = {
-        bench: 'move.rss', impl: 'shardctl shard add', rows: big.expect.moved, bytes: big.expect.bytes, totalRows: big.totalRows,
+        bench: 'move.rss', impl: 'shardctl shard add', mode: 'offline', rows: big.expect.moved, bytes: big.expect.bytes, totalRows: big.totalRows,
         seconds: +bsc.wall.toFixed(2), rowsPerSec: Math.round(big.expect.moved / bsc.wall), mbPerSec: +(big.expect.bytes / 1e6 / bsc.wall).toFixed(2),
         peakRssMb: bsc.peakRssMb, rssByQuarterMb: bsc.rssByQuarterMb, loadAvg1m: +Math.max(bigLoad, os.loadavg()[0]).toFixed(2),
         baseline: { rows, peakRssMb: sc.peakRssMb, rssByQuarterMb: sc.rssByQuarterMb, rowsPerSec: Math.round(rate(shardctlRun)) },
