@@ -23,11 +23,10 @@ import { rangeAccessFor } from '../../mover/range-access.js';
 import { chooseDigest, describeTable, keysRepeat, type RowDigestKind, type TableShape } from '../../mover/table-shape.js';
 import { withConnections } from './env.js';
 import {
-  analyzeTarget,
   assertTargetEmpty,
   checkLease,
   clearCopy,
-  copyTable,
+  copyTables,
   failOrLost,
   reportProgress,
   tableId,
@@ -128,12 +127,7 @@ export async function prepareOnline(ctx: MoveContext, plan: PlanRecord, move: Mo
     }
     for (let attempt = 0; ; attempt++) {
       if (state === 'copying') {
-        for (const table of env.tables) {
-          const progress = move.tables.find((t) => t.table === table.name)!;
-          if (progress.copyDone) continue;
-          if ((await copyTable(ctx, plan, move, table.name, progress)) === 'stopped') return 'stopped';
-        }
-        await analyzeTarget(ctx, move);
+        if ((await copyTables(ctx, plan, move)) === 'stopped') return 'stopped';
         await setState('copied');
       }
       if (state !== 'catching-up') await setState('catching-up');

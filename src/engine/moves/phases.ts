@@ -84,13 +84,7 @@ export async function copyAndVerify(ctx: MoveContext, plan: PlanRecord, move: Mo
     // Verification happens in the run that switches, whatever an earlier run found.
     for (let attempt = 0; ; attempt++) {
       if (state === 'copying') {
-        for (const table of env.tables) {
-          const progress = move.tables.find((t) => t.table === table.name)!;
-          if (progress.copyDone) continue;
-          if ((await copyTable(ctx, plan, move, table.name, progress)) === 'stopped') return 'stopped';
-        }
-        // The target just took many rows: fresh statistics serve verification's plan and the application.
-        await analyzeTarget(ctx, move);
+        if ((await copyTables(ctx, plan, move)) === 'stopped') return 'stopped';
         await setState('copied');
       }
       const mismatches = await verifyMove(ctx, plan, move);
@@ -113,6 +107,17 @@ export async function copyAndVerify(ctx: MoveContext, plan: PlanRecord, move: Mo
   }
 }
 
+/** Copies every table not yet copied, then analyzes the target (it just took many rows: fresh statistics serve verification and the application). */
+export async function copyTables(ctx: MoveContext, plan: PlanRecord, move: MoveRecord): Promise<'ok' | 'stopped'> {
+  for (const table of ctx.env.tables) {
+    const progress = move.tables.find((t) => t.table === table.name)!;
+    if (progress.copyDone) continue;
+    if ((await copyTable(ctx, plan, move, table.name, progress)) === 'stopped') return 'stopped';
+  }
+  await analyzeTarget(ctx, move);
+  return 'ok';
+}
+
 /** A fresh target must hold nothing in the ranges it receives: anything there would be taken for a copy and lost on abort. */
 export async function assertTargetEmpty(ctx: MoveContext, move: MoveRecord): Promise<void> {
   await withConnections([ctx.env.connect(move.target, 'shard move')], async (target) => {
@@ -128,7 +133,7 @@ export async function assertTargetEmpty(ctx: MoveContext, move: MoveRecord): Pro
   });
 }
 
-export async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, table: string, progress: TableProgress): Promise<'ok' | 'stopped'> {
+async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, table: string, progress: TableProgress): Promise<'ok' | 'stopped'> {
   const { env } = ctx;
   const tableConfig = env.tables.find((t) => t.name === table)!;
   const estRows = move.estRows;
@@ -212,7 +217,7 @@ export async function copyTable(ctx: MoveContext, plan: PlanRecord, move: MoveRe
   return 'ok';
 }
 
-export async function analyzeTarget(ctx: MoveContext, move: MoveRecord): Promise<void> {
+async function analyzeTarget(ctx: MoveContext, move: MoveRecord): Promise<void> {
   await withConnections([ctx.env.connect(move.target, 'shard move')], async (target) => {
     for (const table of ctx.env.tables) await target!.query(`ANALYZE ${(await ctx.env.shapeOn(target!, move.target, table)).sqlName}`);
   });
