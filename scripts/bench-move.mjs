@@ -608,6 +608,11 @@ export async function benchMove() {
           before: { p50: fromLoads((l) => l.nonMovingLatency.before.p50Ms), p99: p99.before, writes: fromLoads((l) => l.nonMovingLatency.before.committed) },
           during: { p50: fromLoads((l) => l.nonMovingLatency.during.p50Ms), p99: p99.during, writes: fromLoads((l) => l.nonMovingLatency.during.committed) },
           p99DuringToBefore: ratio(p99.during, p99.before),
+          // The same writes' last attempt from holding a pooled connection to commit (without the wait for one).
+          queryOnly: {
+            before: { p50: fromLoads((l) => l.nonMovingLatency.before.queryP50Ms), p99: fromLoads((l) => l.nonMovingLatency.before.queryP99Ms) },
+            during: { p50: fromLoads((l) => l.nonMovingLatency.during.queryP50Ms), p99: fromLoads((l) => l.nonMovingLatency.during.queryP99Ms) },
+          },
         } : null,
         movingLatencyDuringMs: loads.length ? { p50: fromLoads((l) => l.movingLatency.during.p50Ms), p99: fromLoads((l) => l.movingLatency.during.p99Ms), max: fromLoads((l) => l.movingLatency.during.maxMs) } : null,
         goal: 'longest fence <= 1 s; move under 500 writes/s <= 1.3x the idle online move; p99 of non-moving writes during the move <= 2x before; idle online move <= 1.15x --offline',
@@ -623,7 +628,7 @@ export async function benchMove() {
           mode: x.mode, seconds: r2(x.seconds), loadAvg1m: x.loadAvg1m, longestFenceMs: x.sc.execution.longestFenceMs,
           ...(x.load ? {
             nonMovingP99Ms: { before: x.load.nonMovingLatency.before.p99Ms, during: x.load.nonMovingLatency.during.p99Ms },
-            fencedWrites: x.load.counts.fencedWrites, achievedRate: x.load.achievedRate, rowsVerified: x.load.verify.rowsChecked,
+            fencedWrites: x.load.counts.fencedWrites, achievedRate: x.load.achievedRate, rowsVerified: x.load.verify.rowsChecked, ring: x.load.ring,
           } : {}),
           moves: x.sc.execution.moves.map((m) => ({ source: m.source, target: m.target, seconds: m.seconds, online: m.online })),
         })),
