@@ -625,7 +625,7 @@ export async function benchMove() {
         loadAvg1m: +Math.max(...[...modes.offline, ...modes.online, ...modes.loaded].map((x) => x.loadAvg1m)).toFixed(2),
         // Each run: wall seconds, the host's load, and what shardctl reported of each move's online phase.
         runs: [...modes.offline, ...modes.online, ...modes.loaded].map((x) => ({
-          mode: x.mode, seconds: r2(x.seconds), loadAvg1m: x.loadAvg1m, longestFenceMs: x.sc.execution.longestFenceMs,
+          mode: x.mode, seconds: r2(x.seconds), loadAvg1m: x.loadAvg1m, longestFenceMs: x.sc.execution.longestFenceMs, phases: x.sc.phases,
           ...(x.load ? {
             nonMovingP99Ms: { before: x.load.nonMovingLatency.before.p99Ms, during: x.load.nonMovingLatency.during.p99Ms },
             fencedWrites: x.load.counts.fencedWrites, achievedRate: x.load.achievedRate, rowsVerified: x.load.verify.rowsChecked, ring: x.load.ring,
