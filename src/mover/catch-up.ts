@@ -180,7 +180,9 @@ export interface CompareSide {
   digest: RowDigestKind;
   sourceAccess: RangeAccess;
   targetAccess: RangeAccess;
+  /** Hash once per distinct key (keysRepeat), on each side. */
   memo: boolean;
+  targetMemo: boolean;
   /**
    * A block-ordered copy made in one snapshot: what its batch records say was
    * read, and that snapshot. When the source table is provably unchanged
@@ -234,7 +236,7 @@ export async function snapshotCompare(
         );
         return { rows: Number(rows[0]!.rows), sum: rows[0]!.sum };
       };
-      const [s, t] = await Promise.all([sourceSide(), rangeChecksum(target, shape, ranges, side.digest, false, side.targetAccess)]);
+      const [s, t] = await Promise.all([sourceSide(), rangeChecksum(target, shape, ranges, side.digest, side.targetMemo, side.targetAccess)]);
       tables.push({ table: shape.name, source: s, target: t });
     }
     await source.query('COMMIT');

@@ -5,7 +5,7 @@ import { rowsInRanges, stagingTable } from './copy-range.js';
 import { accessSettings, SCAN, type RangeAccess } from './range-access.js';
 import { streamByHash, type HashBatch, type HashStreamResult } from './hash-stream.js';
 import type { MoveTableId } from './block-copy.js';
-import { columnList, hashExpression, rowDigest, type RowDigestKind, type TableShape } from './table-shape.js';
+import { columnList, hashExpression, memoHash, rowDigest, type RowDigestKind, type TableShape } from './table-shape.js';
 
 export interface CleanupOptions {
   ranges: Interval[];
@@ -69,6 +69,8 @@ export interface FencedCleanupOptions {
   id: MoveTableId;
   /** Heap blocks a transaction covers. */
   blocksPerBatch: number;
+  /** Hash once per distinct key (keysRepeat). */
+  memo?: boolean;
   beforeCommit?: () => Promise<void>;
   /** After each committed span: the rows deleted so far in all (from the source's records) and this span's. Return false to stop. */
   onBatch: (batch: { cursor: number; affected: number; rowsDeleted: number }) => Promise<boolean>;
@@ -104,10 +106,12 @@ export async function deleteFencedRows(source: PgClient, shape: TableShape, opti
     let affected = 0;
     try {
       await source.query(`SELECT set_config('shardctl.mover', $1, true), set_config('jit', 'off', true)`, [options.id.planId]);
-      const r = await source.query(
-        `DELETE FROM ${shape.sqlName} t WHERE t.ctid >= '(${from},0)'::tid AND t.ctid < '(${to},0)'::tid AND $1::int8multirange @> ${hashExpression(shape, 't')}`,
-        [multirangeLiteral(options.ranges)],
-      );
+      const span = `t.ctid >= '(${from},0)'::tid AND t.ctid < '(${to},0)'::tid`;
+      // DELETE cannot join the table laterally to itself: with memo, the rows are found by ctid first.
+      const which = options.memo
+        ? `t.ctid = ANY (ARRAY(SELECT t.ctid FROM ${shape.sqlName} t ${memoHash(shape, 't', 'x')} WHERE ${span} AND $1::int8multirange @> x.shardctl_h))`
+        : `${span} AND $1::int8multirange @> ${hashExpression(shape, 't')}`;
+      const r = await source.query(`DELETE FROM ${shape.sqlName} t WHERE ${which}`, [multirangeLiteral(options.ranges)]);
       affected = r.rowCount ?? 0;
       await source.query(
         `INSERT INTO shardctl.move_batches (plan_id, move_no, table_name, batch_no, kind, first_block, last_block, rows, bytes, digest_sum)

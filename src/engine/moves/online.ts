@@ -227,6 +227,7 @@ async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveR
         sourceAccess: await rangeAccessFor(source!, shape, move.ranges),
         targetAccess: await rangeAccessFor(target!, shape, move.ranges),
         memo: await keysRepeat(source!, shape),
+        targetMemo: await keysRepeat(target!, shape),
         ...(snapshot && records ? { recorded: { rows: records.rows, sum: records.sum.toString(), snapshot } } : {}),
       });
     }
@@ -380,9 +381,11 @@ export async function cleanupOnline(ctx: MoveContext, plan: PlanRecord, move: Mo
       if (progress.cleanupDone) continue;
       const startedAt = Date.now();
       let thisCall = 0;
-      const result = await withConnections([env.connect(move.source, 'shard cleanup')], async (source) =>
-        deleteFencedRows(source!, await env.shapeOn(source!, move.source, table), {
+      const result = await withConnections([env.connect(move.source, 'shard cleanup')], async (source) => {
+        const shape = await env.shapeOn(source!, move.source, table);
+        return deleteFencedRows(source!, shape, {
           ranges: move.ranges,
+          memo: await keysRepeat(source!, shape),
           id: tableId(plan, move, table.name),
           blocksPerBatch: CLEANUP_BLOCKS,
           beforeCommit: () => checkLease(ctx),
@@ -394,8 +397,8 @@ export async function cleanupOnline(ctx: MoveContext, plan: PlanRecord, move: Mo
             reportProgress(ctx, move, table.name, 'cleanup', { done: progress.rowsDeleted, thisCall, estRows: progress.sourceRows ?? move.estRows, startedAt });
             return ctx.budget.stopReason() === null;
           },
-        }),
-      );
+        });
+      });
       if (!result.done) return 'stopped';
       progress.cleanupDone = true;
       progress.rowsLeft = 0;
