@@ -99,7 +99,8 @@ async function expectModelHolds(b: Bench, w: OnlineWriter, before: RingSpec, epo
   const stats = w.takeStats();
   expect(stats.failures, 'writes that failed').toEqual([]);
   expect(fencedOutsideMoves(stats.fenced, before, planned), 'writes refused on keys that do not move').toEqual([]);
-  expect(await w.check(spec), 'the shards together vs the model').toEqual([]);
+  const problems = await w.check(spec);
+  expect(problems, `the shards together vs the model: ${problems.slice(0, 3).join('; ')}`).toEqual([]);
   expect((await placement(spec, b.urls)).misplaced).toBe(0);
   expect(await capturesOn(b.urls), 'capture objects left').toEqual({});
 }
