@@ -70,6 +70,8 @@ export interface OnlineStats {
   lastFenceMs?: number;
   /** The fence's deadline on the source's clock while it is up (ISO), else null. */
   fencedUntil?: string | null;
+  /** Each table's columns and primary key on the source when capture began: DDL since, in any run, stops the move. */
+  shapes?: Record<string, string>;
 }
 
 export interface PlanRecord {

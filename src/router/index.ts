@@ -102,6 +102,13 @@ export interface RouterOptions {
   onError?: (err: Error) => void;
   /** How long one read of a source (Redis GET, a metadata connection and query) may take, in ms; default 5000. */
   timeoutMs?: number;
+  /**
+   * Re-read the ring this often, in ms, as a safety net for a missed channel
+   * message (and the only way to learn of a change without Redis): after an
+   * online move's cleanup the old owner no longer refuses the moved keys.
+   * Default: 30000 with Redis, 2000 with the metadata database alone; 0: never.
+   */
+  refreshMs?: number;
 }
 
 /** A router: routes keys with the newest ring it has seen. */
@@ -181,6 +188,7 @@ class ShardRouter implements Router {
   #subscriber: RedisSubscriberLike | null = null;
   #current: Installed | null = null;
   #reloading: Promise<number> | null = null;
+  #refresh: ReturnType<typeof setInterval> | null = null;
   #closed = false;
 
   constructor(options: RouterOptions) {
@@ -224,7 +232,8 @@ class ShardRouter implements Router {
       const failed = new Promise<void>((resolve) => subscriber.on('error', () => resolve()));
       await withTimeout(Promise.race([subscribed, failed]), this.#timeoutMs, 'Redis SUBSCRIBE').catch(() => {});
     }
-    await this.#load();
+    await this.#load(false);
+    this.#startRefresh();
   }
 
   get epoch(): number {
@@ -241,14 +250,25 @@ class ShardRouter implements Router {
 
   reload(): Promise<number> {
     if (this.#reloading === null) {
-      this.#reloading = this.#load().finally(() => (this.#reloading = null));
+      // Both sources when there are two: the ring may be switched in the metadata database and not yet published.
+      this.#reloading = this.#load(true).finally(() => (this.#reloading = null));
     }
     return this.#reloading;
+  }
+
+  #startRefresh(): void {
+    const every = this.#options.refreshMs ?? (this.#options.redis !== undefined ? 30_000 : 2_000);
+    if (!(every > 0)) return;
+    this.#refresh = setInterval(() => {
+      if (!this.#closed) this.reload().catch((err: unknown) => this.#report(err));
+    }, every);
+    this.#refresh.unref?.();
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#refresh) clearInterval(this.#refresh);
     // disconnect(), not quit(): it also stops a reconnect in progress, and nothing is left to flush.
     this.#subscriber?.disconnect();
     this.#ownedRedis?.disconnect();
@@ -262,9 +282,13 @@ class ShardRouter implements Router {
     return this.#current;
   }
 
-  /** Reads the ring from the first source that has one and installs it; throws when none has. */
-  async #load(): Promise<number> {
+  /**
+   * Reads the ring from the first source that has one (with `both`, from
+   * each source, keeping the newest) and installs it; throws when none has.
+   */
+  async #load(both: boolean): Promise<number> {
     const failures: string[] = [];
+    let found = false;
     const redis = this.#redis;
     if (redis !== null) {
       const key = ringKey(this.#prefix);
@@ -275,7 +299,8 @@ class ShardRouter implements Router {
           failures.push(`Redis (${where}) has no key ${key}`);
         } else {
           this.#install(parseRing(parseJson(body), 'redis'));
-          return this.epoch;
+          if (!both || this.#options.metadataUrl === undefined) return this.epoch;
+          found = true;
         }
       } catch (err) {
         failures.push(`Redis (${where}), key ${key}: ${message(err)}`);
@@ -296,6 +321,7 @@ class ShardRouter implements Router {
         failures.push(`the metadata database (${where}): ${message(err)}`);
       }
     }
+    if (found) return this.epoch;
     throw new RingUnavailableError(`shardctl router: no ring to route with: ${failures.join('; ')}`);
   }
 

@@ -7,6 +7,7 @@ import { runCli } from '../support/cli.js';
 import { placement } from '../support/dataset.js';
 import { currentRing } from '../support/deployment.js';
 import { sql } from '../support/migrations.js';
+import { redisUrl } from '../support/databases.js';
 import { createBench, killHard, phaseOf, prng, readJournal, recover, startCli, waitFor, type Bench } from '../support/move-trials.js';
 import { DOCS_SQL, fencedOutsideMoves, OnlineWriter, seedDocs } from '../support/online-writer.js';
 
@@ -25,7 +26,8 @@ const writers: OnlineWriter[] = [];
 const clients: pg.Client[] = [];
 
 beforeAll(async () => {
-  bench = await createBench({ rooms: ROOMS, perRoom: PER_ROOM });
+  // With Redis, as an application runs: the ring is published right after the switch, before cleanup lifts the old owner's fence.
+  bench = await createBench({ rooms: ROOMS, perRoom: PER_ROOM, redis: true });
   await bench.d.rewrite((raw) => {
     (raw.tables as unknown[]).push({ name: 'public.docs', key: 'room_id' });
   });
@@ -48,7 +50,7 @@ async function reset(b: Bench): Promise<RingSpec> {
 }
 
 async function startWriter(b: Bench, seed: number): Promise<OnlineWriter> {
-  const w = await OnlineWriter.create({ urls: b.urls, metadataUrl: b.d.metaUrl, seed, rooms: ROOMS });
+  const w = await OnlineWriter.create({ urls: b.urls, metadataUrl: b.d.metaUrl, redis: redisUrl(), prefix: b.d.redisPrefix, seed, rooms: ROOMS });
   writers.push(w);
   w.start();
   await waitFor('the writer to get going', async () => w.stats.writes >= 10, { timeoutMs: 10_000 });

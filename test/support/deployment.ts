@@ -6,7 +6,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { ShardctlConfig } from '../../src/config/schema.js';
 import type { RunInfo } from '../../src/metadata/run-info.js';
 import { MetadataStore, type RingEpoch } from '../../src/metadata/store.js';
-import { createTestDatabase, redisUrl, uniqueRedisPrefix, type TestDatabase } from './databases.js';
+import { createTestDatabase, redisUrl, uniqueRedisPrefix, unlinkPrefix, type TestDatabase } from './databases.js';
 
 export interface TestDeployment {
   dir: string;
@@ -58,6 +58,19 @@ export async function createDeployment(options: { shards: number; redis?: boolea
     },
     async cleanup() {
       await Promise.all([meta.drop(), ...shards.map((s) => s.drop())]);
+      if (options.redis !== false) {
+        // The ring key a run published under the deployment's prefix.
+        const { Redis } = await import('ioredis');
+        const redis = new Redis(redisUrl(), { lazyConnect: true, maxRetriesPerRequest: 1 });
+        try {
+          await redis.connect();
+          await unlinkPrefix(redis, redisPrefix);
+        } catch {
+          // Redis gone: nothing to clean.
+        } finally {
+          redis.disconnect();
+        }
+      }
       await rm(dir, { recursive: true, force: true });
     },
   };

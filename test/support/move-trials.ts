@@ -129,8 +129,8 @@ export interface Bench {
   dispose(): Promise<void>;
 }
 
-export async function createBench(options: { newShardUrl?: string; rooms: number; perRoom: number; batchSize?: number }): Promise<Bench> {
-  const d = await createDeployment({ shards: 2, redis: false, vnodes: 64 });
+export async function createBench(options: { newShardUrl?: string; rooms: number; perRoom: number; batchSize?: number; redis?: boolean }): Promise<Bench> {
+  const d = await createDeployment({ shards: 2, redis: options.redis ?? false, vnodes: 64 });
   let extra: TestDatabase | undefined;
   try {
     if (!options.newShardUrl) extra = await createTestDatabase('sct_s2');

@@ -331,12 +331,24 @@ export class OnlineWriter {
   }
 
   /** Runs an update/delete of one model row; the model changes only when the statement committed with one row. */
-  async #onRow(table: Table, k: string, sqlText: (where: string, n: number) => string, values: unknown[], rooms: string[], after: (row: RowText | null) => void): Promise<void> {
+  async #onRow(
+    table: Table,
+    k: string,
+    sqlText: (where: string, n: number) => string,
+    values: unknown[],
+    rooms: string[],
+    after: (row: RowText | null) => void,
+    /** Checked on every attempt with the shard it would go to (after a fenced retry the ring may have changed): false gives up with 'rerouted'. */
+    still?: (shard: string) => boolean,
+  ): Promise<'rerouted' | void> {
     const row = this.#rows.get(k);
     if (!row) return;
     const pkVals = PK[table].map((c) => row[COLUMNS[table].indexOf(c)]);
     const where = PK[table].map((c, i) => `${c} = $${values.length + i + 1}`).join(' AND ');
-    const res = await this.#routed(rooms, (pool) => pool.query({ text: sqlText(where, values.length + pkVals.length), values: [...values, ...pkVals], rowMode: 'array' }));
+    const res = await this.#routed(rooms, (pool, shard) =>
+      still && !still(shard) ? Promise.resolve(null) : pool.query({ text: sqlText(where, values.length + pkVals.length), values: [...values, ...pkVals], rowMode: 'array' }),
+    );
+    if (res === null) return 'rerouted';
     if (res.rowCount !== 1) {
       this.stats.failures.push(`${table} ${k}: the model has the row but the shard ${this.router.shardFor(rooms[0]!)} changed ${res.rowCount} rows`);
       return;
@@ -394,11 +406,21 @@ export class OnlineWriter {
     }
     try {
       if (this.router.shardFor(oldRoom) === this.router.shardFor(newRoom)) {
-        await this.#onRow(table, k, (w) => `UPDATE public.${table} SET room_id = $1 WHERE ${w} RETURNING ${selectText(table)}`, [newRoom], [oldRoom, newRoom], (next) => {
-          this.#remove(table, k);
-          this.#add(table, next!);
-        });
-        return;
+        // As an application must: the decision is taken again on each attempt, since a fenced
+        // retry may come back with a ring where the two rooms have different owners.
+        const done = await this.#onRow(
+          table,
+          k,
+          (w) => `UPDATE public.${table} SET room_id = $1 WHERE ${w} RETURNING ${selectText(table)}`,
+          [newRoom],
+          [oldRoom, newRoom],
+          (next) => {
+            this.#remove(table, k);
+            this.#add(table, next!);
+          },
+          (shard) => this.router.shardFor(newRoom) === shard,
+        );
+        if (done !== 'rerouted') return;
       }
       let deleted = false;
       await this.#onRow(table, k, (w) => `DELETE FROM public.${table} WHERE ${w}`, [], [oldRoom], () => {

@@ -71,14 +71,22 @@ async function shapesOn(ctx: MoveContext, client: PgClient, shard: string): Prom
   return shapes;
 }
 
-/** DDL on a moving table (columns or primary key changed since the move began) stops the move. */
-async function assertShapesUnchanged(ctx: MoveContext, client: PgClient, shard: string, shapes: TableShape[]): Promise<void> {
+/** A table's columns and primary key, as text to compare. */
+function shapeSignature(s: TableShape | null): string {
+  return s ? `${s.allColumns.map((c) => `${c.name} ${c.type}`).join(', ')} / pk ${s.primaryKey.map((c) => c.name).join(', ')}` : 'dropped';
+}
+
+/**
+ * DDL on a moving table (columns or primary key changed since capture began,
+ * as journaled then, so also between runs) stops the move.
+ */
+async function assertShapesUnchanged(ctx: MoveContext, client: PgClient, move: MoveRecord, shapes: TableShape[]): Promise<void> {
   for (const [i, shape] of shapes.entries()) {
-    const now = await describeTable(client, ctx.env.tables[i]!);
-    const describe = (s: TableShape | null) => (s ? `${s.allColumns.map((c) => `${c.name} ${c.type}`).join(', ')} / pk ${s.primaryKey.map((c) => c.name).join(', ')}` : 'dropped');
-    if (describe(now) !== describe(shape)) {
+    const then = move.online?.shapes?.[shape.name] ?? shapeSignature(shape);
+    const now = shapeSignature(await describeTable(client, ctx.env.tables[i]!));
+    if (now !== then) {
       throw new OperationError(
-        `${shape.name} changed on shard ${shard} during an online move (${describe(shape)} → ${describe(now)}): the move stopped (nothing was switched); \`shard abort\` it, then plan again`,
+        `${shape.name} changed on shard ${move.source} during an online move (${then} → ${now}): the move stopped (nothing was switched); \`shard abort\` it, then plan again`,
       );
     }
   }
@@ -119,7 +127,9 @@ export async function prepareOnline(ctx: MoveContext, plan: PlanRecord, move: Mo
     if (state === 'capturing') {
       await withConnections([env.connect(move.source, 'shard move')], async (source) => {
         await assertOnlineSupported(source!, move.source);
-        await installCapture(source!, { planId: plan.id, moveNo: move.moveNo, ranges: move.ranges, shapes: await shapesOn(ctx, source!, move.source) }, settings, () => checkLease(ctx));
+        const shapes = await shapesOn(ctx, source!, move.source);
+        await installCapture(source!, { planId: plan.id, moveNo: move.moveNo, ranges: move.ranges, shapes }, settings, () => checkLease(ctx));
+        await record(ctx, plan, move, { shapes: Object.fromEntries(shapes.map((s) => [s.name, shapeSignature(s)])) });
       });
       await setState('copying');
     } else if ((await repairCapture(ctx, plan, move, settings)) === 'recopy') {
@@ -193,7 +203,7 @@ async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveR
     // A fence left by a run that died (it lapses by itself; a permanent one before the switch would not).
     await liftFence(source!, tag);
     const shapes = await shapesOn(ctx, source!, move.source);
-    await assertShapesUnchanged(ctx, source!, move.source, shapes);
+    await assertShapesUnchanged(ctx, source!, move, shapes);
     await assertCaptureIntact(source!, plan, move, shapes);
     const started = Date.now();
     let replayed = 0;
@@ -352,8 +362,10 @@ async function fenceOne(ctx: MoveContext, plan: PlanRecord, s: FenceSession, ttl
     if (caughtUp({ taken: round.taken, limit: ROUND_LIMIT })) break;
     if (Date.now() >= deadline) return { ok: false, reason: `the last changes on ${s.move.source} took longer than the fence` };
   }
-  // A trigger disabled or dropped now would let writes through unfenced and uncaptured: checked before the switch.
+  // A trigger disabled or dropped now would let writes through unfenced and uncaptured, and DDL now would
+  // change what was compared: both checked before the switch.
   await assertCaptureIntact(s.source, plan, s.move, s.shapes);
+  await assertShapesUnchanged(ctx, s.source, s.move, s.shapes);
   const differing = await compareKeys(s.source, s.target, s.shapes, s.move.ranges, live.dirty, s.digests);
   if (differing.length) {
     return { ok: false, mismatch: true, reason: `${differing.map((d) => `${d.table}: ${d.keys.length} key(s) differ (${d.keys.slice(0, 3).join(', ')})`).join('; ')} between ${s.move.source} and ${s.move.target}` };
