@@ -301,6 +301,28 @@ describe('shardctl/router', () => {
       expect(unreachable.ring.source).toBe('metadata');
     });
 
+    it('re-reads the metadata database every refreshMs without being asked, and a reload takes the newer of Redis and the metadata database', async () => {
+      const seen = changes();
+      const polling = await router({ metadataUrl: meta!.url, refreshMs: 50, onChange: seen.onChange });
+      expect(polling.epoch).toBe(12);
+      const p = prefix();
+      await publishRing(redis, p, { epoch: 13, ...SPEC_C });
+      const both = await router({ redis: REDIS_URL, metadataUrl: meta!.url, prefix: p, refreshMs: 0 });
+      expect(both.epoch).toBe(13);
+      const c = new pg.Client({ connectionString: meta!.url });
+      await c.connect();
+      try {
+        // Switched in the metadata database, not (yet) published: as between an online move's switch and its publish.
+        await c.query(`INSERT INTO shardctl.ring_epochs (epoch, vnodes, members, reason, created_by) VALUES (14, $1, $2, 'test', 'router.test')`, [SPEC_A.vnodes, JSON.stringify(SPEC_A.members)]);
+        await seen.next(14);
+        expect(polling.epoch).toBe(14);
+        expect(await both.reload()).toBe(14);
+      } finally {
+        await c.query(`DELETE FROM shardctl.ring_epochs WHERE epoch = 14`);
+        await c.end();
+      }
+    });
+
     it('rejects with a clear error when neither source has a ring', async () => {
       const p = prefix();
       const err = await createRouter({ redis: REDIS_URL, metadataUrl: empty!.url, prefix: p }).catch((e: unknown) => e);
