@@ -3,6 +3,7 @@
 //
 //   node scripts/bench-move-load.mjs --shards '{"shard-0":URL,…}' --metadata URL \
 //     --rooms R [--per-room 20] [--rate 500] [--insert-share 0.2] [--pool 8] [--duration S]
+//     [--final-ring '{"vnodes":N,"members":[{"id":…,"weight":…},…]}']
 //
 // Open loop: write k is due at start + k / rate (a timer dispatches every due
 // write, however many are still in flight), so a slow write delays no other
@@ -20,6 +21,11 @@
 // `stop` (also: SIGTERM, end of stdin, --duration). Prints `READY` on stderr once
 // writing, and one JSON object on stdout at exit. A "moving key" is one whose
 // owner in the final ring differs from its owner in the ring read at start.
+// The final ring is the metadata database's at exit, or --final-ring when given
+// (a move that changes no ring in the metadata database, such as the raw psql
+// pipe of `npm run bench move`: writes are routed by the initial ring throughout,
+// and classified and read back by the given one). The read-back is also reported
+// per class (verify.byClass), since such a move may lose writes to moving keys.
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
@@ -41,6 +47,7 @@ const { values: opt } = parseArgs({
     pool: { type: 'string', default: '8' },
     duration: { type: 'string' },
     'warmup-ms': { type: 'string', default: '500' },
+    'final-ring': { type: 'string' },
   },
 });
 const shardUrls = JSON.parse(opt.shards ?? '{}');
@@ -204,7 +211,7 @@ rl.close();
 
 // The final ring, and every write classified by it.
 await router.reload().catch(() => {});
-const finalRing = ringOf(router.ring);
+const finalRing = opt['final-ring'] ? ringOf(JSON.parse(opt['final-ring'])) : ringOf(router.ring);
 const moving = new Map();
 const isMoving = (room) => {
   let m = moving.get(room);
@@ -242,10 +249,14 @@ const nonMovingFenced = done.filter((e) => !isMoving(e.room) && e.fenced > 0).le
 
 // Read back every row written from its owner in the final ring.
 const verify = { rowsChecked: 0, missing: 0, stale: 0, unknown: 0, samples: [] };
+const byClass = { moving: { rowsChecked: 0, missing: 0, stale: 0, unknown: 0 }, nonMoving: { rowsChecked: 0, missing: 0, stale: 0, unknown: 0 } };
+const classOf = (room) => byClass[isMoving(room) ? 'moving' : 'nonMoving'];
+const insertsCommittedByClass = { moving: 0, nonMoving: 0 };
 const wanted = new Map();
 for (const [row, payload] of expected) {
-  if (payload === null) { verify.unknown++; continue; }
   const [room, id] = row.split(':').map(Number);
+  if (payload === null) { verify.unknown++; classOf(room).unknown++; continue; }
+  if (id >= INSERT_ID_BASE) insertsCommittedByClass[isMoving(room) ? 'moving' : 'nonMoving']++;
   const owner = finalRing.locate(String(room));
   (wanted.get(owner) ?? wanted.set(owner, []).get(owner)).push([room, id, payload]);
 }
@@ -259,9 +270,11 @@ for (const [owner, rows] of wanted) {
     const got = new Map(found.map((f) => [`${f.room}:${f.id}`, f.payload]));
     for (const [room, id, payload] of chunk) {
       verify.rowsChecked++;
+      const cls = classOf(room);
+      cls.rowsChecked++;
       const have = got.get(`${room}:${id}`);
-      if (have === undefined) { verify.missing++; if (verify.samples.length < 5) verify.samples.push(`missing ${room}:${id} on ${owner}`); }
-      else if (have !== payload) { verify.stale++; if (verify.samples.length < 5) verify.samples.push(`stale ${room}:${id} on ${owner}`); }
+      if (have === undefined) { verify.missing++; cls.missing++; if (verify.samples.length < 5) verify.samples.push(`missing ${room}:${id} on ${owner}`); }
+      else if (have !== payload) { verify.stale++; cls.stale++; if (verify.samples.length < 5) verify.samples.push(`stale ${room}:${id} on ${owner}`); }
     }
   }
 }
@@ -283,6 +296,7 @@ const out = {
     fencedMovingKeyWrites: movingFenced,
     fencedNonMovingKeyWrites: nonMovingFenced,
     undrained,
+    insertsCommittedByClass,
   },
   fencedShareOfMovingKeyWrites: movingWrites.length ? +(movingFenced / movingWrites.length).toFixed(4) : null,
   fencedShareOfMovingKeyWritesDuringMove: movingW.during.length ? +(movingW.during.filter((e) => e.fenced > 0).length / movingW.during.length).toFixed(4) : null,
@@ -293,7 +307,7 @@ const out = {
   dispatchLagMs: { p99: pct(lag, 99), max: lag.length ? +Math.max(...lag).toFixed(2) : null },
   maxInFlight,
   otherErrorSamples,
-  verify,
+  verify: { ...verify, byClass },
 };
 process.stdout.write(JSON.stringify(out) + '\n');
 await router.close();

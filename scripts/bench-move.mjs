@@ -40,9 +40,10 @@ const SCHEMA_SQL = `CREATE TABLE public.events (
 const GNU_TIME = '/usr/bin/time';
 /**
  * Which runs to make (comma list; default all): shardctl (`shard add --offline`), online (`shard add`,
- * no writes), online-load (`shard add` under BENCH_MOVE_LOAD_RATE writes/s), pipe, pipe-seq, naive, naive-index.
+ * no writes), online-load (`shard add` under BENCH_MOVE_LOAD_RATE writes/s), pipe, pipe-seq, naive, naive-index,
+ * pipe-load (the concurrent pipe under the same load: what moving the bytes at all costs the writes).
  */
-const IMPLS = new Set((process.env.BENCH_MOVE_IMPLS ?? 'shardctl,online,online-load,pipe,pipe-seq,naive,naive-index').split(','));
+const IMPLS = new Set((process.env.BENCH_MOVE_IMPLS ?? 'shardctl,online,online-load,pipe-load,pipe,pipe-seq,naive,naive-index').split(','));
 /** Runs of each shardctl mode (offline, online idle, online under load), interleaved; medians reported. */
 const REPEAT = Math.max(1, Number(process.env.BENCH_MOVE_REPEAT ?? 1));
 /** The online run's write load: writes per second, from scripts/bench-move-load.mjs (a process of its own). */
@@ -326,8 +327,78 @@ async function verifyLoaded(impl, ds, cl, load) {
  * stops LOAD_AFTER_MS after it. Resolves with the move's figures and the load's report.
  */
 async function runLoaded(ds, cl) {
+  const { result: sc, load } = await underLoad(ds, cl, () => runShardctl(cl), { afterMs: LOAD_AFTER_MS });
+  return { sc, load };
+}
+
+/**
+ * The raw pipe (runPsqlPipe, the sources at once) under the same load, started the same way: the peer of
+ * the online move under load, for what moving the bytes at all costs the writes (the COPY streams and the
+ * DELETE compete with them for the host), without triggers, catch-up or fence. The pipe changes no ring,
+ * so the load routes by the initial ring throughout (writes to moving keys go to their old owner, and may
+ * be lost to the pipe: it is not a consistent move) and classifies by the ring `shard add shard-2` would
+ * make (`shard plan`'s targetRing, which changes nothing). The load stops as the pipe ends.
+ */
+async function runPipeLoaded(ds, cl) {
+  const plan = (await shardctl(cl.config, ['shard', 'plan', '--add', 'shard-2', '--url', cl.urls['shard-2']])).plan;
+  const finalRing = { vnodes: plan.targetRing.vnodes, members: plan.targetRing.members.map((m) => ({ id: m.id, weight: m.weight })) };
+  // The plan on the clone must be the data set's (the same moves, so the same keys move).
+  const literals = (moves) => JSON.stringify(moves.map((m) => [m.source, m.target, m.literal]).sort());
+  const planMoves = plan.moves.map((m) => ({ source: m.source, target: m.target, literal: multirange(m.ranges) }));
+  if (literals(planMoves) !== literals(ds.moves) || finalRing.members.map((m) => m.id).sort().join(',') !== 'shard-0,shard-1,shard-2') {
+    throw new Error(`pipe under load: the clone's plan for shard add shard-2 differs from the data set's`);
+  }
+  const { result: secs, load } = await underLoad(ds, cl, () => runPsqlPipe(ds, cl.urls, true), { afterMs: 0, finalRing });
+  return { secs, load, finalRing };
+}
+
+/**
+ * The raw pipe under load, checked as far as a move that is not consistent can be: the pipe completed
+ * (runPsqlPipe rejects on any psql failure), the target holds only rows of the moved ranges and at least
+ * every loaded one of them, the sources every row outside them (loaded or inserted by the load) and in
+ * them no more than the load inserted there, and every write to a non-moving key reads back.
+ */
+async function verifyPipeLoaded(impl, ds, cl, load) {
+  const problems = [];
+  const ins = load.counts.insertsCommittedByClass;
+  // The target has no shardctl schema (the pipe installs nothing): the routing hash spelled out, as in verifyLoaded.
+  const moved = `{${ds.moves.map((m) => m.literal.slice(1, -1)).join(',')}}`;
+  await withClient(cl.urls['shard-2'], async (c) => {
+    const { rows: [t] } = await c.query(
+      `SELECT count(*)::bigint AS total,
+              count(*) FILTER (WHERE NOT $1::int8multirange @> ('x' || left(md5(room_id::text), 8))::bit(32)::bigint)::bigint AS outside
+         FROM public.events`,
+      [moved],
+    );
+    const total = Number(t.total);
+    if (Number(t.outside) !== 0) problems.push(`target holds ${t.outside} row(s) outside the moved ranges`);
+    if (total < ds.expect.moved || total > ds.expect.moved + ins.moving) problems.push(`target holds ${total} rows, expected ${ds.expect.moved} … ${ds.expect.moved + ins.moving}`);
+  });
+  let kept = 0;
+  let leftInMoved = 0;
+  await Promise.all(ds.moves.map((m) => withClient(cl.urls[m.source], async (c) => {
+    const { rows: [s] } = await c.query(`SELECT count(*)::bigint AS total, count(*) FILTER (WHERE ${filterSql(m.literal)})::bigint AS left FROM public.events`);
+    kept += Number(s.total) - Number(s.left);
+    leftInMoved += Number(s.left);
+  })));
+  const wantKept = ds.totalRows - ds.expect.moved + ins.nonMoving;
+  if (kept !== wantKept) problems.push(`sources hold ${kept} rows outside the moved ranges, expected ${wantKept} (${ds.totalRows - ds.expect.moved} loaded + ${ins.nonMoving} inserted by the load)`);
+  if (leftInMoved > ins.moving) problems.push(`sources hold ${leftInMoved} rows in the moved ranges, more than the ${ins.moving} the load inserted there`);
+  const v = load.verify.byClass.nonMoving;
+  if (v.missing || v.stale) problems.push(`of ${v.rowsChecked} non-moving rows the load wrote, ${v.missing} missing and ${v.stale} stale (${load.verify.samples.join('; ')})`);
+  if (load.counts.undrained) problems.push(`${load.counts.undrained} write(s) of the load never finished`);
+  if (problems.length) throw new Error(`${impl}: wrong result: ${problems.join('; ')}`);
+}
+
+/**
+ * `body` (a move) while scripts/bench-move-load.mjs writes at LOAD_RATE/s against the clone: LOAD_BEFORE_MS
+ * of load alone, move-start and move-end marks around `body`, then `afterMs` more and stop.
+ * Resolves with the body's result and the load's report.
+ */
+async function underLoad(ds, cl, body, { afterMs, finalRing } = {}) {
   const child = spawn('node', [
     LOAD_SCRIPT, '--shards', JSON.stringify(cl.urls), '--metadata', cl.metaUrl, '--rooms', String(ds.rooms), '--per-room', String(PER_ROOM), '--rate', String(LOAD_RATE),
+    ...(finalRing ? ['--final-ring', JSON.stringify(finalRing)] : []),
   ], { stdio: ['pipe', 'pipe', 'pipe'] });
   const out = [];
   let err = '';
@@ -344,13 +415,13 @@ async function runLoaded(ds, cl) {
     });
     await new Promise((r) => setTimeout(r, LOAD_BEFORE_MS));
     child.stdin.write(`move-start ${Date.now()}\n`);
-    const sc = await runShardctl(cl);
+    const result = await body();
     child.stdin.write(`move-end ${Date.now()}\n`);
-    await new Promise((r) => setTimeout(r, LOAD_AFTER_MS));
+    if (afterMs > 0) await new Promise((r) => setTimeout(r, afterMs));
     child.stdin.end('stop\n');
     const code = await exited;
     if (code !== 0) throw new Error(`load generator exited ${code}: ${err.slice(-2000)}`);
-    return { sc, load: JSON.parse(Buffer.concat(out).toString()) };
+    return { result, load: JSON.parse(Buffer.concat(out).toString()) };
   } finally {
     if (child.exitCode === null) child.kill('SIGTERM');
   }
@@ -498,7 +569,7 @@ export async function benchMove() {
 
     // shardctl in its three modes, interleaved REPEAT times (offline, online with no writes, online under
     // load), then the raw pipe (both ways), then the naive loop: fresh clones for each.
-    const modes = { offline: [], online: [], loaded: [] };
+    const modes = { offline: [], online: [], loaded: [], pipeLoaded: [] };
     for (let i = 0; i < REPEAT; i++) {
       const off = await measure('shardctl', 'shardctl shard add', async (cl) => {
         const sc = await runShardctl(cl, { offline: true });
@@ -520,6 +591,14 @@ export async function benchMove() {
         return { secs: sc.wall, extra: { mode: 'online+load', ...figures(sc), load } };
       }, { init: true, check: false });
       if (loaded) modes.loaded.push(loaded);
+      // The raw pipe under the same load (its peer for the writes' latency): checked by verifyPipeLoaded, not
+      // by checksum (the load changes the data, and the pipe is not a consistent move).
+      const pipeLoaded = await measure('pipe-load', 'psql pipe + DELETE (concurrent) under load', async (cl) => {
+        const { secs, load } = await runPipeLoaded(ds, cl);
+        await verifyPipeLoaded('psql pipe (concurrent, under load)', ds, cl, load);
+        return { secs, extra: { mode: 'pipe+load', load } };
+      }, { init: true, check: false });
+      if (pipeLoaded) modes.pipeLoaded.push(pipeLoaded);
     }
     /** The run of median wall time (the lower middle one of an even count). */
     const medianRun = (runs) => (runs.length ? [...runs].sort((a, b) => a.seconds - b.seconds)[Math.floor((runs.length - 1) / 2)] : null);
@@ -567,7 +646,7 @@ export async function benchMove() {
     }
 
     // Online against offline, and online under a write load against online with none.
-    if (modes.online.length || modes.loaded.length) {
+    if (modes.online.length || modes.loaded.length || modes.pipeLoaded.length) {
       const med = (xs) => {
         const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
         if (!v.length) return null;
@@ -583,9 +662,14 @@ export async function benchMove() {
       const t = { offline: secs(modes.offline), idle: secs(modes.online), loaded: secs(modes.loaded) };
       const longest = [...modes.online, ...modes.loaded].map((x) => x.sc.execution.longestFenceMs).filter((x) => x != null);
       const p99 = { before: fromLoads((l) => l.nonMovingLatency.before.p99Ms), during: fromLoads((l) => l.nonMovingLatency.during.p99Ms) };
+      // The raw pipe under the same load: its own before window, and while the pipe ran.
+      const pipeLoads = modes.pipeLoaded.map((x) => x.load);
+      const fromPipeLoads = (f) => r2(med(pipeLoads.map(f)), 4);
+      const pipeP99 = { before: fromPipeLoads((l) => l.nonMovingLatency.before.p99Ms), during: fromPipeLoads((l) => l.nonMovingLatency.during.p99Ms) };
       const line = {
         bench: 'move.online', impl: 'shardctl shard add', rows, totalRows: ds.totalRows, runsPerMode: REPEAT,
         seconds: t,
+        rawPipeUnderLoadSeconds: secs(modes.pipeLoaded),
         ratios: { loadedToIdle: ratio(t.loaded, t.idle), idleOnlineToOffline: ratio(t.idle, t.offline) },
         longestFenceMs: { idle: fence(modes.online), loaded: fence(modes.loaded), maxOfAllRuns: longest.length ? Math.max(...longest) : null },
         load: loads.length ? {
@@ -604,10 +688,24 @@ export async function benchMove() {
           updatesFoundNoRow: fromLoads((l) => l.counts.updateNoRow),
         } : null,
         // Due-to-commit latency of the writes to keys that do not move, before the move and while it ran.
-        nonMovingLatencyMs: loads.length ? {
+        nonMovingLatencyMs: loads.length || pipeLoads.length ? {
           before: { p50: fromLoads((l) => l.nonMovingLatency.before.p50Ms), p99: p99.before, writes: fromLoads((l) => l.nonMovingLatency.before.committed) },
           during: { p50: fromLoads((l) => l.nonMovingLatency.during.p50Ms), p99: p99.during, writes: fromLoads((l) => l.nonMovingLatency.during.committed) },
           p99DuringToBefore: ratio(p99.during, p99.before),
+          // The raw pipe (psql \copy out | in + DELETE, both sources at once) under the same load, on fresh
+          // clones: the latency cost of moving the bytes at all. Its before window is its own run's.
+          ...(pipeLoads.length ? {
+            beforeRawPipe: { p50: fromPipeLoads((l) => l.nonMovingLatency.before.p50Ms), p99: pipeP99.before, writes: fromPipeLoads((l) => l.nonMovingLatency.before.committed) },
+            duringRawPipe: { p50: fromPipeLoads((l) => l.nonMovingLatency.during.p50Ms), p99: pipeP99.during, writes: fromPipeLoads((l) => l.nonMovingLatency.during.committed) },
+            p99DuringPipeToBefore: ratio(pipeP99.during, pipeP99.before),
+            p99DuringMoveToDuringPipe: ratio(p99.during, pipeP99.during),
+            // Those writes' last attempt from holding a pooled connection to commit: tells the database's
+            // part from waiting for one of the pool's connections (shared with writes to moving keys).
+            queryOnlyRawPipe: {
+              before: { p50: fromPipeLoads((l) => l.nonMovingLatency.before.queryP50Ms), p99: fromPipeLoads((l) => l.nonMovingLatency.before.queryP99Ms) },
+              during: { p50: fromPipeLoads((l) => l.nonMovingLatency.during.queryP50Ms), p99: fromPipeLoads((l) => l.nonMovingLatency.during.queryP99Ms) },
+            },
+          } : {}),
           // The same writes' last attempt from holding a pooled connection to commit (without the wait for one).
           queryOnly: {
             before: { p50: fromLoads((l) => l.nonMovingLatency.before.queryP50Ms), p99: fromLoads((l) => l.nonMovingLatency.before.queryP99Ms) },
@@ -622,7 +720,7 @@ export async function benchMove() {
           nonMovingP99: p99.before != null && p99.during != null ? p99.during <= 2 * p99.before : null,
           idleOnlineToOffline: t.idle != null && t.offline != null ? t.idle <= 1.15 * t.offline : null,
         },
-        loadAvg1m: +Math.max(...[...modes.offline, ...modes.online, ...modes.loaded].map((x) => x.loadAvg1m)).toFixed(2),
+        loadAvg1m: +Math.max(...[...modes.offline, ...modes.online, ...modes.loaded, ...modes.pipeLoaded].map((x) => x.loadAvg1m)).toFixed(2),
         // Each run: wall seconds, the host's load, and what shardctl reported of each move's online phase.
         runs: [...modes.offline, ...modes.online, ...modes.loaded].map((x) => ({
           mode: x.mode, seconds: r2(x.seconds), loadAvg1m: x.loadAvg1m, longestFenceMs: x.sc.execution.longestFenceMs, phases: x.sc.phases,
@@ -631,6 +729,16 @@ export async function benchMove() {
             fencedWrites: x.load.counts.fencedWrites, achievedRate: x.load.achievedRate, rowsVerified: x.load.verify.rowsChecked, ring: x.load.ring,
           } : {}),
           moves: x.sc.execution.moves.map((m) => ({ source: m.source, target: m.target, seconds: m.seconds, online: m.online })),
+        })),
+        // Each raw pipe under load: wall seconds, the host's load, the non-moving p99s, and what the pipe
+        // lost of the writes to moving keys (it is not a consistent move; the count is for information).
+        rawPipeRuns: modes.pipeLoaded.map((x) => ({
+          mode: x.mode, seconds: r2(x.seconds), loadAvg1m: x.loadAvg1m,
+          nonMovingP99Ms: { before: x.load.nonMovingLatency.before.p99Ms, during: x.load.nonMovingLatency.during.p99Ms },
+          achievedRate: x.load.achievedRate, writes: x.load.counts.writes, movingKeyWritesDuringPipe: x.load.counts.movingKeyWritesDuringMove,
+          movingLatencyDuringMs: { p50: x.load.movingLatency.during.p50Ms, p99: x.load.movingLatency.during.p99Ms, max: x.load.movingLatency.during.maxMs },
+          nonMovingMaxDuringMs: x.load.nonMovingLatency.during.maxMs, maxInFlight: x.load.maxInFlight,
+          otherErrors: x.load.counts.otherErrors, updatesFoundNoRow: x.load.counts.updateNoRow, verifyByClass: x.load.verify.byClass,
         })),
       };
       console.log(JSON.stringify(line));
