@@ -61,7 +61,7 @@ export function isOnlineMove(plan: PlanRecord, move: MoveRecord): boolean {
 
 function liveOf(ctx: MoveContext, move: MoveRecord): LiveMove {
   let live = ctx.live.get(move.moveNo);
-  if (!live) ctx.live.set(move.moveNo, (live = { dirty: new Map(), compared: false }));
+  if (!live) ctx.live.set(move.moveNo, (live = { dirty: new Map(), compared: false, changed: new Set() }));
   return live;
 }
 
@@ -213,6 +213,7 @@ async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveR
       rounds++;
       replayed += round.written + round.deleted;
       addKeys(live.dirty, round.keys);
+      for (const table of round.keys.keys()) live.changed.add(table);
       const rate = replayed / Math.max(0.001, (Date.now() - started) / 1000);
       reportProgress(ctx, move, ctx.env.tables[0]!.name, 'catch-up', { done: replayed, thisCall: replayed, estRows: replayed + (caughtUp({ taken: round.taken, limit: ROUND_LIMIT }) ? 0 : ROUND_LIMIT), startedAt: started });
       if (caughtUp({ taken: round.taken, limit: ROUND_LIMIT })) {
@@ -230,7 +231,12 @@ async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveR
     const sides = new Map<string, CompareSide>();
     for (const shape of shapes) {
       const progress = move.tables.find((t) => t.table === shape.name)!;
-      const snapshot = progress.copyOrder === 'block' && progress.copySnapshotXmin !== null && progress.copyTableRows !== null ? { xmin: progress.copySnapshotXmin, tableRows: progress.copyTableRows } : null;
+      // A table whose moving rows changed since the copy cannot be unchanged: skip the check (a scan of the table).
+      const unchangedKnown = !live.changed.has(shape.name);
+      const snapshot =
+        unchangedKnown && progress.copyOrder === 'block' && progress.copySnapshotXmin !== null && progress.copyTableRows !== null
+          ? { xmin: progress.copySnapshotXmin, tableRows: progress.copyTableRows }
+          : null;
       const records = snapshot ? await blockCopyState(target!, tableId(plan, move, shape.name)) : null;
       sides.set(shape.name, {
         digest: await chooseDigest(source!, target!, shape),

@@ -27,6 +27,8 @@ export interface LiveMove {
   dirty: KeysByTable;
   /** Whether a whole-range comparison succeeded in this run (else one runs before the fence). */
   compared: boolean;
+  /** Tables with changes replayed in this run: their source is known to have changed since the copy. */
+  changed: Set<string>;
 }
 
 /** lost: the run's lease was lost; the step stopped and journaled nothing more (the fence would refuse it). */
