@@ -47,14 +47,9 @@ export function moveTag(planId: string, moveNo: number): string {
   return `m${moveNo}_${createHash('md5').update(planId).digest('hex').slice(0, 10)}`;
 }
 
-const REGISTRY_SQL = `
-CREATE TABLE IF NOT EXISTS shardctl.move_captures (
-  tag        text PRIMARY KEY,
-  plan_id    text NOT NULL,
-  move_no    integer NOT NULL,
-  tables     text[] NOT NULL,
-  created_at timestamptz NOT NULL DEFAULT now()
-)`;
+// shardctl.move_captures itself is created with the routing function (MOVE_BATCHES_SQL's neighbour,
+// src/postgres/routing-function.ts), before any move runs: two moves from one source install at
+// once, and concurrent CREATE TABLE IF NOT EXISTS of one table can collide in the catalog.
 
 export function changesTable(tag: string): string {
   return `shardctl.${quoteIdent(`move_${tag}_changes`)}`;
@@ -203,7 +198,6 @@ export async function installCapture(client: PgClient, move: CaptureTarget, lock
   const tag = moveTag(move.planId, move.moveNo);
   const seq = fenceSequence(tag);
   const statements = [
-    REGISTRY_SQL,
     `INSERT INTO shardctl.move_captures (tag, plan_id, move_no, tables) VALUES (${quoteLiteral(tag)}, ${quoteLiteral(move.planId)}, ${Math.trunc(move.moveNo)}, ARRAY[${move.shapes.map((s) => quoteLiteral(s.name)).join(', ')}]::text[]) ON CONFLICT (tag) DO NOTHING`,
     `CREATE TABLE IF NOT EXISTS ${changesTable(tag)} (id bigserial PRIMARY KEY, table_name text NOT NULL, pk jsonb)`,
     `CREATE SEQUENCE IF NOT EXISTS ${seq} MINVALUE 0 START 0`,
@@ -257,7 +251,6 @@ export async function removeCapture(client: PgClient, move: { planId: string; mo
       ? [
           `DROP FUNCTION IF EXISTS ${fn(tag, 'fence_check')}()`,
           `DROP SEQUENCE IF EXISTS ${fenceSequence(tag)}`,
-          REGISTRY_SQL,
           `DELETE FROM shardctl.move_captures WHERE tag = ${quoteLiteral(tag)}`,
         ]
       : []),

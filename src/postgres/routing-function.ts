@@ -40,6 +40,16 @@ CREATE TABLE IF NOT EXISTS shardctl.move_batches (
   digest_sum  numeric NOT NULL,
   PRIMARY KEY (plan_id, move_no, table_name, kind, batch_no)
 );
+-- On a source: one row per online move whose change capture and fence are installed here
+-- (src/mover/capture.ts), written with them and removed with them: what \`shard verify\` checks
+-- leftovers against.
+CREATE TABLE IF NOT EXISTS shardctl.move_captures (
+  tag        text PRIMARY KEY,
+  plan_id    text NOT NULL,
+  move_no    integer NOT NULL,
+  tables     text[] NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
 `;
 
 export interface RoutingFunctionResult {

@@ -31,7 +31,7 @@ describe('init', () => {
 
   it('creates the metadata database and schema, registers the shards, makes ring epoch 1, installs route_hash everywhere', async () => {
     const result = await init(d.config, testRun());
-    expect(result.schema.applied).toEqual(['0001_metadata.sql', '0002_move_journal.sql', '0003_block_copy.sql', '0004_leases.sql', '0005_retired_partitions.sql', '0006_health_samples.sql']);
+    expect(result.schema.applied).toEqual(['0001_metadata.sql', '0002_move_journal.sql', '0003_block_copy.sql', '0004_leases.sql', '0005_retired_partitions.sql', '0006_health_samples.sql', '0007_online_moves.sql']);
     expect(result.ring).toEqual({ epoch: 1, created: true, vnodes: DEFAULT_VNODES, members: 3 });
     expect(result.shards.map((s) => [s.shard, s.status, s.registered])).toEqual([
       ['shard-0', 'ok', 'new'],
