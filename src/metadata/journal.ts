@@ -72,6 +72,8 @@ export interface OnlineStats {
   fencedUntil?: string | null;
   /** Each table's columns and primary key on the source when capture began: DDL since, in any run, stops the move. */
   shapes?: Record<string, string>;
+  /** How the last whole-range comparison had each table's source side (catch-up.ts, TableComparison). */
+  compared?: Record<string, 'records+replayed' | 'records' | 'read'>;
 }
 
 export interface PlanRecord {

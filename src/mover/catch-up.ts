@@ -85,34 +85,105 @@ export interface ReplayResult {
   bytes: number;
 }
 
+/** An online move's two sessions and what they replay between them. */
+export interface ReplayPair {
+  source: PgClient;
+  target: PgClient;
+  /** The source shard's id, for messages. */
+  shard: string;
+  /** The move's tag (capture.ts). */
+  tag: string;
+  /** Parents first. */
+  shapes: TableShape[];
+  ranges: Interval[];
+  /** Runs just before each target commit (the run's lease check). */
+  beforeCommit?: () => Promise<void>;
+  /** When set, replay notes what the copy had written for each key it replaces first (see ReplayTracker). */
+  tracker?: ReplayTracker;
+}
+
+/**
+ * What replay has replaced on the target since the copy, per table: every key
+ * replayed, and the count and digest sum of the target's rows those keys had
+ * when first replayed (the versions the copy wrote). With the copy's batch
+ * records, this lets the whole-range comparison check the target without
+ * reading the source again (snapshotCompare). Valid only when it has seen
+ * every replay since the copy.
+ */
+export interface ReplayTracker {
+  digests: Map<string, RowDigestKind>;
+  tables: Map<string, { keys: Set<string>; rows: number; sum: bigint }>;
+}
+
+export function newTracker(digests: Map<string, RowDigestKind>): ReplayTracker {
+  return { digests, tables: new Map() };
+}
+
+/** Count and digest sum of the target's rows of these keys (in the ranges), as they are now. */
+async function keyDigestSum(client: PgClient, shape: TableShape, ranges: Interval[], keys: string[], digest: RowDigestKind): Promise<{ rows: number; sum: bigint }> {
+  let rows = 0;
+  let sum = 0n;
+  for (let i = 0; i < keys.length; i += 5000) {
+    const { rows: r } = await client.query<{ n: number; s: string }>(
+      `SELECT count(*)::int AS n, coalesce(sum(${rowDigestValue(shape, 't', digest)}), 0)::text AS s
+         FROM ${shape.sqlName} t JOIN jsonb_populate_recordset(NULL::${shape.sqlName}, $1::jsonb) k ON ${pkJoin(shape, 't', 'k')}
+        WHERE ${inRanges(shape, ranges, 't')}`,
+      [keysJson(keys.slice(i, i + 5000))],
+    );
+    rows += r[0]!.n;
+    sum += BigInt(r[0]!.s);
+  }
+  return { rows, sum };
+}
+
+/** Before a key's first replay: the target's row for it is what the copy wrote; note its digest. */
+async function noteFirstReplays(pair: ReplayPair, shape: TableShape, keys: string[]): Promise<void> {
+  const tracker = pair.tracker!;
+  let entry = tracker.tables.get(shape.name);
+  if (!entry) tracker.tables.set(shape.name, (entry = { keys: new Set(), rows: 0, sum: 0n }));
+  const fresh = keys.filter((k) => !entry!.keys.has(k));
+  if (!fresh.length) return;
+  const found = await keyDigestSum(pair.target, shape, pair.ranges, fresh, tracker.digests.get(shape.name)!);
+  entry.rows += found.rows;
+  entry.sum += found.sum;
+  for (const k of fresh) entry.keys.add(k);
+}
+
 /**
  * Replays the keys: reads their rows on the source (in whatever transaction
  * the source session is in: a snapshot, or each statement's own), then writes
  * the target in one transaction: deletes children first, writes parents
  * first (`shapes` lists parents first), so foreign keys hold.
  */
-export async function replayKeys(source: PgClient, target: PgClient, shapes: TableShape[], ranges: Interval[], keys: KeysByTable, beforeCommit?: () => Promise<void>): Promise<ReplayResult> {
-  const plan: Array<{ shape: TableShape; rows: Array<{ pk: string; v: string }>; absent: string[] }> = [];
+export async function replayKeys(pair: ReplayPair, keys: KeysByTable): Promise<ReplayResult> {
+  const { source, target, ranges } = pair;
+  const plan: Array<{ shape: TableShape; list: string[]; rows: Array<{ pk: string; v: string }>; absent: string[] }> = [];
   let bytes = 0;
-  for (const shape of shapes) {
+  for (const shape of pair.shapes) {
     const wanted = keys.get(shape.name);
     if (!wanted?.size) continue;
     const list = [...wanted];
     const rows = await readRows(source, shape, ranges, list);
     const present = new Set(rows.map((r) => r.pk));
     for (const r of rows) bytes += r.v.length;
-    plan.push({ shape, rows, absent: list.filter((k) => !present.has(k)) });
+    plan.push({ shape, list, rows, absent: list.filter((k) => !present.has(k)) });
   }
   const result: ReplayResult = { written: 0, deleted: 0, bytes };
   if (!plan.length) return result;
   await target.query('BEGIN');
   try {
+    if (pair.tracker) for (const p of plan) await noteFirstReplays(pair, p.shape, p.list);
     for (const p of [...plan].reverse()) result.deleted += await deleteKeys(target, p.shape, ranges, p.absent);
     for (const p of plan) result.written += await upsertRows(target, p.shape, ranges, p.rows);
-    await beforeCommit?.();
+    await pair.beforeCommit?.();
     await target.query('COMMIT');
   } catch (err) {
     await target.query('ROLLBACK').catch(() => {});
+    // What was noted belongs to a transaction that did not commit: the tracker no longer knows the copy's versions.
+    if (pair.tracker) {
+      pair.tracker.tables.clear();
+      pair.tracker.digests = new Map();
+    }
     throw err;
   }
   return result;
@@ -158,20 +229,11 @@ export interface RoundResult extends ReplayResult {
  * replayed, then exactly those records deleted from the source. A crash in
  * between replays them again (harmless).
  */
-export async function catchUpRound(
-  source: PgClient,
-  target: PgClient,
-  shard: string,
-  tag: string,
-  shapes: TableShape[],
-  ranges: Interval[],
-  limit: number | null,
-  beforeCommit?: () => Promise<void>,
-): Promise<RoundResult> {
-  const changes = await readChanges(source, tag, limit);
-  const keys = keysOf(changes, shard);
-  const replay = await replayKeys(source, target, shapes, ranges, keys, beforeCommit);
-  await deleteChanges(source, tag, changes.map((c) => c.id));
+export async function catchUpRound(pair: ReplayPair, limit: number | null): Promise<RoundResult> {
+  const changes = await readChanges(pair.source, pair.tag, limit);
+  const keys = keysOf(changes, pair.shard);
+  const replay = await replayKeys(pair, keys);
+  await deleteChanges(pair.source, pair.tag, changes.map((c) => c.id));
   return { ...replay, taken: changes.length, keys };
 }
 
@@ -189,13 +251,15 @@ export interface CompareSide {
    * since (sourceUnchangedSince, in the comparison's snapshot), the records
    * stand for the source's side and the source is not hashed again.
    */
-  recorded?: { rows: number; sum: string; snapshot: { xmin: string; tableRows: number } };
+  recorded?: { rows: number; sum: string; snapshot: { xmin: string; tableRows: number } | null };
 }
 
 export interface TableComparison {
   table: string;
   source: RangeChecksum;
   target: RangeChecksum;
+  /** How the source's side was had: its copy's records and the keys replayed since, the records alone (unchanged), or read in full. */
+  sourceSide: 'records+replayed' | 'records' | 'read';
 }
 
 /**
@@ -207,45 +271,65 @@ export interface TableComparison {
  * after the snapshot stay in the change table for later rounds, and only
  * those keys need checking again inside the fence.
  */
-export async function snapshotCompare(
-  source: PgClient,
-  target: PgClient,
-  shard: string,
-  tag: string,
-  shapes: TableShape[],
-  ranges: Interval[],
-  sides: Map<string, CompareSide>,
-  beforeCommit?: () => Promise<void>,
-): Promise<{ tables: TableComparison[]; replayed: number }> {
+export async function snapshotCompare(pair: ReplayPair, sides: Map<string, CompareSide>): Promise<{ tables: TableComparison[]; replayed: number }> {
+  const { source, target, shapes, ranges } = pair;
   await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   let ids: string[] = [];
   let replayed = 0;
   const tables: TableComparison[] = [];
   try {
-    const changes = await readChanges(source, tag, null);
+    const changes = await readChanges(source, pair.tag, null);
     ids = changes.map((c) => c.id);
-    replayed = (await replayKeys(source, target, shapes, ranges, keysOf(changes, shard), beforeCommit)).written;
+    replayed = (await replayKeys(pair, keysOf(changes, pair.shard))).written;
     for (const shape of shapes) {
       const side = sides.get(shape.name)!;
-      const sourceSide = async (): Promise<RangeChecksum> => {
-        if (side.recorded && (await sourceUnchangedSince(source, shape, side.recorded.snapshot))) return { rows: side.recorded.rows, sum: side.recorded.sum };
+      const t = await rangeChecksum(target, shape, ranges, side.digest, side.targetMemo, side.targetAccess);
+      if (side.recorded && pair.tracker?.digests.get(shape.name) === side.digest) {
+        tables.push({ table: shape.name, source: await replacedSince(pair, shape, side), target: t, sourceSide: 'records+replayed' });
+        continue;
+      }
+      let s: RangeChecksum;
+      let how: TableComparison['sourceSide'] = 'read';
+      if (side.recorded?.snapshot && (await sourceUnchangedSince(source, shape, side.recorded.snapshot))) {
+        s = { rows: side.recorded.rows, sum: side.recorded.sum };
+        how = 'records';
+      } else {
         const settings = accessSettings(side.sourceAccess, true);
         if (settings) await source.query(settings);
         const { rows } = await source.query<{ rows: number; sum: string }>(
           `SELECT count(*)::bigint AS rows, coalesce(sum(${rowDigestValue(shape, 's', side.digest)}), 0)::text AS sum FROM ${rowsInRanges(shape, ranges, -1, side.sourceAccess, side.memo)}`,
         );
-        return { rows: Number(rows[0]!.rows), sum: rows[0]!.sum };
-      };
-      const [s, t] = await Promise.all([sourceSide(), rangeChecksum(target, shape, ranges, side.digest, side.targetMemo, side.targetAccess)]);
-      tables.push({ table: shape.name, source: s, target: t });
+        s = { rows: Number(rows[0]!.rows), sum: rows[0]!.sum };
+      }
+      tables.push({ table: shape.name, source: s, target: t, sourceSide: how });
     }
     await source.query('COMMIT');
   } catch (err) {
     await source.query('ROLLBACK').catch(() => {});
     throw err;
   }
-  await deleteChanges(source, tag, ids);
+  await deleteChanges(source, pair.tag, ids);
   return { tables, replayed };
+}
+
+/**
+ * The source's side of the comparison without reading the whole source table
+ * again, when replay has tracked every key it replaced since the copy (K).
+ * A row whose key was never captured is as the copy read it (the capture
+ * records every change), so the source in the snapshot sums to
+ *   records − (the copy's versions of K, noted from the target at their first replay) + the snapshot's rows of K,
+ * where the last term is read by primary key. The target's side is read in
+ * full as always, so a copy that did not land as read still shows. Null when
+ * the tracker has nothing for the table to go on.
+ */
+async function replacedSince(pair: ReplayPair, shape: TableShape, side: CompareSide): Promise<RangeChecksum> {
+  const entry = pair.tracker!.tables.get(shape.name) ?? { keys: new Set<string>(), rows: 0, sum: 0n };
+  // The source session is in the comparison's snapshot.
+  const inSnapshot = await keyDigestSum(pair.source, shape, pair.ranges, [...entry.keys], side.digest);
+  return {
+    rows: side.recorded!.rows - entry.rows + inSnapshot.rows,
+    sum: (BigInt(side.recorded!.sum) - entry.sum + inSnapshot.sum).toString(),
+  };
 }
 
 /**

@@ -136,7 +136,7 @@ async function holdBeforeFence(e: Env, start: (onEvent: (x: MoveEvent) => void) 
 }
 
 /** Runs one plan with the writer going; then the whole property of an online move. */
-async function underWrites(e: Env, w: OnlineWriter, label: string, run: () => Promise<{ execution?: ExecutionReport }>): Promise<void> {
+async function underWrites(e: Env, w: OnlineWriter, label: string, run: () => Promise<{ execution?: ExecutionReport }>): Promise<ExecutionReport> {
   const before = specOf(await currentRing(e.d.metaUrl));
   w.takeStats();
   w.start();
@@ -160,18 +160,47 @@ async function underWrites(e: Env, w: OnlineWriter, label: string, run: () => Pr
   expect(await w.check(after), 'the shards together vs the model of what the application committed').toEqual([]);
   expect((await placement(after, e.urls)).misplaced).toBe(0);
   expect(await capturesOn(e.urls), 'capture objects left on the shards').toEqual({});
+  return result.execution!;
 }
 
 describe('online moves', () => {
   it('shard add, shard remove and a weight change while an application writes through the router: the shards end equal to what it committed, each row where the new ring says, and writes to keys that stay never failed', async () => {
     const e = await setup();
     const w = await writerFor(e, 1234);
-    await underWrites(e, w, 'add', () => shardAdd(e.d.config, testRun(), { id: 'shard-2', url: e.urls['shard-2']! }));
+    const added = await underWrites(e, w, 'add', () => shardAdd(e.d.config, testRun(), { id: 'shard-2', url: e.urls['shard-2']! }));
     expect((await currentRing(e.d.metaUrl)).epoch).toBe(2);
+    // Under writes the comparison takes the source's side from the copy's records and the keys replayed
+    // since (not a second read of the source), and finds no difference that is not there.
+    expect(added.moves.flatMap((m) => m.tables.map((t) => t.resyncs)), 'tables copied again').toEqual(added.moves.flatMap((m) => m.tables.map(() => 0)));
+    expect(added.moves.some((m) => Object.values(m.online?.compared ?? {}).includes('records+replayed'))).toBe(true);
     await underWrites(e, w, 'remove', () => shardRemove(e.d.config, testRun(), { id: 'shard-1' }));
     expect((await currentRing(e.d.metaUrl)).members.map((m) => m.id)).toEqual(['shard-0', 'shard-2']);
     await underWrites(e, w, 'weights', () => shardRebalance(e.d.config, testRun(), { weights: [{ id: 'shard-0', weight: 3 }] }));
     expect((await currentRing(e.d.metaUrl)).epoch).toBe(4);
+  }, 120_000);
+
+  it('a copy that did not land as read (rows altered on the target as they arrive) is found by the comparison under writes, that table is copied again, and the move ends exact', async () => {
+    const e = await setup();
+    const w = await writerFor(e, 4321);
+    // A faulty target: the first 20 messages with id % 7 = 3 that it receives are altered on the way in.
+    await sql(
+      e.urls['shard-2']!,
+      `CREATE TABLE public.corrupt_budget (n int); INSERT INTO public.corrupt_budget VALUES (20);
+       CREATE FUNCTION public.corrupt() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF NEW.id % 7 = 3 AND (SELECT n FROM public.corrupt_budget) > 0 THEN
+           UPDATE public.corrupt_budget SET n = n - 1;
+           NEW.body := NEW.body || ' (corrupted)';
+         END IF;
+         RETURN NEW;
+       END $$;
+       CREATE TRIGGER corrupt BEFORE INSERT ON public.messages FOR EACH ROW EXECUTE FUNCTION public.corrupt();`,
+    );
+    const added = await underWrites(e, w, 'add, faulty target', () => shardAdd(e.d.config, testRun(), { id: 'shard-2', url: e.urls['shard-2']! }));
+    expect((await sql<{ n: number }>(e.urls['shard-2']!, 'SELECT n FROM public.corrupt_budget'))[0]!.n, 'the faulty copy happened').toBeLessThanOrEqual(0);
+    const messages = added.moves.flatMap((m) => m.tables.filter((t) => t.table === 'public.messages'));
+    expect(messages.some((t) => t.resyncs > 0), 'public.messages copied again after the comparison found the difference').toBe(true);
+    expect(added.moves.some((m) => m.online?.compared?.['public.messages'] === 'records+replayed'), 'compared from the records and the replayed keys').toBe(true);
   }, 120_000);
 
   it('while a fence is up, a write to a moving key on the source is refused with SH001 and a write to a key that stays succeeds; a transaction open since before the fence makes it miss, and once it ends the move completes', async () => {

@@ -17,7 +17,7 @@ import {
   removeCapture,
   waitForWritersBefore,
 } from '../../mover/capture.js';
-import { addKeys, catchUpRound, compareKeys, keyCount, snapshotCompare, type CompareSide, type KeysByTable } from '../../mover/catch-up.js';
+import { addKeys, catchUpRound, compareKeys, keyCount, newTracker, snapshotCompare, type CompareSide, type KeysByTable, type ReplayPair } from '../../mover/catch-up.js';
 import { deleteFencedRows } from '../../mover/cleanup.js';
 import { rangeAccessFor } from '../../mover/range-access.js';
 import { chooseDigest, describeTable, keysRepeat, type RowDigestKind, type TableShape } from '../../mover/table-shape.js';
@@ -61,7 +61,10 @@ export function isOnlineMove(plan: PlanRecord, move: MoveRecord): boolean {
 
 function liveOf(ctx: MoveContext, move: MoveRecord): LiveMove {
   let live = ctx.live.get(move.moveNo);
-  if (!live) ctx.live.set(move.moveNo, (live = { dirty: new Map(), compared: false, changed: new Set() }));
+  if (!live) {
+    // The tracker can stand for the source only when it sees every replay since the copy: none in an earlier run.
+    ctx.live.set(move.moveNo, (live = { dirty: new Map(), compared: false, changed: new Set(), trackable: !(move.online?.replayedRows ?? 0), tracker: null }));
+  }
   return live;
 }
 
@@ -158,6 +161,10 @@ export async function prepareOnline(ctx: MoveContext, plan: PlanRecord, move: Mo
 async function resetCopy(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, name: string): Promise<void> {
   const progress = move.tables.find((t) => t.table === name)!;
   await clearCopy(ctx, move, tableId(plan, move, name));
+  // A new copy of the table: what replay noted of the old one no longer applies; its first replays are noted again.
+  const live = liveOf(ctx, move);
+  live.tracker?.tables.delete(name);
+  live.changed.delete(name);
   const reset = { copyCursor: -1, copyDone: false, rowsCopied: 0, bytesCopied: 0, resyncs: progress.resyncs + 1, copySnapshotXmin: null, copyTableRows: null };
   Object.assign(progress, reset);
   await ctx.env.journal.updateTable(plan.id, move.moveNo, name, reset);
@@ -205,11 +212,14 @@ async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveR
     const shapes = await shapesOn(ctx, source!, move.source);
     await assertShapesUnchanged(ctx, source!, move, shapes);
     await assertCaptureIntact(source!, plan, move, shapes);
+    // Tracked from the first replay after a copy of this run: the comparison then need not read the source again.
+    if (live.trackable && !live.tracker) live.tracker = newTracker(await digestsFor(source!, target!, shapes));
+    const pair: ReplayPair = { source: source!, target: target!, shard: move.source, tag, shapes, ranges: move.ranges, beforeCommit: () => checkLease(ctx), ...(live.tracker ? { tracker: live.tracker } : {}) };
     const started = Date.now();
     let replayed = 0;
     let rounds = 0;
     for (;;) {
-      const round = await catchUpRound(source!, target!, move.source, tag, shapes, move.ranges, ROUND_LIMIT, () => checkLease(ctx));
+      const round = await catchUpRound(pair, ROUND_LIMIT);
       rounds++;
       replayed += round.written + round.deleted;
       addKeys(live.dirty, round.keys);
@@ -237,24 +247,25 @@ async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveR
         unchangedKnown && progress.copyOrder === 'block' && progress.copySnapshotXmin !== null && progress.copyTableRows !== null
           ? { xmin: progress.copySnapshotXmin, tableRows: progress.copyTableRows }
           : null;
-      const records = snapshot ? await blockCopyState(target!, tableId(plan, move, shape.name)) : null;
+      const records = progress.copyOrder === 'block' ? await blockCopyState(target!, tableId(plan, move, shape.name)) : null;
       sides.set(shape.name, {
         digest: await chooseDigest(source!, target!, shape),
         sourceAccess: await rangeAccessFor(source!, shape, move.ranges),
         targetAccess: await rangeAccessFor(target!, shape, move.ranges),
         memo: await keysRepeat(source!, shape),
         targetMemo: await keysRepeat(target!, shape),
-        ...(snapshot && records ? { recorded: { rows: records.rows, sum: records.sum.toString(), snapshot } } : {}),
+        ...(records ? { recorded: { rows: records.rows, sum: records.sum.toString(), snapshot } } : {}),
       });
     }
     live.dirty = new Map();
-    const result = await snapshotCompare(source!, target!, move.source, tag, shapes, move.ranges, sides, () => checkLease(ctx));
+    const result = await snapshotCompare(pair, sides);
     const mismatches: string[] = [];
     for (const t of result.tables) {
       await env.journal.updateTable(plan.id, move.moveNo, t.table, { sourceRows: t.source.rows, sourceSum: t.source.sum, targetRows: t.target.rows, targetSum: t.target.sum });
       if (t.source.rows !== t.target.rows || BigInt(t.source.sum) !== BigInt(t.target.sum)) mismatches.push(t.table);
     }
     live.compared = mismatches.length === 0;
+    await record(ctx, plan, move, { compared: Object.fromEntries(result.tables.map((t) => [t.table, t.sourceSide])) });
     return mismatches;
   });
 }
@@ -363,7 +374,10 @@ async function fenceOne(ctx: MoveContext, plan: PlanRecord, s: FenceSession, ttl
   }
   const live = liveOf(ctx, s.move);
   for (;;) {
-    const round = await catchUpRound(s.source, s.target, s.move.source, s.tag, s.shapes, s.move.ranges, ROUND_LIMIT, () => checkLease(ctx));
+    const round = await catchUpRound(
+      { source: s.source, target: s.target, shard: s.move.source, tag: s.tag, shapes: s.shapes, ranges: s.move.ranges, beforeCommit: () => checkLease(ctx), ...(live.tracker ? { tracker: live.tracker } : {}) },
+      ROUND_LIMIT,
+    );
     addKeys(live.dirty, round.keys);
     if (caughtUp({ taken: round.taken, limit: ROUND_LIMIT })) break;
     if (Date.now() >= deadline) return { ok: false, reason: `the last changes on ${s.move.source} took longer than the fence` };

@@ -10,7 +10,7 @@ import { rangeAccessFor, SCAN } from '../../mover/range-access.js';
 import { chooseDigest, keysRepeat, tableRowEstimate } from '../../mover/table-shape.js';
 import { countInRanges, rangeChecksum } from '../../mover/verify.js';
 import { withConnections, type MoveEnv } from './env.js';
-import type { KeysByTable } from '../../mover/catch-up.js';
+import type { KeysByTable, ReplayTracker } from '../../mover/catch-up.js';
 import type { ExecuteOptions } from './execute.js';
 import type { Budget, Throttle } from './throttle.js';
 
@@ -29,6 +29,9 @@ export interface LiveMove {
   compared: boolean;
   /** Tables with changes replayed in this run: their source is known to have changed since the copy. */
   changed: Set<string>;
+  /** Whether replay can be tracked since the copy (no replay in an earlier run), and the tracker once made. */
+  trackable: boolean;
+  tracker: ReplayTracker | null;
 }
 
 /** lost: the run's lease was lost; the step stopped and journaled nothing more (the fence would refuse it). */
