@@ -639,7 +639,7 @@ export async function benchMove() {
       if (r.sc) {
         Object.assign(line, {
           phases: r.sc.phases,
-          reported: { seconds: +r.sc.execution.seconds.toFixed(2), rowsPerSecond: r.sc.execution.rowsPerSecond, mbPerSecond: r.sc.execution.mbPerSecond },
+          reported: { seconds: +r.sc.execution.seconds.toFixed(2), rowsPerSecond: r.sc.execution.rowsPerSecond, mbPerSecond: r.sc.execution.mbPerSecond, phases: r.sc.execution.phases ?? null },
         });
       }
       console.log(JSON.stringify(line));

@@ -79,6 +79,13 @@ export async function moveProgress(ctx: CommandContext): Promise<MoveProgress> {
         else ctx.out.debug(`move ${e.moveNo} ${e.source} → ${e.target}: ${e.state}`);
         return;
       }
+      case 'fence': {
+        const line = `move ${e.moveNo} ${e.source} → ${e.target}: fence ${e.outcome} after ${e.ms} ms${e.reason ? ` (${e.reason})` : ''}`;
+        if (board) board.log(line);
+        else if (e.outcome === 'held') ctx.out.debug(line);
+        else ctx.out.info(line);
+        return;
+      }
       case 'switched': {
         const line = `ring switched to epoch ${e.epoch}`;
         if (board) board.log(line);

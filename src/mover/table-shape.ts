@@ -112,6 +112,12 @@ export async function keysRepeat(client: PgClient, shape: TableShape): Promise<b
   return fraction > 0 && fraction <= 0.3;
 }
 
+/** The table's heap size in bytes (what a full read of it scans). */
+export async function relationBytes(client: PgClient, shape: TableShape): Promise<number> {
+  const { rows } = await client.query<{ n: number }>(`SELECT pg_relation_size(to_regclass($1))::bigint AS n`, [shape.sqlName]);
+  return Number(rows[0]?.n ?? 0);
+}
+
 /** The table's row count from statistics (0 when never analysed). */
 export async function tableRowEstimate(client: PgClient, shape: TableShape): Promise<number> {
   const { rows } = await client.query<{ n: number }>(`SELECT greatest(reltuples, 0)::float8 AS n FROM pg_class WHERE oid = to_regclass($1)`, [shape.sqlName]);

@@ -41,6 +41,19 @@ describe('rebalancing: add, remove, weight change over co-located tables', () =>
     const moved = result.execution!.moves.reduce((s, m) => s + m.rowsCopied, 0);
     expect(moved).toBe(after.perShard['shard-3']!.messages! + after.perShard['shard-3']!.reactions!);
     expect(result.execution!.moves.every((m) => m.state === 'cleaned' && m.rowsLeft === 0)).toBe(true);
+    // Where the time went: every phase of an online add, bytes where they were measured.
+    const phases = result.execution!.phases;
+    expect(Object.keys(phases)).toEqual(['plan', 'prepare', 'capture', 'copy', 'catch-up', 'verify', 'fence', 'switch', 'cleanup']);
+    const bytes = result.execution!.moves.reduce((s, m) => s + m.bytesCopied, 0);
+    expect(phases.copy).toMatchObject({ bytesRead: bytes, bytesWritten: bytes });
+    expect(phases.verify!.bytesRead).toBeGreaterThan(0);
+    expect(phases.cleanup!.bytesWritten).toBeGreaterThan(0);
+    for (const m of result.execution!.moves) {
+      expect(Object.keys(m.tablePhases).sort()).toEqual(['public.messages', 'public.reactions']);
+      expect(m.tablePhases['public.messages']!.copy!.bytesRead).toBe(m.tables.find((t) => t.table === 'public.messages')!.bytesCopied);
+    }
+    const summed = Object.values(phases).reduce((s, c) => s + c!.seconds, 0);
+    expect(summed).toBeGreaterThan(0);
   });
 
   it('a weight change moves rows to match it, and rebalance with nothing to do says so', async () => {

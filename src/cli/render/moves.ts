@@ -7,6 +7,7 @@ import type { IndexReport } from '../../engine/shards/hash-index.js';
 import type { VerifyReport } from '../../engine/shards/verify.js';
 import type { OnlineStats, PlanRecord } from '../../metadata/journal.js';
 import { formatBytes, formatCount, formatPercent, renderTable, statusMark } from './table.js';
+import { MOVE_PHASES, type PhaseCosts } from '../../core/move-phases.js';
 
 export function renderPlan(plan: PlanDocument): string {
   const head = `${plan.kind} plan from ring epoch ${plan.fromEpoch}: ${plan.moves.length} move(s), estimates from ${plan.estimate}`;
@@ -65,6 +66,8 @@ export function renderExecution(r: ExecutionReport): string {
   lines.push(
     `plan ${r.planId}: ${status}; ring epoch ${r.epoch}; ${formatCount(r.rowsCopied)} rows in ${r.seconds.toFixed(1)}s = ${formatCount(r.rowsPerSecond)} rows/s, ${r.mbPerSecond} MB/s (copy, verify, switch, cleanup)`,
   );
+  const phases = formatPhases(r.phases);
+  if (phases) lines.push(`time by phase (moves overlap, so their seconds add up to more than the run's): ${phases}`);
   if (r.online) {
     const replayed = r.moves.reduce((s, m) => s + (m.online?.replayedRows ?? 0), 0);
     const fence = r.longestFenceMs === null ? 'no fence held yet' : `longest fenced interval ${formatCount(Math.round(r.longestFenceMs))} ms`;
@@ -75,6 +78,17 @@ export function renderExecution(r: ExecutionReport): string {
   if (r.status === 'partial') lines.push('run the same command again, or `shard resume`, to continue');
   if (r.published?.status === 'error') lines.push(chalk.yellow(`the ring could not be published to Redis: ${r.published.reason}`));
   return lines.join('\n');
+}
+
+/** "plan 0.1s, copy 3.5s (250 MB read, 250 MB written), …": the phases that took any time, in order. */
+export function formatPhases(phases: PhaseCosts | undefined): string {
+  if (!phases) return '';
+  return MOVE_PHASES.flatMap((p) => {
+    const c = phases[p];
+    if (!c) return [];
+    const bytes = [c.bytesRead ? `${formatBytes(c.bytesRead)} read` : '', c.bytesWritten ? `${formatBytes(c.bytesWritten)} written` : ''].filter(Boolean).join(', ');
+    return [`${p} ${c.seconds.toFixed(2)}s${bytes ? ` (${bytes})` : ''}`];
+  }).join(', ');
 }
 
 export function formatProgress(e: Extract<MoveEvent, { type: 'progress' }>): string {

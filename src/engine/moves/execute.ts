@@ -7,6 +7,8 @@ import { installRoutingFunction } from '../../postgres/routing-function.js';
 import { cleanupMove, copyAndVerify, type MoveContext, type Outcome } from './phases.js';
 import { cleanupOnline, fenceAndVerify, isOnlineMove, prepareOnline, type OnlineSettings } from './online.js';
 import { Budget, Throttle, type StopReason } from './throttle.js';
+import { PhaseMeter } from './phase-meter.js';
+import type { PhaseCosts } from '../../core/move-phases.js';
 import type { LeaseGuard } from '../../metadata/lease.js';
 import type { PlanDocument } from './plan.js';
 
@@ -24,6 +26,8 @@ export interface ExecuteOptions {
   onEvent?: (event: MoveEvent) => void;
   /** Online moves' fence deadline and DDL lock timeout (the plan says whether it moves online). */
   online: OnlineSettings;
+  /** Where this run's time goes, by phase (plan and prepare may already be in it). */
+  meter?: PhaseMeter;
 }
 
 export type MoveEvent =
@@ -54,6 +58,9 @@ export interface MoveReport {
   tables: TableProgress[];
   /** Online moves: capture backlog, replay rate, fence attempts and times (null when offline). */
   online: OnlineStats | null;
+  /** This run's seconds and bytes by phase for the move (its tables' included), and per table. */
+  phases: PhaseCosts;
+  tablePhases: Record<string, PhaseCosts>;
   error: string | null;
 }
 
@@ -75,6 +82,8 @@ export interface ExecutionReport {
   /** Whether the plan moves online (capture, catch-up, fence), and its longest fenced interval in ms (null: no fence held). */
   online: boolean;
   longestFenceMs: number | null;
+  /** This run's seconds and bytes by phase, every move's and the run's own (plan, prepare, switch) added up. */
+  phases: PhaseCosts;
   moves: MoveReport[];
 }
 
@@ -98,8 +107,10 @@ export async function executePlan(env: MoveEnv, planId: string, options: Execute
   let copiedThisRun = 0;
   let bytesThisRun = 0;
   let published: PublishOutcome | undefined;
+  const meter = options.meter ?? new PhaseMeter();
   const ctx: MoveContext = {
     env,
+    meter,
     live: new Map(),
     options,
     budget,
@@ -119,8 +130,10 @@ export async function executePlan(env: MoveEnv, planId: string, options: Execute
     if (outcome === 'ok') outcome = await fenceAndVerify(ctx, plan, options.online);
     if (outcome === 'ok') {
       plan = (await env.journal.getPlan(planId))!;
+      const switchStarted = performance.now();
       const epoch = await env.journal.switchPlan(plan, env.run.actor, shardStatesAfter(plan), ringChanges(plan));
       published = await publishCurrentRing(env.config, env.store);
+      meter.add('switch', {}, { seconds: (performance.now() - switchStarted) / 1000 });
       options.onEvent?.({ type: 'switched', epoch, published });
       plan = (await env.journal.getPlan(planId))!;
     }
@@ -156,7 +169,8 @@ export async function executePlan(env: MoveEnv, planId: string, options: Execute
     mbPerSecond: seconds > 0 ? +(bytesThisRun / 1e6 / seconds).toFixed(2) : 0,
     online: final.options.online === true,
     longestFenceMs: final.moves.reduce<number | null>((max, m) => (m.online?.longestFenceMs !== undefined ? Math.max(max ?? 0, m.online.longestFenceMs) : max), null),
-    moves: final.moves.map(toReport),
+    phases: meter.total(),
+    moves: final.moves.map((m) => toReport(m, meter)),
   };
   return report;
 }
@@ -234,7 +248,8 @@ function ringChanges(plan: PlanRecord): boolean {
   return plan.options.ringChange !== false;
 }
 
-function toReport(m: MoveRecord): MoveReport {
+function toReport(m: MoveRecord, meter: PhaseMeter): MoveReport {
+  const costs = meter.ofMove(m.moveNo);
   return {
     moveNo: m.moveNo,
     source: m.source,
@@ -249,6 +264,8 @@ function toReport(m: MoveRecord): MoveReport {
     seconds: m.startedAt ? +(((m.finishedAt ?? new Date()).getTime() - m.startedAt.getTime()) / 1000).toFixed(2) : null,
     tables: m.tables,
     online: m.online,
+    phases: costs.phases,
+    tablePhases: costs.tables,
     error: m.error,
   };
 }

@@ -20,13 +20,14 @@ import {
 import { addKeys, catchUpRound, compareKeys, keyCount, newTracker, snapshotCompare, type CompareSide, type KeysByTable, type ReplayPair } from '../../mover/catch-up.js';
 import { deleteFencedRows } from '../../mover/cleanup.js';
 import { rangeAccessFor } from '../../mover/range-access.js';
-import { chooseDigest, describeTable, keysRepeat, type RowDigestKind, type TableShape } from '../../mover/table-shape.js';
+import { chooseDigest, describeTable, keysRepeat, relationBytes, type RowDigestKind, type TableShape } from '../../mover/table-shape.js';
 import { withConnections } from './env.js';
 import {
   assertTargetEmpty,
   checkLease,
   clearCopy,
   copyTables,
+  deletedBytes,
   failOrLost,
   reportProgress,
   tableId,
@@ -128,12 +129,12 @@ export async function prepareOnline(ctx: MoveContext, plan: PlanRecord, move: Mo
       await setState('capturing');
     }
     if (state === 'capturing') {
-      await withConnections([env.connect(move.source, 'shard move')], async (source) => {
+      await ctx.meter.time('capture', { moveNo: move.moveNo }, () => withConnections([env.connect(move.source, 'shard move')], async (source) => {
         await assertOnlineSupported(source!, move.source);
         const shapes = await shapesOn(ctx, source!, move.source);
         await installCapture(source!, { planId: plan.id, moveNo: move.moveNo, ranges: move.ranges, shapes }, settings, () => checkLease(ctx));
         await record(ctx, plan, move, { shapes: Object.fromEntries(shapes.map((s) => [s.name, shapeSignature(s)])) });
-      });
+      }));
       await setState('copying');
     } else if ((await repairCapture(ctx, plan, move, settings)) === 'recopy') {
       await setState('copying');
@@ -219,7 +220,9 @@ async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveR
     let replayed = 0;
     let rounds = 0;
     for (;;) {
+      const roundStarted = performance.now();
       const round = await catchUpRound(pair, ROUND_LIMIT);
+      ctx.meter.add('catch-up', { moveNo: move.moveNo }, { seconds: (performance.now() - roundStarted) / 1000, bytesRead: round.bytes, bytesWritten: round.bytes });
       rounds++;
       replayed += round.written + round.deleted;
       addKeys(live.dirty, round.keys);
@@ -258,7 +261,15 @@ async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveR
       });
     }
     live.dirty = new Map();
+    const compareStarted = performance.now();
     const result = await snapshotCompare(pair, sides);
+    // Bytes read: the heaps scanned in full (every target table; a source table only when read again).
+    let bytesRead = 0;
+    for (const t of result.tables) {
+      const shape = shapes.find((x) => x.name === t.table)!;
+      bytesRead += (await relationBytes(target!, shape)) + (t.sourceSide === 'read' ? await relationBytes(source!, shape) : 0);
+    }
+    ctx.meter.add('verify', { moveNo: move.moveNo }, { seconds: (performance.now() - compareStarted) / 1000, bytesRead });
     const mismatches: string[] = [];
     for (const t of result.tables) {
       await env.journal.updateTable(plan.id, move.moveNo, t.table, { sourceRows: t.source.rows, sourceSum: t.source.sum, targetRows: t.target.rows, targetSum: t.target.sum });
@@ -307,12 +318,16 @@ export async function fenceAndVerify(ctx: MoveContext, plan: PlanRecord, setting
       const margin = fenceMarginMs(settings.fenceTimeoutMs);
       for (let attempt = 1; ; attempt++) {
         // Unfenced first: the backlog that built up while other moves copied, and a whole-range comparison where due.
-        for (const s of sessions) {
-          const mismatches = await catchUpAndCompare(ctx, plan, s.move, true);
-          if (mismatches === 'stopped') return 'stopped';
+        const caught = await Promise.all(sessions.map((s) => catchUpAndCompare(ctx, plan, s.move, true)));
+        if (caught.includes('stopped')) return 'stopped';
+        for (const [i, s] of sessions.entries()) {
+          const mismatches = caught[i] as string[];
           if (mismatches.length) throw new OperationError(`move ${s.move.source} → ${s.move.target}: ${mismatches.join(', ')} differ from the source after catch-up`);
         }
-        for (const s of sessions) await env.journal.setMoveState(plan.id, s.move.moveNo, 'fenced');
+        for (const s of sessions) {
+          await env.journal.setMoveState(plan.id, s.move.moveNo, 'fenced');
+          ctx.options.onEvent?.({ type: 'move-state', moveNo: s.move.moveNo, source: s.move.source, target: s.move.target, state: 'fenced' });
+        }
         await checkLease(ctx);
         const raisedAt = Date.now();
         let results: FenceResult[];
@@ -329,6 +344,7 @@ export async function fenceAndVerify(ctx: MoveContext, plan: PlanRecord, setting
         if (!held) await Promise.all(sessions.map((s) => liftFence(s.source, s.tag)));
         for (const [i, s] of sessions.entries()) {
           const r = results[i]!;
+          ctx.meter.add('fence', { moveNo: s.move.moveNo }, { seconds: ms / 1000 });
           await record(ctx, plan, s.move, {
             fenceAttempts: (s.move.online?.fenceAttempts ?? 0) + 1,
             longestFenceMs: Math.max(s.move.online?.longestFenceMs ?? 0, ms),
@@ -344,7 +360,10 @@ export async function fenceAndVerify(ctx: MoveContext, plan: PlanRecord, setting
           }
           return 'ok';
         }
-        for (const s of sessions) await env.journal.setMoveState(plan.id, s.move.moveNo, 'catching-up');
+        for (const s of sessions) {
+          await env.journal.setMoveState(plan.id, s.move.moveNo, 'catching-up');
+          ctx.options.onEvent?.({ type: 'move-state', moveNo: s.move.moveNo, source: s.move.source, target: s.move.target, state: 'catching-up' });
+        }
         const mismatch = results.find((r): r is Extract<FenceResult, { ok: false }> => !r.ok && !!r.mismatch);
         if (mismatch) throw new OperationError(`inside the fence: ${mismatch.reason}`);
         if (attempt >= FENCE_ATTEMPTS) {
@@ -378,6 +397,7 @@ async function fenceOne(ctx: MoveContext, plan: PlanRecord, s: FenceSession, ttl
       { source: s.source, target: s.target, shard: s.move.source, tag: s.tag, shapes: s.shapes, ranges: s.move.ranges, beforeCommit: () => checkLease(ctx), ...(live.tracker ? { tracker: live.tracker } : {}) },
       ROUND_LIMIT,
     );
+    ctx.meter.add('fence', { moveNo: s.move.moveNo }, { bytesRead: round.bytes, bytesWritten: round.bytes });
     addKeys(live.dirty, round.keys);
     if (caughtUp({ taken: round.taken, limit: ROUND_LIMIT })) break;
     if (Date.now() >= deadline) return { ok: false, reason: `the last changes on ${s.move.source} took longer than the fence` };
@@ -404,14 +424,17 @@ export async function cleanupOnline(ctx: MoveContext, plan: PlanRecord, move: Mo
   if (move.state === 'cleaned') return 'ok';
   const tables = env.tables.map((t) => t.name);
   try {
-    await withConnections([env.connect(move.source, 'shard cleanup')], async (source) => {
-      await checkLease(ctx);
-      await removeCapture(source!, { planId: plan.id, moveNo: move.moveNo, tables }, settings, false);
-    });
+    await ctx.meter.time('cleanup', { moveNo: move.moveNo }, () =>
+      withConnections([env.connect(move.source, 'shard cleanup')], async (source) => {
+        await checkLease(ctx);
+        await removeCapture(source!, { planId: plan.id, moveNo: move.moveNo, tables }, settings, false);
+      }),
+    );
     for (const table of [...env.tables].reverse()) {
       const progress = move.tables.find((t) => t.table === table.name)!;
       if (progress.cleanupDone) continue;
       const startedAt = Date.now();
+      const deletedBefore = progress.rowsDeleted;
       let thisCall = 0;
       const result = await withConnections([env.connect(move.source, 'shard cleanup')], async (source) => {
         const shape = await env.shapeOn(source!, move.source, table);
@@ -435,6 +458,7 @@ export async function cleanupOnline(ctx: MoveContext, plan: PlanRecord, move: Mo
       progress.cleanupDone = true;
       progress.rowsLeft = 0;
       progress.rowsDeleted = result.rowsDeleted;
+      ctx.meter.add('cleanup', { moveNo: move.moveNo, table: table.name }, { seconds: (Date.now() - startedAt) / 1000, bytesWritten: deletedBytes(progress, deletedBefore) });
       await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupDone: true, rowsLeft: 0, rowsDeleted: result.rowsDeleted });
     }
     await withConnections([env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')], async (target, source) => {

@@ -7,10 +7,11 @@ import { cleanupRange } from '../../mover/cleanup.js';
 import { copyRange } from '../../mover/copy-range.js';
 import { cleanupUsesIndex } from '../../core/range-access.js';
 import { rangeAccessFor, SCAN } from '../../mover/range-access.js';
-import { chooseDigest, keysRepeat, tableRowEstimate } from '../../mover/table-shape.js';
+import { chooseDigest, keysRepeat, relationBytes, tableRowEstimate } from '../../mover/table-shape.js';
 import { countInRanges, rangeChecksum } from '../../mover/verify.js';
 import { withConnections, type MoveEnv } from './env.js';
 import type { KeysByTable, ReplayTracker } from '../../mover/catch-up.js';
+import type { PhaseMeter } from './phase-meter.js';
 import type { ExecuteOptions } from './execute.js';
 import type { Budget, Throttle } from './throttle.js';
 
@@ -44,6 +45,8 @@ const CLEANUP_GROUP = 5;
 
 export interface MoveContext {
   env: MoveEnv;
+  /** This run's time and bytes by phase. */
+  meter: PhaseMeter;
   /** Online moves' state that lives only in this run (keys replayed since the last whole-range comparison). */
   live: Map<number, LiveMove>;
   options: ExecuteOptions;
@@ -117,9 +120,14 @@ export async function copyTables(ctx: MoveContext, plan: PlanRecord, move: MoveR
   for (const table of ctx.env.tables) {
     const progress = move.tables.find((t) => t.table === table.name)!;
     if (progress.copyDone) continue;
-    if ((await copyTable(ctx, plan, move, table.name, progress)) === 'stopped') return 'stopped';
+    const bytesBefore = progress.bytesCopied;
+    const done = await ctx.meter.time('copy', { moveNo: move.moveNo, table: table.name }, () => copyTable(ctx, plan, move, table.name, progress));
+    // COPY text read from the source is what is written to the target.
+    const bytes = Math.max(0, progress.bytesCopied - bytesBefore);
+    ctx.meter.add('copy', { moveNo: move.moveNo, table: table.name }, { bytesRead: bytes, bytesWritten: bytes });
+    if (done === 'stopped') return 'stopped';
   }
-  await analyzeTarget(ctx, move);
+  await ctx.meter.time('copy', { moveNo: move.moveNo }, () => analyzeTarget(ctx, move));
   return 'ok';
 }
 
@@ -254,11 +262,16 @@ async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord):
   return withConnections([env.connect(move.source, 'shard verify'), env.connect(move.target, 'shard verify')], async (source, target) => {
     const mismatches: string[] = [];
     for (const table of env.tables) {
+      const started = performance.now();
       const progress = move.tables.find((t) => t.table === table.name)!;
       const shape = await env.shapeOn(source!, move.source, table);
       const digest = await chooseDigest(source!, target!, shape);
+      let sourceRead = false;
       // The source's side is read only when its records cannot stand for it: decide how then.
-      const readSource = async (memo: boolean) => rangeChecksum(source!, shape, move.ranges, digest, memo, await rangeAccessFor(source!, shape, move.ranges));
+      const readSource = async (memo: boolean) => {
+        sourceRead = true;
+        return rangeChecksum(source!, shape, move.ranges, digest, memo, await rangeAccessFor(source!, shape, move.ranges));
+      };
       const targetAccess = await rangeAccessFor(target!, shape, move.ranges);
       let s: { rows: number; sum: string };
       let t: { rows: number; sum: string };
@@ -281,6 +294,9 @@ async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord):
       }
       await env.journal.updateTable(plan.id, move.moveNo, table.name, { sourceRows: s.rows, sourceSum: s.sum, targetRows: t.rows, targetSum: t.sum });
       if (s.rows !== t.rows || BigInt(s.sum) !== BigInt(t.sum)) mismatches.push(table.name);
+      // Bytes read: the heaps scanned (the target's always, the source's when it was read again).
+      const bytesRead = (await relationBytes(target!, shape)) + (sourceRead ? await relationBytes(source!, shape) : 0);
+      ctx.meter.add('verify', { moveNo: move.moveNo, table: table.name }, { seconds: (performance.now() - started) / 1000, bytesRead });
     }
     return mismatches;
   });
@@ -294,6 +310,9 @@ export async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: Move
     for (const table of [...env.tables].reverse()) {
       const progress = move.tables.find((t) => t.table === table.name)!;
       if (progress.cleanupDone) continue;
+      const started = performance.now();
+      const deletedBefore = progress.rowsDeleted;
+      const measure = () => ctx.meter.add('cleanup', { moveNo: move.moveNo, table: table.name }, { seconds: (performance.now() - started) / 1000, bytesWritten: deletedBytes(progress, deletedBefore) });
       if (progress.copyOrder === 'block') {
         if ((await cleanupBlocks(ctx, plan, move, table, progress)) === 'stopped') return 'stopped';
         if (progress.cleanupMismatches > 0 && (await cleanupRows(ctx, plan, move, table, progress)) === 'stopped') return 'stopped';
@@ -301,6 +320,7 @@ export async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: Move
         return 'stopped';
       }
       progress.rowsLeft = await rowsLeftOnSource(ctx, move, table, progress);
+      measure();
       progress.cleanupDone = true;
       // rowsDeleted too: a resumed block cleanup may have learnt it from the source's records alone.
       await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupDone: true, rowsLeft: progress.rowsLeft, rowsDeleted: progress.rowsDeleted });
@@ -404,6 +424,12 @@ async function cleanupRows(ctx: MoveContext, plan: PlanRecord, move: MoveRecord,
   if (!result.done) return 'stopped';
   await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupCursor: result.cursor });
   return 'ok';
+}
+
+/** Bytes a cleanup deleted from the source: rows deleted since `before` × the copy's average row size. */
+export function deletedBytes(progress: TableProgress, before: number): number {
+  const perRow = progress.rowsCopied > 0 ? progress.bytesCopied / progress.rowsCopied : 0;
+  return Math.max(0, progress.rowsDeleted - before) * perRow;
 }
 
 /** Rows done of rows expected, the rate in this run, and an ETA. */

@@ -6,6 +6,7 @@ import type { MetadataStore } from '../../metadata/store.js';
 import { MoveEnv } from './env.js';
 import { executePlan, type ExecuteOptions, type ExecutionReport, type MoveEvent } from './execute.js';
 import { newPlanId, type PlanDocument } from './plan.js';
+import type { PhaseMeter } from './phase-meter.js';
 
 /** Flags every data-moving command shares (--parallel, --max-duration, …). */
 export interface MoveRunOptions {
@@ -19,6 +20,8 @@ export interface MoveRunOptions {
   offline?: boolean;
   /** Overrides migration.fenceTimeout. */
   fenceTimeoutMs?: number;
+  /** Where the run's time goes; the caller may have timed the plan and the preparation into it. */
+  meter?: PhaseMeter;
   onEvent?: (event: MoveEvent) => void;
 }
 
@@ -37,6 +40,7 @@ export function executeOptions(config: ShardctlConfig, run: RunInfo, options: Mo
     ...(run.signal ? { signal: run.signal } : {}),
     ...(run.lease ? { lease: run.lease } : {}),
     ...(options.onEvent ? { onEvent: options.onEvent } : {}),
+    ...(options.meter ? { meter: options.meter } : {}),
     online: {
       fenceTimeoutMs: options.fenceTimeoutMs ?? parseDuration(config.migration.fenceTimeout),
       lockTimeoutMs: parseDuration(config.migration.lockTimeout),

@@ -16,6 +16,7 @@ import { withConnections } from '../moves/env.js';
 import { PLAN_FORMAT, planChange, planMisplaced, type PlanDocument, type RingChange } from '../moves/plan.js';
 import { executeOptions, moveEnv, refuseIfPlanInProgress, resumePlan, startPlan, type MoveRunOptions } from '../moves/run-plan.js';
 import { isOnlineMove, removeOnlineObjects } from '../moves/online.js';
+import { PhaseMeter } from '../moves/phase-meter.js';
 import { checkNewShard, prepareNewShard, type ShardPreparation, type ShardReadiness } from './prepare.js';
 
 export interface ShardChangeResult {
@@ -86,10 +87,11 @@ export async function shardAdd(
     return runMutation({ store, run, command: 'shard add', summarize: summarizeChange, afterLockLost: RESUME_HINT }, async (run) => {
       const env = await moveEnv(config, store, run, { [options.id]: url });
       await refuseIfPlanInProgress(env);
-      const preparation = await prepareNewShard(env, { id: options.id, url, migrationsDir: options.migrationsDir });
+      const meter = new PhaseMeter();
+      const preparation = await meter.time('prepare', {}, () => prepareNewShard(env, { id: options.id, url, migrationsDir: options.migrationsDir }));
       if (!registered) await store.registerShard({ id: options.id, url, weight, state: 'pending' });
-      const plan = await planChange(env, change, { exact: !!options.exact, extra });
-      return { plan, dryRun: false, nothingToDo: false, preparation, execution: await startPlan(env, plan, options) };
+      const plan = await meter.time('plan', {}, () => planChange(env, change, { exact: !!options.exact, extra }));
+      return { plan, dryRun: false, nothingToDo: false, preparation, execution: await startPlan(env, plan, { ...options, meter }) };
     });
   });
 }
@@ -108,8 +110,9 @@ export async function shardRemove(config: ShardctlConfig, run: RunInfo, options:
     return runMutation({ store, run, command: 'shard remove', summarize: summarizeChange, afterLockLost: RESUME_HINT }, async (run) => {
       const env = await moveEnv(config, store, run);
       await refuseIfPlanInProgress(env);
-      const plan = await planChange(env, change, { exact: !!options.exact, extra: { removeShard: options.id } });
-      return { plan, dryRun: false, nothingToDo: false, execution: await startPlan(env, plan, options) };
+      const meter = new PhaseMeter();
+      const plan = await meter.time('plan', {}, () => planChange(env, change, { exact: !!options.exact, extra: { removeShard: options.id } }));
+      return { plan, dryRun: false, nothingToDo: false, execution: await startPlan(env, plan, { ...options, meter }) };
     });
   });
 }
@@ -142,9 +145,10 @@ export async function shardRebalance(
       // From cron, the hourly run first finishes what an earlier run (a budget, a crash) left in progress.
       const active = await env.journal.activePlan();
       if (active) return { plan: documentOf(active), dryRun: false, nothingToDo: false, resumed: active.id, execution: await resumePlan(env, active.id, options) };
-      const doc = await plan(env);
+      const meter = new PhaseMeter();
+      const doc = await meter.time('plan', {}, () => plan(env));
       if (!change && doc.moves.length === 0) return { plan: doc, dryRun: false, nothingToDo: true };
-      return { plan: doc, dryRun: false, nothingToDo: false, execution: await startPlan(env, doc, options) };
+      return { plan: doc, dryRun: false, nothingToDo: false, execution: await startPlan(env, doc, { ...options, meter }) };
     });
   });
 }
@@ -174,13 +178,14 @@ export async function shardApply(config: ShardctlConfig, run: RunInfo, doc: Plan
       }
       await refuseIfPlanInProgress(env);
       let preparation: ShardPreparation | undefined;
+      const meter = new PhaseMeter();
       if (doc.addShard && url) {
-        preparation = await prepareNewShard(env, { id: doc.addShard.id, url, migrationsDir: options.migrationsDir });
+        preparation = await meter.time('prepare', {}, () => prepareNewShard(env, { id: doc.addShard!.id, url, migrationsDir: options.migrationsDir }));
         if (!(await store.listShards()).some((s) => s.id === doc.addShard!.id)) {
           await store.registerShard({ id: doc.addShard.id, url, weight: doc.addShard.weight, state: 'pending' });
         }
       }
-      return { plan: doc, dryRun: false, nothingToDo: false, ...(preparation ? { preparation } : {}), execution: await startPlan(env, doc, options) };
+      return { plan: doc, dryRun: false, nothingToDo: false, ...(preparation ? { preparation } : {}), execution: await startPlan(env, doc, { ...options, meter }) };
     }),
   );
 }
