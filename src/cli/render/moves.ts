@@ -159,15 +159,15 @@ export function renderVerify(r: VerifyReport): string {
     const owner = l.planId === null ? 'no registry row' : `plan ${l.planId} move ${l.moveNo}${l.planState ? ` (${l.planState})` : ' (not in the journal)'}`;
     lines.push(chalk.red(`${l.shard}: online-move objects ${l.tag}, ${owner}:`));
     for (const o of l.objects) lines.push(`  ${o}`);
-    if (l.planId !== null && l.planState !== null && IN_PROGRESS.has(l.planState)) {
-      lines.push(chalk.yellow(`  left by an interrupted online move: \`shard abort ${l.planId}\` removes them (or \`shard resume\` if the plan is in progress)`));
-    } else {
-      lines.push(
-        chalk.yellow(
-          `  left by an interrupted online move whose plan is ${l.planId === null ? 'unknown' : (l.planState ?? 'unknown')}: no command removes them; drop them by hand on ${l.shard} (the triggers first, then the functions, the table and the sequence${l.planId === null ? '' : ', and the registry row in shardctl.move_captures'})`,
-        ),
-      );
-    }
+    // A move's own objects on its source, while it is in progress, are not leftovers (verify.ts): so
+    // neither `shard resume` nor `shard abort` (which act on each move's source) removes these.
+    const inProgress = l.planId !== null && l.planState !== null && IN_PROGRESS.has(l.planState);
+    const state = l.planId === null ? 'unknown' : (l.planState ?? 'unknown');
+    lines.push(
+      chalk.yellow(
+        `  left by an interrupted online move whose plan is ${state}${inProgress ? ' (they are not its moves\' own: another shard, or a move already cleaned)' : ''}: no command removes them; drop them by hand on ${l.shard} (the triggers first, then the functions, the table and the sequence${l.planId === null ? '' : ', and the registry row in shardctl.move_captures'})`,
+      ),
+    );
   }
   if (r.ok) lines.push(chalk.green('every row is where the ring says'));
   else {
