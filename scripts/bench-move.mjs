@@ -12,9 +12,16 @@
 // clones (CREATE DATABASE … TEMPLATE), so each run starts from the same bytes.
 // Every run is checked (rows and checksum on the target, nothing left in the
 // moved ranges on the sources) so none is faster by being wrong.
+// And (c) the physical limit (`limit`, `limit-seq`): the pipe of exactly the
+// moving keys' rows (`WHERE room_id = ANY(<the moving room ids>)`, the ids
+// found once per data set, outside the timing, by the routing hash against the
+// plan's ranges) plus a DELETE of the same rows: the reads and writes any tool
+// must do once it knows which rows move, without hashing every row. Each
+// shardctl mode is reported against it (ratioToLimit, the move.limit line).
 // Then shardctl alone on BENCH_MOVE_RSS_ROWS rows, for peak RSS against row
 // count, with the highest RSS in each quarter of a run (a plateau, or growth
-// with the rows moved). Prints JSON lines.
+// with the rows moved), with online idle and the limit on the same data for
+// rows/s against the baseline row count. Prints JSON lines.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -26,7 +33,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = path.join(ROOT, 'bin/shardctl');
 /** Rows to move (at least): the load holds about three times as many, the new shard takes about a third. */
 const ROWS = Number(process.env.BENCH_MOVE_ROWS ?? 1_000_000);
-/** Rows to move in the RSS comparison run (0 skips it). */
+/** Rows to move in the RSS comparison runs (offline, online idle, the limit: as selected by BENCH_MOVE_IMPLS, once each; 0 skips them). */
 const RSS_ROWS = Number(process.env.BENCH_MOVE_RSS_ROWS ?? 4_000_000);
 /** BENCH_MOVE_HASH_INDEX=1: build the routing-hash index (`shard index`'s) on the sources first. */
 const HASH_INDEX = process.env.BENCH_MOVE_HASH_INDEX === '1';
@@ -41,10 +48,11 @@ const GNU_TIME = '/usr/bin/time';
 /**
  * Which runs to make (comma list; default all): shardctl (`shard add --offline`), online (`shard add`,
  * no writes), online-load (`shard add` under BENCH_MOVE_LOAD_RATE writes/s), pipe, pipe-seq, naive, naive-index,
- * pipe-load (the concurrent pipe under the same load: what moving the bytes at all costs the writes).
+ * pipe-load (the concurrent pipe under the same load: what moving the bytes at all costs the writes),
+ * limit, limit-seq (the physical limit: the moving keys' rows piped by key list, then deleted; sources at once, one by one).
  */
-const IMPLS = new Set((process.env.BENCH_MOVE_IMPLS ?? 'shardctl,online,online-load,pipe-load,pipe,pipe-seq,naive,naive-index').split(','));
-/** Runs of each shardctl mode (offline, online idle, online under load), interleaved; medians reported. */
+const IMPLS = new Set((process.env.BENCH_MOVE_IMPLS ?? 'shardctl,online,online-load,pipe-load,limit,limit-seq,pipe,pipe-seq,naive,naive-index').split(','));
+/** Runs of each shardctl mode (offline, online idle, online under load) and of the limit, interleaved; medians reported. */
 const REPEAT = Math.max(1, Number(process.env.BENCH_MOVE_REPEAT ?? 1));
 /** The online run's write load: writes per second, from scripts/bench-move-load.mjs (a process of its own). */
 const LOAD_RATE = Number(process.env.BENCH_MOVE_LOAD_RATE ?? 500);
@@ -486,6 +494,59 @@ async function runPsqlPipe(ds, urls, concurrent) {
 }
 
 /**
+ * The physical limit's inputs, once per data set and outside any timing: per move, the moving room ids
+ * (rooms 1 … ds.rooms whose routing hash, spelled out in SQL, falls in the move's ranges; checked against
+ * the rows the move must move), written into two SQL files as an array literal: the source's
+ * `\copy (SELECT … WHERE room_id = ANY('{…}'::bigint[])) to pstdout` and its `DELETE … WHERE room_id = ANY(…)`.
+ * Files, because the list (about 25,000 ids per source at 1M rows, 100,000 at 4M: 150 to 700 kB) is
+ * longer than one command-line argument or environment string may be (128 kB on Linux), and psql does
+ * not interpolate variables into \copy; psql -f reads the statement from the file instead.
+ */
+async function limitInputs(admin, dir, ds) {
+  const out = {};
+  for (const m of ds.moves) {
+    const { rows: [k] } = await admin.query(
+      `SELECT count(*)::int AS n, coalesce(array_agg(r ORDER BY r), '{}')::text AS keys
+         FROM generate_series(1, $2::bigint) r WHERE $1::int8multirange @> ('x' || left(md5(r::text), 8))::bit(32)::bigint`,
+      [m.literal, ds.rooms],
+    );
+    if (k.n * PER_ROOM !== ds.expect.sources[m.source].moved) {
+      throw new Error(`limit: ${k.n} moving rooms on ${m.source} hold ${k.n * PER_ROOM} rows, the move must move ${ds.expect.sources[m.source].moved}`);
+    }
+    const where = `room_id = ANY('${k.keys}'::bigint[])`;
+    const base = path.join(dir, `limit-${ds.tag}-${m.source}`);
+    writeFileSync(`${base}-out.sql`, `\\copy (SELECT ${COLS} FROM public.events WHERE ${where}) to pstdout\n`);
+    writeFileSync(`${base}-delete.sql`, `DELETE FROM public.events WHERE ${where};\n`);
+    out[m.source] = { keys: k.n, outFile: `${base}-out.sql`, deleteFile: `${base}-delete.sql`, literalBytes: k.keys.length };
+  }
+  return out;
+}
+
+/**
+ * (c) the physical limit, per source: psql -f (the key-list \copy out) | psql \copy in, then psql -f (the
+ * key-list DELETE) on the source; the sources at once or one by one. Each source's pipe and DELETE are
+ * timed apart (seconds per source), to set beside shardctl's copy and cleanup phases.
+ */
+async function runLimit(ds, urls, concurrent) {
+  const psql = 'psql -X -q -v ON_ERROR_STOP=1';
+  const perSource = {};
+  const one = async (m) => {
+    const f = ds.limit[m.source];
+    const env = { SRC: urls[m.source], TGT: urls['shard-2'], OUTF: f.outFile, DELF: f.deleteFile, IN: `\\copy public.events (${COLS}) from pstdin` };
+    const t0 = process.hrtime.bigint();
+    await run('bash', ['-c', `set -eo pipefail; ${psql} -d "$SRC" -f "$OUTF" | ${psql} -d "$TGT" -c "$IN"`], { env });
+    const pipeSecs = seconds(t0);
+    const t1 = process.hrtime.bigint();
+    await run('bash', ['-c', `${psql} -d "$SRC" -f "$DELF"`], { env });
+    perSource[m.source] = { pipe: +pipeSecs.toFixed(2), delete: +seconds(t1).toFixed(2) };
+  };
+  const t0 = process.hrtime.bigint();
+  if (concurrent) await Promise.all(ds.moves.map(one));
+  else for (const m of ds.moves) await one(m);
+  return { secs: seconds(t0), perSource };
+}
+
+/**
  * (b) per source: keyset-paginated SELECT, multi-row INSERTs, then DELETE page by page; the sources at once.
  * The planner underestimates the hash filter (no statistics on the expression) and answers each page
  * with a full scan and sort; `indexOrdered` sets enable_sort = off so pages are read in primary-key
@@ -546,30 +607,36 @@ export async function benchMove() {
   const dbs = new Set();
   try {
     const ds = await cachedDataset(admin, dbs, dir, suffix);
+    const wantsLimit = IMPLS.has('limit') || IMPLS.has('limit-seq');
+    // The moving keys, once per data set, before any run (not timed).
+    if (wantsLimit) ds.limit = await limitInputs(admin, dir, ds);
     const { moved: rows, bytes } = ds.expect;
     const results = [];
     let runNo = 0;
     // The host's load while each run ran (other work on the machine skews the comparison).
     let loadBefore = os.loadavg()[0];
     const record = (impl, secs, extra = {}) => ({ impl, seconds: secs, loadAvg1m: +Math.max(loadBefore, os.loadavg()[0]).toFixed(2), ...extra });
-    /** One run on fresh clones, checked (by verifyRun, or by the body itself when `check` is false). */
-    const measure = async (key, impl, body, { init = false, check = true } = {}) => {
+    /** One run on fresh clones of a data set, checked (by verifyRun, or by the body itself when `check` is false). */
+    const measureOn = async (d, key, impl, body, { init = false, check = true } = {}) => {
       if (!IMPLS.has(key)) return null;
-      const cl = await clone(admin, dbs, dir, ds, `r${++runNo}`, { init });
+      const cl = await clone(admin, dbs, dir, d, `r${++runNo}`, { init });
       loadBefore = os.loadavg()[0];
       const { secs, extra } = await body(cl);
-      if (check) await verifyRun(impl, ds, cl.urls);
+      if (check) await verifyRun(impl, d, cl.urls);
       await dropClones(admin, dbs, cl.names);
       return record(impl, secs, extra);
     };
-    const copiedAll = (sc, what) => {
-      if (sc.execution.rowsCopied !== rows) throw new Error(`${what} reports ${sc.execution.rowsCopied} rows copied, expected ${rows}`);
+    const measure = (...args) => measureOn(ds, ...args);
+    const copiedAll = (sc, what, want = rows) => {
+      if (sc.execution.rowsCopied !== want) throw new Error(`${what} reports ${sc.execution.rowsCopied} rows copied, expected ${want}`);
     };
+    const LIMIT_IMPL = 'psql limit: key-list pipe + DELETE (concurrent)';
+    const LIMIT_SEQ_IMPL = 'psql limit: key-list pipe + DELETE (sequential)';
     const figures = (sc) => ({ peakRssMb: sc.peakRssMb, cpuSeconds: sc.cpuSeconds, sc });
 
     // shardctl in its three modes, interleaved REPEAT times (offline, online with no writes, online under
     // load), then the raw pipe (both ways), then the naive loop: fresh clones for each.
-    const modes = { offline: [], online: [], loaded: [], pipeLoaded: [] };
+    const modes = { offline: [], online: [], loaded: [], pipeLoaded: [], limit: [], limitSeq: [] };
     for (let i = 0; i < REPEAT; i++) {
       const off = await measure('shardctl', 'shardctl shard add', async (cl) => {
         const sc = await runShardctl(cl, { offline: true });
@@ -599,13 +666,26 @@ export async function benchMove() {
         return { secs, extra: { mode: 'pipe+load', load } };
       }, { init: true, check: false });
       if (pipeLoaded) modes.pipeLoaded.push(pipeLoaded);
+      // The physical limit on the same data (fresh clones, checked by verifyRun like the others).
+      const lim = await measure('limit', LIMIT_IMPL, async (cl) => {
+        const { secs, perSource } = await runLimit(ds, cl.urls, true);
+        return { secs, extra: { mode: 'limit', perSource } };
+      });
+      if (lim) modes.limit.push(lim);
+      const limSeq = await measure('limit-seq', LIMIT_SEQ_IMPL, async (cl) => {
+        const { secs, perSource } = await runLimit(ds, cl.urls, false);
+        return { secs, extra: { mode: 'limit-seq', perSource } };
+      });
+      if (limSeq) modes.limitSeq.push(limSeq);
     }
     /** The run of median wall time (the lower middle one of an even count). */
     const medianRun = (runs) => (runs.length ? [...runs].sort((a, b) => a.seconds - b.seconds)[Math.floor((runs.length - 1) / 2)] : null);
     const shardctlRun = medianRun(modes.offline);
-    const sc = shardctlRun?.sc;
     const onlineRun = medianRun(modes.online);
-    for (const r of [shardctlRun, onlineRun]) if (r) results.push(r);
+    const limitRun = medianRun(modes.limit);
+    const limitSeqRun = medianRun(modes.limitSeq);
+    for (const r of [shardctlRun, onlineRun, limitRun, limitSeqRun]) if (r) results.push(r);
+    const runsOf = new Map([[shardctlRun, modes.offline], [onlineRun, modes.online], [limitRun, modes.limit], [limitSeqRun, modes.limitSeq]]);
 
     const keep = (r) => { if (r) results.push(r); return r; };
     const pipe = keep(await measure('pipe', 'psql pipe + DELETE (concurrent)', async (cl) => ({ secs: await runPsqlPipe(ds, cl.urls, true) })));
@@ -617,7 +697,7 @@ export async function benchMove() {
 
     const rate = (r) => rows / r.seconds;
     for (const r of results) {
-      const runs = r === shardctlRun ? modes.offline : r === onlineRun ? modes.online : null;
+      const runs = runsOf.get(r) ?? null;
       const line = {
         bench: 'move', impl: r.impl, ...(r.mode ? { mode: r.mode } : {}), rows, bytes, totalRows: ds.totalRows, sources: 2,
         seconds: +r.seconds.toFixed(2), rowsPerSec: Math.round(rate(r)), mbPerSec: +(bytes / 1e6 / r.seconds).toFixed(2),
@@ -627,6 +707,10 @@ export async function benchMove() {
         ratioToRawPipe: pipe ? +(rate(r) / rate(pipe)).toFixed(2) : null,
         ratioToRawPipeSequential: pipeSeq ? +(rate(r) / rate(pipeSeq)).toFixed(2) : null,
         ratioToNaive: naive ? +(rate(r) / rate(naive)).toFixed(2) : null,
+        // rows/s against the physical limit's (the key-list pipe + DELETE, both sources at once; and one by one).
+        ratioToLimit: limitRun ? +(rate(r) / rate(limitRun)).toFixed(3) : null,
+        ...(limitSeqRun ? { ratioToLimitSequential: +(rate(r) / rate(limitSeqRun)).toFixed(3) } : {}),
+        ...(r.perSource ? { limitSecondsPerSource: r.perSource } : {}),
         ...(r.sc && naive ? { naiveComparedWith: naive.impl } : {}),
         hashIndex: HASH_INDEX,
       };
@@ -645,17 +729,21 @@ export async function benchMove() {
       console.log(JSON.stringify(line));
     }
 
+    const med = (xs) => {
+      const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+      if (!v.length) return null;
+      const m = Math.floor(v.length / 2);
+      return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+    };
+    const r2 = (x, d = 2) => (x == null ? null : +x.toFixed(d));
+    const ratio = (a, b) => (a != null && b != null && b > 0 ? +(a / b).toFixed(3) : null);
+    const secs = (runs) => r2(med(runs.map((x) => x.seconds)));
+    /** Median wall seconds of the limit (both sources at once), and a mode's rows/s against it (the limit's seconds over the mode's). */
+    const limitSecs = secs(modes.limit);
+    const toLimit = (modeSecs) => ratio(limitSecs, modeSecs);
+
     // Online against offline, and online under a write load against online with none.
     if (modes.online.length || modes.loaded.length || modes.pipeLoaded.length) {
-      const med = (xs) => {
-        const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
-        if (!v.length) return null;
-        const m = Math.floor(v.length / 2);
-        return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-      };
-      const r2 = (x, d = 2) => (x == null ? null : +x.toFixed(d));
-      const ratio = (a, b) => (a != null && b != null && b > 0 ? +(a / b).toFixed(3) : null);
-      const secs = (runs) => r2(med(runs.map((x) => x.seconds)));
       const fence = (runs) => med(runs.map((x) => x.sc.execution.longestFenceMs));
       const loads = modes.loaded.map((x) => x.load);
       const fromLoads = (f) => r2(med(loads.map(f)), 4);
@@ -670,7 +758,13 @@ export async function benchMove() {
         bench: 'move.online', impl: 'shardctl shard add', rows, totalRows: ds.totalRows, runsPerMode: REPEAT,
         seconds: t,
         rawPipeUnderLoadSeconds: secs(modes.pipeLoaded),
-        ratios: { loadedToIdle: ratio(t.loaded, t.idle), idleOnlineToOffline: ratio(t.idle, t.offline) },
+        // The physical limit (key-list pipe + DELETE, both sources at once) on the same data, median seconds.
+        limitSeconds: limitSecs,
+        ratios: {
+          loadedToIdle: ratio(t.loaded, t.idle), idleOnlineToOffline: ratio(t.idle, t.offline),
+          // rows/s of each mode over the limit's (the limit's seconds over the mode's; 1.0: as fast as the limit).
+          idleToLimit: toLimit(t.idle), offlineToLimit: toLimit(t.offline), loadedToLimit: toLimit(t.loaded),
+        },
         longestFenceMs: { idle: fence(modes.online), loaded: fence(modes.loaded), maxOfAllRuns: longest.length ? Math.max(...longest) : null },
         load: loads.length ? {
           rate: LOAD_RATE, achievedRate: fromLoads((l) => l.achievedRate), insertShare: loads[0].insertShare, poolPerShard: loads[0].pool,
@@ -744,25 +838,135 @@ export async function benchMove() {
       console.log(JSON.stringify(line));
     }
 
-    if (RSS_ROWS > 0 && shardctlRun) {
+    // The same modes at RSS_ROWS rows (once each, fresh clones of the bigger data set): peak RSS of the
+    // shardctl runs, and rows/s of each against the baseline's (the goal: within 10%).
+    const big4 = { offline: null, online: null, limit: null };
+    let big = null;
+    if (RSS_ROWS > 0 && (shardctlRun || onlineRun || limitRun)) {
       // Free the first data set's disk before loading the bigger one.
       if (!CACHE) await dropClones(admin, dbs, ds.tmpl);
-      const big = await prepareDataset(admin, dbs, dir, RSS_ROWS, 'b', suffix);
-      const bcl = await clone(admin, dbs, dir, big, 'r6', { init: true });
-      const bigLoad = os.loadavg()[0];
-      const bsc = await runShardctl(bcl, { offline: true });
-      await verifyRun('shardctl shard add (RSS run)', big, bcl.urls);
-      const line = {
-        bench: 'move.rss', impl: 'shardctl shard add', mode: 'offline', rows: big.expect.moved, bytes: big.expect.bytes, totalRows: big.totalRows,
-        seconds: +bsc.wall.toFixed(2), rowsPerSec: Math.round(big.expect.moved / bsc.wall), mbPerSec: +(big.expect.bytes / 1e6 / bsc.wall).toFixed(2),
-        peakRssMb: bsc.peakRssMb, rssByQuarterMb: bsc.rssByQuarterMb, loadAvg1m: +Math.max(bigLoad, os.loadavg()[0]).toFixed(2),
-        baseline: { rows, peakRssMb: sc.peakRssMb, rssByQuarterMb: sc.rssByQuarterMb, rowsPerSec: Math.round(rate(shardctlRun)) },
-        goal: 'peak RSS < 200 MB, and no higher than at the baseline row count (5% tolerance for GC timing)',
-        meetsGoal: bsc.peakRssMb < 200 && bsc.peakRssMb <= sc.peakRssMb * 1.05,
-        // Within the long run: does RSS keep growing as rows move (last half against first half)?
-        growthInRun: lateGrowth(bsc.rssByQuarterMb),
-        phases: bsc.phases,
+      big = await prepareDataset(admin, dbs, dir, RSS_ROWS, 'b', suffix);
+      if (limitRun) big.limit = await limitInputs(admin, dir, big);
+      const bigRows = big.expect.moved;
+      if (shardctlRun) {
+        big4.offline = await measureOn(big, 'shardctl', 'shardctl shard add', async (cl) => {
+          const bsc = await runShardctl(cl, { offline: true });
+          copiedAll(bsc, 'shard add --offline (RSS run)', bigRows);
+          return { secs: bsc.wall, extra: { mode: 'offline', ...figures(bsc) } };
+        }, { init: true });
+      }
+      if (onlineRun) {
+        big4.online = await measureOn(big, 'online', 'shardctl shard add', async (cl) => {
+          const bsc = await runShardctl(cl);
+          copiedAll(bsc, 'shard add (online, no writes; RSS run)', bigRows);
+          await checkNoTriggers('shard add (online, no writes; RSS run)', cl.urls);
+          return { secs: bsc.wall, extra: { mode: 'online', ...figures(bsc) } };
+        }, { init: true });
+      }
+      if (limitRun) {
+        big4.limit = await measureOn(big, 'limit', LIMIT_IMPL, async (cl) => {
+          const { secs: s, perSource } = await runLimit(big, cl.urls, true);
+          return { secs: s, extra: { mode: 'limit', perSource } };
+        });
+      }
+      const baselineOf = { offline: shardctlRun, online: onlineRun, limit: limitRun };
+      for (const [mode, r] of Object.entries(big4)) {
+        if (!r) continue;
+        const base = baselineOf[mode];
+        const bigRate = bigRows / r.seconds;
+        const scale = ratio(bigRate, rate(base));
+        const line = {
+          bench: 'move.rss', impl: r.impl, mode, rows: bigRows, bytes: big.expect.bytes, totalRows: big.totalRows,
+          seconds: r2(r.seconds), rowsPerSec: Math.round(bigRate), mbPerSec: +(big.expect.bytes / 1e6 / r.seconds).toFixed(2),
+          ...(r.sc ? { peakRssMb: r.peakRssMb, rssByQuarterMb: r.sc.rssByQuarterMb, nodeCpuSeconds: r.cpuSeconds } : { limitSecondsPerSource: r.perSource }),
+          loadAvg1m: r.loadAvg1m,
+          baseline: { rows, rowsPerSec: Math.round(rate(base)), ...(base.sc ? { peakRssMb: base.peakRssMb, rssByQuarterMb: base.sc.rssByQuarterMb } : {}) },
+          rowsPerSecRatio4Mto1M: scale,
+          ...(mode !== 'limit' && big4.limit ? { ratioToLimit: ratio(bigRate, bigRows / big4.limit.seconds) } : {}),
+          goal: r.sc
+            ? 'peak RSS < 200 MB, and no higher than at the baseline row count (5% tolerance for GC timing); rows/s within 10% of the baseline\'s (ratio >= 0.9)'
+            : 'rows/s within 10% of the baseline\'s (ratio >= 0.9)',
+          meetsGoal: r.sc
+            ? { rss: r.peakRssMb < 200 && r.peakRssMb <= base.peakRssMb * 1.05, rowsPerSec: scale != null ? scale >= 0.9 : null }
+            : { rowsPerSec: scale != null ? scale >= 0.9 : null },
+          ...(r.sc ? {
+            // Within the long run: does RSS keep growing as rows move (last half against first half)?
+            growthInRun: lateGrowth(r.sc.rssByQuarterMb),
+            phases: r.sc.phases,
+            reported: { seconds: +r.sc.execution.seconds.toFixed(2), phases: r.sc.execution.phases ?? null },
+          } : {}),
+        };
+        console.log(JSON.stringify(line));
+      }
+    }
+
+    // The physical limit beside the whole move, and where each mode's time goes (shardctl's phases).
+    if (modes.limit.length || modes.limitSeq.length) {
+      const { MOVE_PHASES } = await import(path.join(ROOT, 'dist/core/move-phases.js'));
+      /** Per phase, the median of the runs' reported seconds (execution.phases; moves overlap, so phases add up to more than the wall time). */
+      const phaseMedians = (runs) => {
+        if (!runs.length) return null;
+        const out = {};
+        for (const ph of MOVE_PHASES) {
+          const v = med(runs.map((x) => x.sc.execution.phases?.[ph]?.seconds));
+          if (v != null) out[ph] = r2(v, 3);
+        }
+        return out;
       };
+      /** Per source, the median of the limit runs' pipe and DELETE seconds. */
+      const limitParts = (runs) => {
+        if (!runs.length) return null;
+        const out = {};
+        for (const m of ds.moves) out[m.source] = { pipe: r2(med(runs.map((x) => x.perSource[m.source].pipe))), delete: r2(med(runs.map((x) => x.perSource[m.source].delete))) };
+        return out;
+      };
+      const t = { offline: secs(modes.offline), idle: secs(modes.online), loaded: secs(modes.loaded) };
+      const all = (runs) => (runs.length ? runs.map((x) => r2(x.seconds)) : null);
+      const rps = (sec, n = rows) => (sec ? Math.round(n / sec) : null);
+      const shardctlBig = [big4.offline, big4.online].filter(Boolean);
+      const rss4M = shardctlBig.length ? Math.max(...shardctlBig.map((x) => x.peakRssMb)) : null;
+      const bigToLimit = (r) => (r && big4.limit ? ratio(big4.limit.seconds, r.seconds) : null);
+      const ratios = { offline: toLimit(t.offline), idle: toLimit(t.idle), loaded: toLimit(t.loaded) };
+      const line = {
+        bench: 'move.limit', impl: LIMIT_IMPL, rows, bytes, totalRows: ds.totalRows, sources: 2, runsPerMode: REPEAT,
+        method: 'per source (both at once): psql -f <file: \\copy (SELECT cols FROM public.events WHERE room_id = ANY(\'{…}\'::bigint[])) to pstdout> | psql -c "\\copy public.events (cols) from pstdin", then psql -f <file: DELETE … WHERE room_id = ANY(…)> on the source; the moving room ids found once per data set, untimed, by the routing hash against the plan\'s ranges, and written into the files as array literals (too long for one command-line argument)',
+        movingKeys: Object.fromEntries(Object.entries(ds.limit).map(([id, f]) => [id, f.keys])),
+        seconds: { limit: limitSecs, limitSequential: secs(modes.limitSeq), ...t },
+        secondsAll: { limit: all(modes.limit), limitSequential: all(modes.limitSeq), offline: all(modes.offline), idle: all(modes.online), loaded: all(modes.loaded) },
+        rowsPerSec: { limit: rps(limitSecs), limitSequential: rps(secs(modes.limitSeq)), offline: rps(t.offline), idle: rps(t.idle), loaded: rps(t.loaded) },
+        // Each mode's rows/s over the limit's (the limit's median seconds over the mode's).
+        toLimit: ratios,
+        gapSeconds: { offline: t.offline != null && limitSecs != null ? r2(t.offline - limitSecs) : null, idle: t.idle != null && limitSecs != null ? r2(t.idle - limitSecs) : null, loaded: t.loaded != null && limitSecs != null ? r2(t.loaded - limitSecs) : null },
+        goal: 'whole offline move >= 0.85x the physical limit; online idle >= 0.8x; peak RSS < 200 MB at 4M rows',
+        meetsGoal: {
+          offline: ratios.offline != null ? ratios.offline >= 0.85 : null,
+          idle: ratios.idle != null ? ratios.idle >= 0.8 : null,
+          rssAt4M: rss4M != null ? rss4M < 200 : null,
+        },
+        // Where the time goes: the limit's pipe and DELETE per source, and each shardctl mode's reported phases (medians).
+        limitPartsSeconds: limitParts(modes.limit),
+        limitSequentialPartsSeconds: limitParts(modes.limitSeq),
+        phasesMedianSeconds: { offline: phaseMedians(modes.offline), idle: phaseMedians(modes.online), loaded: phaseMedians(modes.loaded) },
+        at4M: big ? {
+          rows: big.expect.moved, totalRows: big.totalRows,
+          movingKeys: big.limit ? Object.fromEntries(Object.entries(big.limit).map(([id, f]) => [id, f.keys])) : null,
+          seconds: { limit: r2(big4.limit?.seconds), offline: r2(big4.offline?.seconds), idle: r2(big4.online?.seconds) },
+          rowsPerSec: { limit: rps(big4.limit?.seconds, big.expect.moved), offline: rps(big4.offline?.seconds, big.expect.moved), idle: rps(big4.online?.seconds, big.expect.moved) },
+          peakRssMb: { offline: big4.offline?.peakRssMb ?? null, idle: big4.online?.peakRssMb ?? null },
+          toLimit: { offline: bigToLimit(big4.offline), idle: bigToLimit(big4.online) },
+          rowsPerSecRatio4Mto1M: {
+            limit: big4.limit && limitRun ? ratio(big.expect.moved / big4.limit.seconds, rate(limitRun)) : null,
+            offline: big4.offline && shardctlRun ? ratio(big.expect.moved / big4.offline.seconds, rate(shardctlRun)) : null,
+            idle: big4.online && onlineRun ? ratio(big.expect.moved / big4.online.seconds, rate(onlineRun)) : null,
+          },
+          // The goal at RSS_ROWS: rows/s within 10% of the baseline row count's (ratio >= 0.9), per mode.
+          rowsPerSecGoalMet: Object.fromEntries(['limit', 'offline', 'idle'].map((k) => [k, null])),
+          limitPartsSeconds: big4.limit ? big4.limit.perSource : null,
+          phasesSeconds: { offline: big4.offline ? phaseMedians([big4.offline]) : null, idle: big4.online ? phaseMedians([big4.online]) : null },
+        } : null,
+        loadAvg1m: +Math.max(...[...modes.offline, ...modes.online, ...modes.loaded, ...modes.limit, ...modes.limitSeq, ...Object.values(big4).filter(Boolean)].map((x) => x.loadAvg1m)).toFixed(2),
+      };
+      if (line.at4M) for (const [k, v] of Object.entries(line.at4M.rowsPerSecRatio4Mto1M)) line.at4M.rowsPerSecGoalMet[k] = v != null ? v >= 0.9 : null;
       console.log(JSON.stringify(line));
     }
   } finally {
