@@ -947,6 +947,7 @@ export async function benchMove() {
         limitPartsSeconds: limitParts(modes.limit),
         limitSequentialPartsSeconds: limitParts(modes.limitSeq),
         phasesMedianSeconds: { offline: phaseMedians(modes.offline), idle: phaseMedians(modes.online), loaded: phaseMedians(modes.loaded) },
+        phasesAre: 'shardctl\'s reported seconds summed over its two moves (which run at once), so set them beside limitPartsSeconds summed over the two sources: copy against pipe, cleanup against delete',
         at4M: big ? {
           rows: big.expect.moved, totalRows: big.totalRows,
           movingKeys: big.limit ? Object.fromEntries(Object.entries(big.limit).map(([id, f]) => [id, f.keys])) : null,
