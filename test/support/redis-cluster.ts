@@ -22,7 +22,7 @@ export interface TestRedisCluster {
   nodes: RedisClusterNode[];
   /** `redis://127.0.0.1:<port>` of every node, for the Cluster client. */
   urls: string[];
-  /** Stops one node (SIGTERM) and, with `waitForFail`, until the others flag the cluster failed. */
+  /** Stops one node (SIGTERM) and, with `waitForFail`, waits until every other node flags the cluster failed. */
   stopNode(index: number, options?: { waitForFail?: boolean }): Promise<void>;
   /** Stops every node it started and removes the directory. Safe to call twice. */
   cleanup(): Promise<void>;
@@ -73,8 +73,10 @@ export async function startRedisCluster(size = 3): Promise<TestRedisCluster> {
       const node = nodes[index]!;
       await stopRedis({ pid: await readPid(node.pidFile), pidFile: node.pidFile });
       if (options.waitForFail) {
-        const other = nodes.find((n) => n !== node)!;
-        await waitFor(async () => (await clusterState(cli, other.port)) === 'fail', `${other.address} to flag the cluster failed`);
+        // Every other node, not just one: each marks the cluster failed on its own, a moment apart.
+        for (const other of nodes.filter((n) => n !== node)) {
+          await waitFor(async () => (await clusterState(cli, other.port)) === 'fail', `${other.address} to flag the cluster failed`);
+        }
       }
     },
     cleanup,

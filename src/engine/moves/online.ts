@@ -63,8 +63,7 @@ export function isOnlineMove(plan: PlanRecord, move: MoveRecord): boolean {
 function liveOf(ctx: MoveContext, move: MoveRecord): LiveMove {
   let live = ctx.live.get(move.moveNo);
   if (!live) {
-    // The tracker can stand for the source only when it sees every replay since the copy: none in an earlier run.
-    ctx.live.set(move.moveNo, (live = { dirty: new Map(), compared: false, changed: new Set(), trackable: !(move.online?.replayedRows ?? 0), tracker: null }));
+    ctx.live.set(move.moveNo, (live = { dirty: new Map(), compared: false, changed: new Set(), trackable: false, tracker: null }));
   }
   return live;
 }
@@ -123,6 +122,10 @@ export async function prepareOnline(ctx: MoveContext, plan: PlanRecord, move: Mo
     move.state = next;
     ctx.options.onEvent?.({ type: 'move-state', moveNo: move.moveNo, source: move.source, target: move.target, state: next });
   };
+  // The tracker can stand for the source only when it sees every replay since the copy: when the
+  // copy is (still) this run's, since replay starts after it.
+  const live = liveOf(ctx, move);
+  if (!live.tracker) live.trackable = state === 'planned' || state === 'capturing' || state === 'copying';
   try {
     if (state === 'planned') {
       await assertTargetEmpty(ctx, move);
@@ -188,6 +191,8 @@ async function repairCapture(ctx: MoveContext, plan: PlanRecord, move: MoveRecor
   if (!problems.length) return 'intact';
   for (const table of env.tables) await resetCopy(ctx, plan, move, table.name);
   ctx.live.delete(move.moveNo);
+  // Every table is copied again in this run: replay since then can be tracked.
+  liveOf(ctx, move).trackable = true;
   return 'recopy';
 }
 
