@@ -9,7 +9,7 @@ import { currentRing } from '../support/deployment.js';
 import { sql } from '../support/migrations.js';
 import { redisUrl } from '../support/databases.js';
 import { createBench, killHard, phaseOf, prng, readJournal, recover, startCli, waitFor, type Bench } from '../support/move-trials.js';
-import { DOCS_SQL, fencedOutsideMoves, OnlineWriter, seedDocs } from '../support/online-writer.js';
+import { DOCS_SQL, fencedOutsideMoves, OnlineWriter, seedDocs, capturesOn } from '../support/online-writer.js';
 
 /*
  * Online moves under crashes: the CLI SIGKILLed in every online phase while
@@ -65,20 +65,6 @@ async function connect(url: string): Promise<pg.Client> {
   return c;
 }
 
-async function capturesOn(urls: Record<string, string>): Promise<Record<string, string[]>> {
-  const out: Record<string, string[]> = {};
-  for (const [id, url] of Object.entries(urls)) {
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
-    try {
-      const found = await listCaptures(c);
-      if (found.length) out[id] = found.flatMap((f) => f.objects);
-    } finally {
-      await c.end();
-    }
-  }
-  return out;
-}
 
 function withShard2(spec: RingSpec): RingSpec {
   return { vnodes: spec.vnodes, members: [...spec.members, { id: 'shard-2', weight: 1 }] };

@@ -10,7 +10,7 @@ import { createSchema, loadRooms, placement } from '../support/dataset.js';
 import { createDeployment, currentRing, testRun, type TestDeployment } from '../support/deployment.js';
 import { sql } from '../support/migrations.js';
 import { waitFor } from '../support/move-trials.js';
-import { DOCS_SQL, fencedOutsideMoves, OnlineWriter, seedDocs } from '../support/online-writer.js';
+import { DOCS_SQL, fencedOutsideMoves, OnlineWriter, seedDocs, capturesOn } from '../support/online-writer.js';
 
 /*
  * Online moves (README, "Online moves") against the real servers: an
@@ -79,20 +79,6 @@ function specOf(ring: { vnodes: number; members: RingSpec['members'] }): RingSpe
   return { vnodes: ring.vnodes, members: ring.members.map((m) => ({ id: m.id, weight: m.weight })) };
 }
 
-async function capturesOn(urls: Record<string, string>): Promise<Record<string, string[]>> {
-  const out: Record<string, string[]> = {};
-  for (const [id, url] of Object.entries(urls)) {
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
-    try {
-      const found = await listCaptures(c);
-      if (found.length) out[id] = found.flatMap((f) => f.objects);
-    } finally {
-      await c.end();
-    }
-  }
-  return out;
-}
 
 /** A room whose owner is `from` in `before` and `to` in `after` (to = from: a room that does not move). */
 function roomMoving(before: RingSpec, after: RingSpec, from: string, to: string): number {

@@ -1,3 +1,4 @@
+import { listCaptures } from '../../src/mover/capture.js';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { Ring, type RingSpec } from '../../src/core/ring.js';
@@ -522,4 +523,20 @@ export async function seedDocs(ring: RingSpec, urls: Record<string, string>, roo
       await c.end();
     }
   }
+}
+
+/** Every online-move capture object on each shard (shard id → objects); empty when nothing is left. */
+export async function capturesOn(urls: Record<string, string>): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  for (const [id, url] of Object.entries(urls)) {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      const found = await listCaptures(c);
+      if (found.length) out[id] = found.flatMap((f) => f.objects);
+    } finally {
+      await c.end();
+    }
+  }
+  return out;
 }
