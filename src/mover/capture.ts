@@ -159,10 +159,10 @@ export interface LockOptions {
 }
 
 /** Runs statements as one transaction under lock_timeout, retried on a lock timeout (SPEC invariant 5). */
-async function ddl(client: PgClient, what: string, shapes: TableShape[], statements: string[], lock: LockOptions, beforeCommit?: () => Promise<void>): Promise<void> {
+async function ddl(client: PgClient, what: string, relations: string[], statements: string[], lock: LockOptions, beforeCommit?: () => Promise<void>): Promise<void> {
   await withLockRetries(
     client,
-    { what, lockTimeoutMs: lock.lockTimeoutMs, retries: lock.retries ?? 5, locks: shapes.map((s) => ({ relation: s.name, mode: 'SHARE ROW EXCLUSIVE' as const })) },
+    { what, lockTimeoutMs: lock.lockTimeoutMs, retries: lock.retries ?? 5, locks: relations.map((relation) => ({ relation, mode: 'SHARE ROW EXCLUSIVE' as const })) },
     async () => {
       await client.query('BEGIN');
       try {
@@ -207,15 +207,16 @@ export async function installCapture(client: PgClient, move: CaptureTarget, lock
     ...move.shapes.map((s, i) => captureFunction(tag, s, i)),
     ...move.shapes.flatMap((s, i) => tableTriggers(tag, move.planId, s, move.ranges, i)),
   ];
-  await ddl(client, `change capture for move ${move.moveNo}`, move.shapes, statements, lock, beforeCommit);
+  await ddl(client, `change capture for move ${move.moveNo}`, move.shapes.map((x) => x.name), statements, lock, beforeCommit);
 }
 
 /** Which of the move's triggers are missing or not ENABLE ALWAYS (empty: capture and fence are intact). */
 export async function captureProblems(client: PgClient, move: Pick<CaptureTarget, 'planId' | 'moveNo' | 'shapes'>): Promise<string[]> {
   const tag = moveTag(move.planId, move.moveNo);
+  // Matched to the tables by oid (to_regclass of each quoted name), not by how a name prints.
   const { rows } = await client.query<{ tgname: string; tgenabled: string; rel: string }>(
-    `SELECT t.tgname, t.tgenabled, t.tgrelid::regclass::text AS rel FROM pg_trigger t WHERE t.tgname LIKE $1`,
-    [`shardctl\\_move\\_${tag}\\_%`],
+    `SELECT t.tgname, t.tgenabled, n AS rel FROM unnest($2::text[]) n JOIN pg_trigger t ON t.tgrelid = to_regclass(n) WHERE t.tgname LIKE $1`,
+    [`shardctl\\_move\\_${tag}\\_%`, move.shapes.map((x) => x.sqlName)],
   );
   const { rows: tables } = await client.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [changesTable(tag)]);
   const problems: string[] = [];
@@ -223,7 +224,7 @@ export async function captureProblems(client: PgClient, move: Pick<CaptureTarget
   for (const shape of move.shapes) {
     for (const what of [...CAPTURE_TRIGGERS, ...FENCE_TRIGGERS]) {
       const name = `shardctl_move_${tag}_${what}`;
-      const found = rows.find((r) => r.tgname === name && (r.rel === shape.sqlName || r.rel === shape.name || `public.${r.rel}` === shape.name));
+      const found = rows.find((r) => r.tgname === name && r.rel === shape.sqlName);
       if (!found) problems.push(`trigger ${name} on ${shape.name} is missing`);
       else if (found.tgenabled !== 'A') problems.push(`trigger ${name} on ${shape.name} is not ENABLE ALWAYS (${found.tgenabled})`);
     }
@@ -255,8 +256,7 @@ export async function removeCapture(client: PgClient, move: { planId: string; mo
         ]
       : []),
   ];
-  const shapes = present.map((name) => ({ name }) as TableShape);
-  await ddl(client, `removing the change capture of move ${move.moveNo}`, shapes, statements, lock);
+  await ddl(client, `removing the change capture of move ${move.moveNo}`, present, statements, lock);
 }
 
 export interface ChangeRecord {

@@ -113,10 +113,12 @@ export interface ReplayPair {
 export interface ReplayTracker {
   digests: Map<string, RowDigestKind>;
   tables: Map<string, { keys: Set<string>; rows: number; sum: bigint }>;
+  /** A replay that noted versions then rolled back: what was noted no longer matches the target. */
+  lost: boolean;
 }
 
 export function newTracker(digests: Map<string, RowDigestKind>): ReplayTracker {
-  return { digests, tables: new Map() };
+  return { digests, tables: new Map(), lost: false };
 }
 
 /** Count and digest sum of the target's rows of these keys (in the ranges), as they are now. */
@@ -180,10 +182,7 @@ export async function replayKeys(pair: ReplayPair, keys: KeysByTable): Promise<R
   } catch (err) {
     await target.query('ROLLBACK').catch(() => {});
     // What was noted belongs to a transaction that did not commit: the tracker no longer knows the copy's versions.
-    if (pair.tracker) {
-      pair.tracker.tables.clear();
-      pair.tracker.digests = new Map();
-    }
+    if (pair.tracker) pair.tracker.lost = true;
     throw err;
   }
   return result;
@@ -284,7 +283,7 @@ export async function snapshotCompare(pair: ReplayPair, sides: Map<string, Compa
     for (const shape of shapes) {
       const side = sides.get(shape.name)!;
       const t = await rangeChecksum(target, shape, ranges, side.digest, side.targetMemo, side.targetAccess);
-      if (side.recorded && pair.tracker?.digests.get(shape.name) === side.digest) {
+      if (side.recorded && pair.tracker && !pair.tracker.lost && pair.tracker.digests.get(shape.name) === side.digest) {
         tables.push({ table: shape.name, source: await replacedSince(pair, shape, side), target: t, sourceSide: 'records+replayed' });
         continue;
       }

@@ -9,7 +9,9 @@ import { currentRing } from '../support/deployment.js';
 import { sql } from '../support/migrations.js';
 import { redisUrl } from '../support/databases.js';
 import { createBench, killHard, phaseOf, prng, readJournal, recover, startCli, waitFor, type Bench } from '../support/move-trials.js';
-import { DOCS_SQL, fencedOutsideMoves, OnlineWriter, seedDocs, capturesOn } from '../support/online-writer.js';
+import { DOCS_SQL, fencedOutsideMoves, OnlineWriter, seedDocs, capturesOn, roomMoving, trackedClient } from '../support/online-writer.js';
+
+const roomMovingIn = (before: RingSpec, after: RingSpec, from: string, to: string) => roomMoving(before, after, from, to, ROOMS);
 
 /*
  * Online moves under crashes: the CLI SIGKILLed in every online phase while
@@ -57,24 +59,13 @@ async function startWriter(b: Bench, seed: number): Promise<OnlineWriter> {
   return w;
 }
 
-async function connect(url: string): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: url });
-  c.on('error', () => {});
-  await c.connect();
-  clients.push(c);
-  return c;
+function connect(url: string): Promise<pg.Client> {
+  return trackedClient(url, clients);
 }
 
 
 function withShard2(spec: RingSpec): RingSpec {
   return { vnodes: spec.vnodes, members: [...spec.members, { id: 'shard-2', weight: 1 }] };
-}
-
-function roomMoving(before: RingSpec, after: RingSpec, from: string, to: string): number {
-  const a = Ring.build(before);
-  const b = Ring.build(after);
-  for (let room = 1; room <= ROOMS; room++) if (a.locate(String(room)) === from && b.locate(String(room)) === to) return room;
-  throw new Error(`no room moves from ${from} to ${to}`);
 }
 
 /** The writer stopped; the model property, no fenced write on a key that stays, no capture object left. */
@@ -163,8 +154,8 @@ describe('online shard add under crashes', () => {
   it('no fence outlives its deadline: after the CLI dies while fenced, a write to a moving key on the source is refused until the deadline on the server clock, then succeeds and is captured; shard resume then completes', async () => {
     const b = bench!;
     const before = await reset(b);
-    const moving = roomMoving(before, withShard2(before), 'shard-0', 'shard-2');
-    const staying = roomMoving(before, withShard2(before), 'shard-0', 'shard-0');
+    const moving = roomMovingIn(before, withShard2(before), 'shard-0', 'shard-2');
+    const staying = roomMovingIn(before, withShard2(before), 'shard-0', 'shard-0');
     const w = await startWriter(b, 4242);
     const blocker = await blockTarget(b);
     const child = startCli([...b.addArgs, '--fence-timeout', '1.5s']);
@@ -213,8 +204,8 @@ describe('online shard add under crashes', () => {
   it('shard abort during the catch-up removes every trace: no capture object on any shard, no row of the moving ranges on the target, the ring unchanged, and the moving keys take writes on the source', async () => {
     const b = bench!;
     const before = await reset(b);
-    const moving = roomMoving(before, withShard2(before), 'shard-0', 'shard-2');
-    const staying = roomMoving(before, withShard2(before), 'shard-0', 'shard-0');
+    const moving = roomMovingIn(before, withShard2(before), 'shard-0', 'shard-2');
+    const staying = roomMovingIn(before, withShard2(before), 'shard-0', 'shard-0');
     const w = await startWriter(b, 777);
     const blocker = await blockTarget(b);
     const child = startCli([...b.addArgs, '--fence-timeout', '500ms']);

@@ -10,7 +10,9 @@ import { createSchema, loadRooms, placement } from '../support/dataset.js';
 import { createDeployment, currentRing, testRun, type TestDeployment } from '../support/deployment.js';
 import { sql } from '../support/migrations.js';
 import { waitFor } from '../support/move-trials.js';
-import { DOCS_SQL, fencedOutsideMoves, OnlineWriter, seedDocs, capturesOn } from '../support/online-writer.js';
+import { DOCS_SQL, fencedOutsideMoves, OnlineWriter, seedDocs, capturesOn, roomMoving, trackedClient } from '../support/online-writer.js';
+
+const roomMovingIn = (before: RingSpec, after: RingSpec, from: string, to: string) => roomMoving(before, after, from, to, ROOMS);
 
 /*
  * Online moves (README, "Online moves") against the real servers: an
@@ -67,26 +69,14 @@ async function writerFor(e: Env, seed: number): Promise<OnlineWriter> {
   return w;
 }
 
-async function connect(url: string): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: url });
-  c.on('error', () => {});
-  await c.connect();
-  clients.push(c);
-  return c;
+function connect(url: string): Promise<pg.Client> {
+  return trackedClient(url, clients);
 }
 
 function specOf(ring: { vnodes: number; members: RingSpec['members'] }): RingSpec {
   return { vnodes: ring.vnodes, members: ring.members.map((m) => ({ id: m.id, weight: m.weight })) };
 }
 
-
-/** A room whose owner is `from` in `before` and `to` in `after` (to = from: a room that does not move). */
-function roomMoving(before: RingSpec, after: RingSpec, from: string, to: string): number {
-  const a = Ring.build(before);
-  const b = Ring.build(after);
-  for (let room = 1; room <= ROOMS; room++) if (a.locate(String(room)) === from && b.locate(String(room)) === to) return room;
-  throw new Error(`no room moves from ${from} to ${to}`);
-}
 
 /**
  * A writer's transaction on `url`, open since before any fence, on a key that
@@ -194,8 +184,8 @@ describe('online moves', () => {
     const w = await writerFor(e, 99);
     const before = specOf(await currentRing(e.d.metaUrl));
     const target: RingSpec = { vnodes: before.vnodes, members: [...before.members, { id: 'shard-2', weight: 1 }] };
-    const moving = roomMoving(before, target, 'shard-0', 'shard-2');
-    const staying = roomMoving(before, target, 'shard-0', 'shard-0');
+    const moving = roomMovingIn(before, target, 'shard-0', 'shard-2');
+    const staying = roomMovingIn(before, target, 'shard-0', 'shard-0');
 
     const events: MoveEvent[] = [];
     const fences = () => events.filter((x): x is Extract<MoveEvent, { type: 'fence' }> => x.type === 'fence');
@@ -269,8 +259,8 @@ describe('online moves', () => {
       const before = await currentRing(e.d.metaUrl);
       const spec = specOf(before);
       const target: RingSpec = { vnodes: spec.vnodes, members: [...spec.members, { id: 'shard-2', weight: 1 }] };
-      const staying = roomMoving(spec, target, 'shard-0', 'shard-0');
-      const moving = roomMoving(spec, target, 'shard-0', 'shard-2');
+      const staying = roomMovingIn(spec, target, 'shard-0', 'shard-0');
+      const moving = roomMovingIn(spec, target, 'shard-0', 'shard-2');
       // Keeps every fence missing (a write to the other table, open since before the fence), so the move goes on catching up.
       let planId = '';
       const held = await holdBeforeFence(

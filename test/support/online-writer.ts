@@ -540,3 +540,20 @@ export async function capturesOn(urls: Record<string, string>): Promise<Record<s
   }
   return out;
 }
+
+/** A client for test setup and probes, closed with the test's others (`into`, ended in afterEach). */
+export async function trackedClient(url: string, into: pg.Client[]): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url });
+  c.on('error', () => {});
+  await c.connect();
+  into.push(c);
+  return c;
+}
+
+/** A room of 1..rooms whose owner is `from` in `before` and `to` in `after` (to = from: a room that does not move). */
+export function roomMoving(before: RingSpec, after: RingSpec, from: string, to: string, rooms: number): number {
+  const a = Ring.build(before);
+  const b = Ring.build(after);
+  for (let room = 1; room <= rooms; room++) if (a.locate(String(room)) === from && b.locate(String(room)) === to) return room;
+  throw new Error(`no room moves from ${from} to ${to}`);
+}

@@ -17,7 +17,7 @@ import {
   removeCapture,
   waitForWritersBefore,
 } from '../../mover/capture.js';
-import { addKeys, catchUpRound, compareKeys, keyCount, newTracker, snapshotCompare, type CompareSide, type KeysByTable, type ReplayPair } from '../../mover/catch-up.js';
+import { addKeys, catchUpRound, compareKeys, keyCount, newTracker, snapshotCompare, type CompareSide, type KeysByTable, type ReplayPair, type ReplayTracker } from '../../mover/catch-up.js';
 import { deleteFencedRows } from '../../mover/cleanup.js';
 import { rangeAccessFor } from '../../mover/range-access.js';
 import { chooseDigest, describeTable, keysRepeat, relationBytes, type RowDigestKind, type TableShape } from '../../mover/table-shape.js';
@@ -31,7 +31,6 @@ import {
   failOrLost,
   reportProgress,
   tableId,
-  type LiveMove,
   type MoveContext,
   type Outcome,
 } from './phases.js';
@@ -42,6 +41,19 @@ import {
  * fence, the last changes and their verification; after the switch a cleanup
  * that keeps the fence until the source's rows are gone.
  */
+
+/** An online move as this run knows it beyond the journal. */
+export interface LiveMove {
+  /** Keys replayed since the last whole-range comparison: checked one by one inside the fence. */
+  dirty: KeysByTable;
+  /** Whether a whole-range comparison succeeded in this run (else one runs before the fence). */
+  compared: boolean;
+  /** Tables with changes replayed in this run: their source is known to have changed since the copy. */
+  changed: Set<string>;
+  /** Whether replay can be tracked since the copy (no replay in an earlier run), and the tracker once made. */
+  trackable: boolean;
+  tracker: ReplayTracker | null;
+}
 
 /** Change records a catch-up round takes at most. */
 const ROUND_LIMIT = 5000;
@@ -247,6 +259,7 @@ async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveR
     }
     if (!compare || !needsSnapshotVerify(keyCount(live.dirty), live.compared)) return [];
     const sides = new Map<string, CompareSide>();
+    const digests = live.tracker?.digests ?? (await digestsFor(source!, target!, shapes));
     for (const shape of shapes) {
       const progress = move.tables.find((t) => t.table === shape.name)!;
       // A table whose moving rows changed since the copy cannot be unchanged: skip the check (a scan of the table).
@@ -257,7 +270,7 @@ async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveR
           : null;
       const records = progress.copyOrder === 'block' ? await blockCopyState(target!, tableId(plan, move, shape.name)) : null;
       sides.set(shape.name, {
-        digest: await chooseDigest(source!, target!, shape),
+        digest: digests.get(shape.name)!,
         sourceAccess: await rangeAccessFor(source!, shape, move.ranges),
         targetAccess: await rangeAccessFor(target!, shape, move.ranges),
         memo: await keysRepeat(source!, shape),
@@ -488,4 +501,3 @@ export async function removeOnlineObjects(ctx: Pick<MoveContext, 'env'>, plan: P
   });
 }
 
-export type { KeysByTable };

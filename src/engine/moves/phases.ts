@@ -10,7 +10,7 @@ import { rangeAccessFor, SCAN } from '../../mover/range-access.js';
 import { chooseDigest, keysRepeat, relationBytes, tableRowEstimate } from '../../mover/table-shape.js';
 import { countInRanges, rangeChecksum } from '../../mover/verify.js';
 import { withConnections, type MoveEnv } from './env.js';
-import type { KeysByTable, ReplayTracker } from '../../mover/catch-up.js';
+import type { LiveMove } from './online.js';
 import type { PhaseMeter } from './phase-meter.js';
 import type { ExecuteOptions } from './execute.js';
 import type { Budget, Throttle } from './throttle.js';
@@ -21,19 +21,6 @@ import type { Budget, Throttle } from './throttle.js';
  * returns an outcome instead of throwing: a failure is journaled as `failed`
  * with the state to resume from.
  */
-
-/** An online move as this run knows it beyond the journal. */
-export interface LiveMove {
-  /** Keys replayed since the last whole-range comparison: checked one by one inside the fence. */
-  dirty: KeysByTable;
-  /** Whether a whole-range comparison succeeded in this run (else one runs before the fence). */
-  compared: boolean;
-  /** Tables with changes replayed in this run: their source is known to have changed since the copy. */
-  changed: Set<string>;
-  /** Whether replay can be tracked since the copy (no replay in an earlier run), and the tracker once made. */
-  trackable: boolean;
-  tracker: ReplayTracker | null;
-}
 
 /** lost: the run's lease was lost; the step stopped and journaled nothing more (the fence would refuse it). */
 export type Outcome = 'ok' | 'stopped' | 'failed' | 'lost';
