@@ -20,7 +20,8 @@ import { columnList, memoHash, rowDigestValue, type RowDigestKind, type TableSha
  * Later steps use the records: verification compares the target with the
  * digests read from the source (one fewer pass over the source), and cleanup
  * deletes each batch's block span on the source, committing only when the
- * deleted rows' count and digest sum equal the batch's (see deleteBatches).
+ * deleted rows are the batch's: its count, and no row newer than the copy's
+ * snapshot (or, when the copy spanned runs, its digest sum; see deleteBatches).
  *
  * Needs PostgreSQL 14 or later on the source (TID range scans); the hash-ordered
  * path serves older servers.
@@ -260,19 +261,31 @@ export class DigestSum {
 }
 
 /**
+ * How a cleanup transaction confirms that the rows it deletes are the rows
+ * copied: by their digests (the sum must equal the batches'), or, when the
+ * whole copy read one snapshot, by that snapshot's xmin: a row version created
+ * before it was visible to the copy, so a row of the ranges with such an xmin
+ * is one the copy read and has not changed since (an update or an insert
+ * leaves a newer xmin). The second costs an xid comparison per row instead of
+ * a hash of every column.
+ */
+export type BatchConfirmation = RowDigestKind | { snapshotXmin: string };
+
+/**
  * Cleanup of consecutive batches on the source: deletes the rows of the moved
  * ranges in the batches' block span and commits only if they are exactly the
- * rows the batches copied (same count, same digest sum: the rows confirmed on
- * the target by verification, SPEC invariant 1), recording the batches as
- * removed in the same transaction; otherwise rolls back and returns null.
- * A row changed or added since the copy makes the span differ.
+ * rows the batches copied (same count, and the same digest sum or no row
+ * newer than the copy's snapshot: the rows confirmed on the target by
+ * verification, SPEC invariant 1), recording the batches as removed in the
+ * same transaction; otherwise rolls back and returns null. A row changed or
+ * added since the copy makes the span differ.
  */
 export async function deleteBatches(
   source: PgClient,
   shape: TableShape,
   id: MoveTableId,
   ranges: Interval[],
-  digest: RowDigestKind,
+  confirm: BatchConfirmation,
   batches: BlockBatch[],
   memo = false,
   access: RangeAccess = SCAN,
@@ -293,12 +306,18 @@ export async function deleteBatches(
       memo && access.kind === 'scan'
         ? `t.ctid = ANY (ARRAY(SELECT t.ctid FROM ${shape.sqlName} t ${memoHash(shape, 't', 'x')} WHERE ${span} AND ${memoInRanges(ranges)}))`
         : `${span} AND ${rangeTest(shape, ranges, access.kind)}`;
-    const { rows: found } = await source.query<{ n: number; sum: string }>(
-      `WITH d AS (DELETE FROM ${shape.sqlName} t WHERE ${which}
-                  RETURNING ${rowDigestValue(shape, 't', digest)} AS g)
-       SELECT count(*)::bigint AS n, coalesce(sum(g), 0)::text AS sum FROM d`,
+    const confirmed =
+      typeof confirm === 'string'
+        ? { returning: rowDigestValue(shape, 't', confirm), check: `coalesce(sum(g), 0)::text`, values: [] as string[] }
+        : { returning: `age(t.xmin) <= ${snapshotAge('$1')}`, check: `count(*) FILTER (WHERE g)::text`, values: [confirm.snapshotXmin] };
+    const { rows: found } = await source.query<{ n: number; check: string }>(
+      `WITH d AS (DELETE FROM ${shape.sqlName} t WHERE ${which} RETURNING ${confirmed.returning} AS g)
+       SELECT count(*)::bigint AS n, ${confirmed.check} AS check FROM d`,
+      confirmed.values,
     );
-    if (found[0]!.n !== rows || BigInt(found[0]!.sum) !== sum) {
+    // By digest the sum must be the batches'; by snapshot no deleted row may be newer than it.
+    const expected = typeof confirm === 'string' ? sum : 0n;
+    if (found[0]!.n !== rows || BigInt(found[0]!.check) !== expected) {
       await source.query('ROLLBACK');
       return null;
     }
@@ -346,12 +365,21 @@ export async function removedState(source: PgClient, id: MoveTableId): Promise<{
  */
 export async function sourceUnchangedSince(source: PgClient, shape: TableShape, snapshot: { xmin: string; tableRows: number }): Promise<boolean> {
   const { rows } = await source.query<{ n: number; fresh: number }>(
-    `SELECT count(*)::bigint AS n,
-            count(*) FILTER (WHERE age(t.xmin) <= age((($1::bigint) % 4294967296)::text::xid))::bigint AS fresh
+    `SELECT count(*)::bigint AS n, count(*) FILTER (WHERE age(t.xmin) <= ${snapshotAge('$1')})::bigint AS fresh
        FROM ${shape.sqlName} t`,
     [snapshot.xmin],
   );
   return rows[0]!.n === snapshot.tableRows && rows[0]!.fresh === 0;
+}
+
+/**
+ * The age of a snapshot's xmin (a 64-bit xid as text, bound at `param`) as a
+ * 32-bit xid: `age(t.xmin) <= it` holds for a row version created at or
+ * after the snapshot's xmin, i.e. one the snapshot may not have seen. A frozen
+ * xmin's age is the largest there is: old.
+ */
+function snapshotAge(param: string): string {
+  return `age(((${param}::bigint) % 4294967296)::text::xid)`;
 }
 
 /** The row's hash, taken from memoHash's `x.shardctl_h`, is in the ranges. */

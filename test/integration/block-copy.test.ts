@@ -165,6 +165,61 @@ describe('block-ordered copy', () => {
     expect(outside[0]!.n).toBe(6000 - before.rows);
   });
 
+  it('cleanup confirmed by the copy snapshot deletes a span only while no row in it is newer than the snapshot', async () => {
+    // As above, copy until a snapshot is taken with no transaction of another test open (xids are cluster-wide).
+    let snapshot: { xmin: string; tableRows: number } | undefined;
+    let quiet = false;
+    for (let attempt = 0; attempt < 40 && !quiet; attempt++) {
+      if (attempt) await new Promise((r) => setTimeout(r, 50));
+      await source.query(`DELETE FROM shardctl.move_batches WHERE plan_id = $1`, [ID.planId]);
+      await clearBlockCopy(target, shape, ID, HALF);
+      await copyByBlock(source, target, shape, {
+        id: ID,
+        ranges: HALF,
+        digest: 'hash',
+        batchSize: 200,
+        onStart: async (s) => {
+          snapshot = s;
+        },
+        onBatch: async () => true,
+      });
+      quiet = await sourceUnchangedSince(source, shape, snapshot!);
+    }
+    expect(quiet, 'a quiet snapshot was taken').toBe(true);
+    const bySnapshot = { snapshotXmin: snapshot!.xmin };
+    const batches = await recordedBatches(target, ID, -1);
+    expect(batches.length).toBeGreaterThan(3);
+    const before = await rangeChecksum(source, shape, HALF, 'hash');
+    const spanOf = (b: BlockBatch) => `t.ctid >= '(${b.firstBlock},0)'::tid AND t.ctid < '(${b.lastBlock + 1},0)'::tid`;
+    const inHalf = `'{[0,2147483647]}'::int8multirange @> shardctl.route_hash(room_id::text)`;
+    const outside = async () => (await source.query<{ n: number }>(`SELECT count(*)::int AS n FROM public.messages WHERE NOT ${inHalf}`)).rows[0]!.n;
+    const outsideBefore = await outside();
+
+    // An update that writes the same value back still leaves a newer row version: the span stays.
+    const { rows: victim } = await source.query<{ room_id: number; id: number }>(
+      `SELECT room_id, id FROM public.messages t WHERE ${spanOf(batches[0]!)} AND ${inHalf} LIMIT 1`,
+    );
+    await source.query(`UPDATE public.messages SET body = body WHERE room_id = $1 AND id = $2`, [victim[0]!.room_id, victim[0]!.id]);
+    expect(await deleteBatches(source, shape, ID, HALF, bySnapshot, [batches[0]!], true)).toBeNull();
+    expect((await rangeChecksum(source, shape, HALF, 'hash')).rows).toBe(before.rows);
+    // Its digests still match, so the digest confirmation (which cleanup tries next) takes it.
+    expect(await deleteBatches(source, shape, ID, HALF, 'hash', [batches[0]!], true)).toBe(batches[0]!.rows);
+
+    // A row deleted since the copy: the span's count is short, nothing of it goes.
+    const { rows: gone } = await source.query<{ room_id: number; id: number }>(
+      `DELETE FROM public.messages t WHERE ctid = (SELECT ctid FROM public.messages t WHERE ${spanOf(batches[1]!)} AND ${inHalf} LIMIT 1) RETURNING room_id, id`,
+    );
+    expect(gone).toHaveLength(1);
+    expect(await deleteBatches(source, shape, ID, HALF, bySnapshot, [batches[1]!], false)).toBeNull();
+
+    // Untouched spans go, together and alone, with the memoized hash and without.
+    expect(await deleteBatches(source, shape, ID, HALF, bySnapshot, [batches[2]!, batches[3]!], true)).toBe(batches[2]!.rows + batches[3]!.rows);
+    for (const b of batches.slice(4)) expect(await deleteBatches(source, shape, ID, HALF, bySnapshot, [b], false)).toBe(b.rows);
+    const left = await rangeChecksum(source, shape, HALF, 'hash');
+    expect(left.rows).toBe(batches[1]!.rows - 1);
+    expect(await outside()).toBe(outsideBefore);
+  });
+
   it('keysRepeat says no for unique keys and for a table without statistics', async () => {
     await source.query(`CREATE TABLE public.users (id bigint PRIMARY KEY, name text)`);
     const users = (await describeTable(source, { name: 'public.users', key: 'id' }))!;

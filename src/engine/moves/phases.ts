@@ -2,7 +2,7 @@ import type { TableConfig } from '../../config/schema.js';
 import type { MoveState } from '../../core/move-state.js';
 import { isLockLost, OperationError } from '../../errors.js';
 import type { MoveRecord, PlanRecord, TableProgress } from '../../metadata/journal.js';
-import { blockCopyState, clearBlockCopy, copyByBlock, deleteBatches, forgetBatches, recordedBatches, removedState, sourceUnchangedSince, supportsBlockCopy, type MoveTableId } from '../../mover/block-copy.js';
+import { blockCopyState, clearBlockCopy, copyByBlock, deleteBatches, forgetBatches, recordedBatches, removedState, sourceUnchangedSince, supportsBlockCopy, type BlockBatch, type MoveTableId } from '../../mover/block-copy.js';
 import { cleanupRange } from '../../mover/cleanup.js';
 import { copyRange } from '../../mover/copy-range.js';
 import { cleanupUsesIndex } from '../../core/range-access.js';
@@ -328,7 +328,7 @@ export async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: Move
 /**
  * Cleanup of a block-ordered copy: batch by batch, the batch's block span is
  * deleted on the source if its rows are still exactly the ones copied
- * (deleteBatches). Batches that differ are counted; their rows are then
+ * (deleteBatches: by the copy's snapshot when it read one, else by digests). Batches that differ are counted; their rows are then
  * confirmed one by one (cleanupRows).
  */
 async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, table: TableConfig, progress: TableProgress): Promise<'ok' | 'stopped'> {
@@ -340,6 +340,7 @@ async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecor
   return withConnections([env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')], async (target, source) => {
     const shape = await env.shapeOn(source!, move.source, table);
     const digest = await chooseDigest(source!, target!, shape);
+    const snapshot = progress.copySnapshotXmin !== null ? { snapshotXmin: progress.copySnapshotXmin } : null;
     const memo = await keysRepeat(source!, shape);
     // The source's records are the truth for what was removed (the journal may lag them by a batch).
     const removed = await removedState(source!, id);
@@ -355,14 +356,20 @@ async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecor
     const fraction = pendingRows / Math.max(1, await tableRowEstimate(source!, shape));
     const byIndex = await rangeAccessFor(source!, shape, move.ranges);
     const access = cleanupUsesIndex(byIndex, groups, fraction) ? byIndex : SCAN;
+    // A copy read in one snapshot is confirmed by it first: an xid test per deleted row instead of
+    // a hash of every column. A span it cannot confirm (a row newer than the snapshot, which a
+    // transaction left open elsewhere during the copy can also cause) is tried by its digests.
+    const remove = async (group: BlockBatch[]) =>
+      (snapshot && (await deleteBatches(source!, shape, id, move.ranges, snapshot, group, memo, access, () => checkLease(ctx)))) ??
+      deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access, () => checkLease(ctx));
     while (pending.length) {
       const group = [pending.shift()!];
       while (pending.length && group.reduce((n, b) => n + b.rows, 0) + pending[0]!.rows <= groupRows) group.push(pending.shift()!);
-      let deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access, () => checkLease(ctx));
+      let deleted = await remove(group);
       if (deleted === null && group.length > 1) {
         pending.unshift(...group.slice(1));
         group.length = 1;
-        deleted = await deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access, () => checkLease(ctx));
+        deleted = await remove(group);
       }
       if (deleted === null) progress.cleanupMismatches++;
       else progress.rowsDeleted += deleted;
