@@ -88,7 +88,8 @@ export class SharedHealthSession {
           applicationName: 'shardctl health',
           connectTimeoutMs: left,
           label: this.#options.label,
-          settings: { statement_timeout: `${Math.max(1, left)}ms`, lock_timeout: `${Math.max(1, Math.min(left, 1000))}ms`, default_transaction_read_only: 'on' },
+          // TimeZone UTC: partition bounds read in the one-statement snapshot are rendered in it (readPartitions sets it locally).
+          settings: { statement_timeout: `${Math.max(1, left)}ms`, lock_timeout: `${Math.max(1, Math.min(left, 1000))}ms`, default_transaction_read_only: 'on', TimeZone: 'UTC' },
         });
       } catch (err) {
         // The connect timeout is the time left: its expiry is the deadline's, whichever timer fired first.

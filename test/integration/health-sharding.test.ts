@@ -196,6 +196,24 @@ describe('health: the sharding checks', () => {
     expect(report.results.map((r) => r.check)).toEqual(expect.arrayContaining(['row_balance', 'misplaced_rows', 'moves_failed', 'ring_published', 'shard_registry']));
   });
 
+  it('a sharded table missing on a shard: its checks there are unknown, and everything else of that shard is still measured (the one-statement read falls back to reading part by part)', async () => {
+    await sql(urls['shard-0']!, 'CREATE TABLE public.ghosts (id bigint PRIMARY KEY, room_id bigint NOT NULL)');
+    try {
+      const config: ShardctlConfig = { ...d.config, tables: [...d.config.tables, { name: 'public.ghosts', key: 'room_id' }] };
+      const report = await runHealth(config, { only: ['shards', 'sharding'] });
+      expect(only(report.results, 'misplaced_rows', 'public.ghosts on shard-1')).toMatchObject({ status: 'unknown', value: null, message: 'public.ghosts does not exist on shard-1' });
+      expect(only(report.results, 'misplaced_rows', 'public.ghosts on shard-0')).toMatchObject({ status: 'ok', value: 0 });
+      expect(only(report.results, 'row_balance', 'public.ghosts')).toMatchObject({ status: 'unknown', message: 'public.ghosts does not exist on shard-1, shard-2' });
+      for (const id of ['shard-0', 'shard-1', 'shard-2']) {
+        expect(only(report.results, 'misplaced_rows', `public.messages on ${id}`)).toMatchObject({ status: 'ok', value: 0 });
+        expect(only(report.results, 'longest_transaction', id).status).toBe('ok');
+        expect(only(report.results, 'server_version', id).value).toBeGreaterThan(100000);
+      }
+    } finally {
+      await sql(urls['shard-0']!, 'DROP TABLE public.ghosts');
+    }
+  });
+
   it('a table with many rows on one shard fires row_balance and byte_balance, naming the heaviest and lightest shard', async () => {
     const rooms = Array.from({ length: 5000 }, (_, i) => 100_000 + i).filter((r) => ring.locate(String(r)) === 'shard-0').slice(0, 300);
     await sql(

@@ -29,11 +29,15 @@ export async function collectPartitions(ctx: HealthContext): Promise<Measurement
 async function measureShard(ctx: HealthContext, shard: ShardTarget, policies: PartitionPolicy[]): Promise<Measurement[]> {
   let listings: TableListing[];
   try {
-    listings = await ctx.session(shard.url, `shard ${shard.id}`).use(async (client) => {
-      const out: TableListing[] = [];
-      for (const policy of policies) out.push(await listTable(client, policy, ctx.now, { countDefault: (partition) => boundedRowCount(client, partition) }));
-      return out;
-    });
+    // Read with the shard's other parts in one statement (ctx.snapshot); on its own, as `partition list` reads it, when that failed.
+    const read = (await ctx.snapshot(shard.url, `shard ${shard.id}`, true))?.partitions;
+    listings = read
+      ? await Promise.all(policies.map((policy, i) => listTable(null, policy, ctx.now, { partitions: read[i]!.info, countDefault: async () => read[i]!.defaultRows ?? 0 })))
+      : await ctx.session(shard.url, `shard ${shard.id}`).use(async (client) => {
+          const out: TableListing[] = [];
+          for (const policy of policies) out.push(await listTable(client, policy, ctx.now, { countDefault: (partition) => boundedRowCount(client, partition) }));
+          return out;
+        });
   } catch (err) {
     const reason = `shard ${shard.id} did not answer: ${(err as Error).message}`;
     return policies.flatMap((p) => tableChecks(ctx).map((check) => unknown(check, shard, p.table, reason)));

@@ -9,7 +9,8 @@ import { DeadlineExceeded, SharedHealthSession } from '../../postgres/health-ses
 import { resolveShardTargets, type ShardTarget } from '../shards/targets.js';
 import { parseDuration } from '../../config/duration.js';
 import { redactUrl } from '../../config/redact.js';
-import type { CheckResult, CollectGroup, HealthContext, HealthReport, Measurement } from './types.js';
+import { readShardSnapshot, hasParts, type ShardSnapshot, type SnapshotParts } from '../../postgres/health/shard-snapshot.js';
+import { QUERY_CHARS, type CheckResult, type CollectGroup, type HealthContext, type HealthReport, type Measurement } from './types.js';
 
 export interface HealthOptions {
   /** --timeout (ms); default health.timeout. */
@@ -54,7 +55,7 @@ export async function runHealth(config: ShardctlConfig, options: HealthOptions =
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
   if (options.check && !isCheckName(options.check)) throw new ConfigError(`unknown check "${options.check}"`, [`known checks: ${HEALTH_CHECKS.map((c) => c.name).join(', ')}`]);
   const groups = options.check ? [checkSpec(options.check).group] : (options.only ?? (['shards', 'sharding', 'partitions', 'streams'] as HealthGroup[]));
-  const { ctx, close } = healthContext(config, { timeoutMs, deadline, signal: controller.signal, now: options.now ?? new Date(started), shards: options.shards, check: options.check });
+  const { ctx, close } = healthContext(config, { timeoutMs, deadline, signal: controller.signal, now: options.now ?? new Date(started), shards: options.shards, check: options.check, groups });
   try {
     const measured = await Promise.all(groups.map((group) => collectBounded(group, ctx)));
     const results = measured
@@ -140,8 +141,11 @@ export function configuredThresholds(config: ShardctlConfig): Map<string, Partia
 
 function healthContext(
   config: ShardctlConfig,
-  o: { timeoutMs: number; deadline: number; signal: AbortSignal; now: Date; shards?: string[]; check?: string },
+  o: { timeoutMs: number; deadline: number; signal: AbortSignal; now: Date; shards?: string[]; check?: string; groups: HealthGroup[] },
 ): { ctx: HealthContext; close: () => Promise<void> } {
+  const wants = (check: string) => !o.check || o.check === check;
+  const snapshots = new Map<string, Promise<ShardSnapshot | null>>();
+  const parts = snapshotParts(config, o.groups, wants);
   let store: Promise<MetadataStore | null> | undefined;
   let opened: MetadataStore | null = null;
   const wanted = (id: string) => !o.shards?.length || o.shards.includes(id);
@@ -175,7 +179,7 @@ function healthContext(
     deadline: o.deadline,
     signal: o.signal,
     now: o.now,
-    wants: (check) => !o.check || o.check === check,
+    wants,
     session: (url, label) => {
       let session = sessions.get(url);
       if (!session) sessions.set(url, (session = new SharedHealthSession(url, { deadline: o.deadline, signal: o.signal, label })));
@@ -192,6 +196,27 @@ function healthContext(
         const retired = new Set(records.filter((r) => r.state === 'retired').map((r) => r.id));
         return [...registered, ...fromConfig.filter((s) => !known.has(s.id) && !retired.has(s.id))].filter((s) => wanted(s.id));
       })()),
+    snapshot: (url, label, shard) => {
+      let snapshot = snapshots.get(url);
+      if (!snapshot) {
+        const asked = shard ? parts.shard : parts.metadata;
+        snapshot = !hasParts(asked)
+          ? Promise.resolve({})
+          : ctx.session(url, label).use(async (client) => {
+              try {
+                return await readShardSnapshot(client, asked);
+              } catch (err) {
+                // A statement's own failure (it carries a severity): the groups read their parts on their own. Anything else is the session's.
+                if (o.signal.aborted || !(err && typeof err === 'object' && 'severity' in err)) throw err;
+                await client.query('ROLLBACK').catch(() => {});
+                return null;
+              }
+            });
+        snapshot.catch(() => {});
+        snapshots.set(url, snapshot);
+      }
+      return snapshot;
+    },
   };
   return {
     ctx,
@@ -200,6 +225,25 @@ function healthContext(
       if (opened) await Promise.race([opened.close(), new Promise((r) => setTimeout(r, 200))]).then(() => destroySocket(opened!.client));
     },
   };
+}
+
+/**
+ * What the one-statement snapshot of a database holds in this run: the parts
+ * the run's groups would read from it, and only the checks they want.
+ */
+function snapshotParts(config: ShardctlConfig, groups: HealthGroup[], wants: (check: string) => boolean): { shard: SnapshotParts; metadata: SnapshotParts } {
+  const inRun = (group: HealthGroup, checks: string[]) => groups.includes(group) && checks.some(wants);
+  const statsChecks = HEALTH_CHECKS.filter((c) => c.group === 'shards' && c.name !== 'reachable' && c.name !== 'latency').map((c) => c.name);
+  const stats = inRun('shards', statsChecks) ? { stats: { queryChars: QUERY_CHARS + 1 } } : {};
+  const shard: SnapshotParts = { ...stats };
+  if (config.tables.length && inRun('sharding', ['row_balance', 'byte_balance', 'misplaced_rows'])) {
+    shard.tables = config.tables.map((t) => ({ table: t.name, key: t.key }));
+    shard.sample = wants('misplaced_rows');
+  }
+  if (config.partitions.length && inRun('partitions', ['partition_runway', 'default_partition_rows', 'partition_rows', 'partition_bytes'])) {
+    shard.partitions = config.partitions.map((p) => p.table);
+  }
+  return { shard, metadata: stats };
 }
 
 export { DeadlineExceeded };

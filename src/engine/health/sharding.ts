@@ -3,7 +3,7 @@ import { Ring } from '../../core/ring.js';
 import { formatBytes, formatSeconds } from '../../core/thresholds.js';
 import { Journal, type PlanRecord } from '../../metadata/journal.js';
 import type { MetadataStore, RingEpoch, ShardRecord } from '../../metadata/store.js';
-import { countMisplaced, readTableSizes, sampleShardKeys, type TableSize } from '../../postgres/health/sharding-stats.js';
+import { countMisplaced, readTableSizes, sampleShardKeys, type SampledKey, type TableSize } from '../../postgres/health/sharding-stats.js';
 import { connectRedis, type RedisClient } from '../../redis/connect.js';
 import { ringKey, type PublishedRing } from '../../redis/ring-publisher.js';
 import type { ShardTarget } from '../shards/targets.js';
@@ -73,15 +73,22 @@ async function measureTables(ctx: HealthContext, meta: MetadataView | { error: s
     return out;
   }
   const ring = Ring.build(meta.ring);
-  const owned = new Map<string, Interval[]>();
-  for (const r of ring.ranges()) {
-    const list = owned.get(r.shardId) ?? [];
-    if (!list.length) owned.set(r.shardId, list);
-    list.push({ start: r.start, end: r.end });
-  }
+  // The ranges the ring gives each shard, for a shard read on its own (countMisplaced): worked out only then.
+  let owned: Map<string, Interval[]> | undefined;
+  const ownedBy = (id: string) => {
+    if (!owned) {
+      owned = new Map();
+      for (const r of ring.ranges()) {
+        const list = owned.get(r.shardId) ?? [];
+        if (!list.length) owned.set(r.shardId, list);
+        list.push({ start: r.start, end: r.end });
+      }
+    }
+    return owned.get(id) ?? [];
+  };
   const inRing = new Set(meta.ring.members.map((m) => m.id));
   const shards = await ctx.shards();
-  const readings = await Promise.all(shards.map((s) => readShard(ctx, s, ring, owned.get(s.id) ?? [], meta.plan)));
+  const readings = await Promise.all(shards.map((s) => readShard(ctx, s, ring, () => ownedBy(s.id), meta.plan)));
   const out: Measurement[] = [];
   for (const t of tables) {
     // Balance is over the shards the ring gives rows to; a pending or unregistered shard holds none by design.
@@ -94,37 +101,52 @@ async function measureTables(ctx: HealthContext, meta: MetadataView | { error: s
 }
 
 /**
- * One shard's table sizes, then (for misplaced_rows) every existing table's
- * sample counted by the shard against the ranges the ring gives it: two
- * round trips whatever the number of tables. On PostgreSQL 13 (no
- * int8multirange) the sampled keys come back and are placed here instead.
+ * One shard's table sizes and every existing table's bounded key sample,
+ * each key placed on the ring here: read with the shard's other figures in
+ * one statement (ctx.snapshot). When that failed, on its own: the sizes,
+ * then the samples counted by the shard against the ranges the ring gives it
+ * (countMisplaced: two round trips whatever the number of tables), or on
+ * PostgreSQL 13 (no int8multirange) the sampled keys, placed here.
  */
-async function readShard(ctx: HealthContext, shard: ShardTarget, ring: Ring, owned: Interval[], plan: PlanRecord | null): Promise<ShardReading> {
+async function readShard(ctx: HealthContext, shard: ShardTarget, ring: Ring, owned: () => Interval[], plan: PlanRecord | null): Promise<ShardReading> {
   const tables = ctx.config.tables;
   // Rows of an unfinished move's ranges are expected on both its ends until cleanup: copies on the target, originals on the source.
   const moving = (plan?.moves ?? []).filter((m) => m.state !== 'cleaned' && m.state !== 'aborted' && (m.source === shard.id || m.target === shard.id)).flatMap((m) => m.ranges);
+  const place = (keys: SampledKey[]) => {
+    const entry = { sampled: keys.length, misplaced: 0, example: null as { key: string; owner: string } | null, inFlight: 0 };
+    for (const k of keys) {
+      const owner = ring.locateHash(k.hash);
+      if (owner === shard.id) continue;
+      if (inRanges(k.hash, moving)) entry.inFlight++;
+      else if (entry.misplaced++ === 0) entry.example = { key: k.key, owner };
+    }
+    return entry;
+  };
   try {
+    const snapshot = await ctx.snapshot(shard.url, `shard ${shard.id}`, true);
+    const wantSamples = ctx.wants('misplaced_rows');
+    if (snapshot?.sizes && (snapshot.samples || !wantSamples)) {
+      const sizes = snapshot.sizes;
+      if (!wantSamples) return { shard, sizes };
+      const samples: NonNullable<ShardReading['samples']> = new Map();
+      tables.forEach((t, i) => {
+        if (sizes[i]!.exists) samples.set(t.name, place(snapshot.samples![i]!));
+      });
+      return { shard, sizes, samples };
+    }
     return await ctx.session(shard.url, `shard ${shard.id}`).use(async (client) => {
       const sizes = await readTableSizes(client, tables.map((t) => t.name));
       const samples: NonNullable<ShardReading['samples']> = new Map();
-      if (!ctx.wants('misplaced_rows')) return { shard, sizes };
+      if (!wantSamples) return { shard, sizes };
       const sampled = tables.map((t, i) => ({ table: t.name, key: t.key, estimatedRows: sizes[i]!.rows })).filter((_, i) => sizes[i]!.exists);
-      const counted = await countMisplaced(client, sampled, { owned, moving });
+      const counted = await countMisplaced(client, sampled, { owned: owned(), moving });
       for (const [i, t] of sampled.entries()) {
         if (counted) {
           const c = counted[i]!;
           samples.set(t.table, { sampled: c.sampled, misplaced: c.misplaced, inFlight: c.inFlight, example: c.example && { key: c.example.key, owner: ring.locateHash(Number(c.example.hash)) } });
           continue;
         }
-        const keys = await sampleShardKeys(client, t.table, t.key, t.estimatedRows);
-        const entry = { sampled: keys.length, misplaced: 0, example: null as { key: string; owner: string } | null, inFlight: 0 };
-        for (const k of keys) {
-          const owner = ring.locateHash(k.hash);
-          if (owner === shard.id) continue;
-          if (inRanges(k.hash, moving)) entry.inFlight++;
-          else if (entry.misplaced++ === 0) entry.example = { key: k.key, owner };
-        }
-        samples.set(t.table, entry);
+        samples.set(t.table, place(await sampleShardKeys(client, t.table, t.key, t.estimatedRows)));
       }
       return { shard, sizes, samples };
     });

@@ -10,7 +10,7 @@ import {
   type ShardStats,
   type SlowestStatement,
 } from '../../postgres/health/shard-stats.js';
-import type { HealthContext, Measurement } from './types.js';
+import { QUERY_CHARS, type HealthContext, type Measurement } from './types.js';
 
 /**
  * The `shards` group: every check of that group on every shard and on the
@@ -19,9 +19,10 @@ import type { HealthContext, Measurement } from './types.js';
  * and partitions groups; src/postgres/health-session.ts), all at once.
  *
  * Per target: connect; `SELECT 1` three times, the fastest timed (latency); one statement for every
- * other stat (src/postgres/health/shard-stats.ts); and, only where
- * pg_stat_statements is installed in that database, one more for the slowest
- * statement. So two round trips after the connection, three with
+ * other stat (src/postgres/health/shard-stats.ts), which on a shard also reads
+ * what the sharding and partitions groups want of it (ctx.snapshot); and,
+ * only where pg_stat_statements is installed in that database, one more for
+ * the slowest statement. So two round trips after the connection, three with
  * pg_stat_statements.
  *
  * A target that does not answer (refused, or no answer by the deadline) is
@@ -36,8 +37,6 @@ import type { HealthContext, Measurement } from './types.js';
  * database has answered.
  */
 
-/** Characters of a session's or statement's query text a message shows. */
-const QUERY_CHARS = 60;
 
 const SHARD_CHECKS = HEALTH_CHECKS.filter((c) => c.group === 'shards').map((c) => c.name);
 /** Checks answered by the one stats statement. */
@@ -64,21 +63,22 @@ export async function collectShards(ctx: HealthContext): Promise<Measurement[]> 
     { id: 'metadata', url: ctx.config.metadata.url, label: 'the metadata database' },
     ...ctx.configShards.map((s) => ({ id: s.id, url: s.url, label: `shard ${s.id}` })),
   ];
-  const checked = targets.map((t) => checkTarget(ctx, t));
+  const checked = targets.map((t, i) => checkTarget(ctx, t, i > 0));
   const configured = new Set(ctx.configShards.map((s) => s.id));
   const registeredOnly = ctx
     .shards()
-    .then((all) => Promise.all(all.filter((s) => !configured.has(s.id)).map((s) => checkTarget(ctx, { id: s.id, url: s.url, label: `shard ${s.id}` }))))
+    .then((all) => Promise.all(all.filter((s) => !configured.has(s.id)).map((s) => checkTarget(ctx, { id: s.id, url: s.url, label: `shard ${s.id}` }, true))))
     .catch(() => [] as Measurement[][]);
   return [...(await Promise.all(checked)), ...(await registeredOnly)].flat();
 }
 
-async function checkTarget(ctx: HealthContext, target: Target): Promise<Measurement[]> {
+async function checkTarget(ctx: HealthContext, target: Target, shard: boolean): Promise<Measurement[]> {
   const wanted = SHARD_CHECKS.filter((c) => ctx.wants(c));
   if (!wanted.length) return [];
   const found: Found = {};
   try {
-    await ctx.session(target.url, target.label).use(async (client) => {
+    const session = ctx.session(target.url, target.label);
+    await session.use(async (client) => {
       // The fastest of three round trips: the first on a new backend also pays its catalog cache warm-up.
       let fastest = Infinity;
       for (let i = 0; i < 3; i++) {
@@ -87,17 +87,21 @@ async function checkTarget(ctx: HealthContext, target: Target): Promise<Measurem
         fastest = Math.min(fastest, performance.now() - started);
       }
       found.latency = fastest / 1000;
-      if (!wanted.some((c) => STATS_CHECKS.has(c) || c === 'slow_statements')) return;
-      found.stats = await readShardStats(client, { queryChars: QUERY_CHARS + 1 });
-      const view = found.stats.statements;
-      if (!view || !ctx.wants('slow_statements')) return;
-      try {
-        found.slowest = await readSlowestStatement(client, view, { queryChars: QUERY_CHARS + 1 });
-      } catch (err) {
-        if (ctx.signal.aborted) throw err;
-        found.slowest = notPreloaded(err) ? { notLoaded: true } : { failed: (err as Error).message };
-      }
     });
+    if (wanted.some((c) => STATS_CHECKS.has(c) || c === 'slow_statements')) {
+      found.stats = (await ctx.snapshot(target.url, target.label, shard))?.stats ?? (await session.use((client) => readShardStats(client, { queryChars: QUERY_CHARS + 1 })));
+      const view = found.stats.statements;
+      if (view && ctx.wants('slow_statements')) {
+        await session.use(async (client) => {
+          try {
+            found.slowest = await readSlowestStatement(client, view, { queryChars: QUERY_CHARS + 1 });
+          } catch (err) {
+            if (ctx.signal.aborted) throw err;
+            found.slowest = notPreloaded(err) ? { notLoaded: true } : { failed: (err as Error).message };
+          }
+        });
+      }
+    }
   } catch (err) {
     found.error = err;
   }

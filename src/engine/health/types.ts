@@ -3,6 +3,7 @@ import type { HealthGroup } from '../../core/health-checks.js';
 import type { HealthStatus, HealthUnit, Thresholds } from '../../core/thresholds.js';
 import type { MetadataStore, ShardRecord } from '../../metadata/store.js';
 import type { SharedHealthSession } from '../../postgres/health-session.js';
+import type { ShardSnapshot } from '../../postgres/health/shard-snapshot.js';
 import type { ShardTarget } from '../shards/targets.js';
 
 /**
@@ -90,6 +91,23 @@ export interface HealthContext {
   session(url: string, label: string): SharedHealthSession;
   /** --check NAME: collectors skip checks not wanted (measuring them is harmless, but costs time). */
   wants(check: string): boolean;
+  /**
+   * Every part this run's groups read from one database (the shards group's
+   * stats; for a shard also the sharded tables' sizes and sample and the
+   * partitions), in one statement on its session (src/postgres/health/shard-snapshot.ts),
+   * read once per URL by whichever group asks first: one round trip per
+   * shard instead of one or more per group. `shard`: the database is a shard
+   * (the metadata database gets the stats only). Resolves to null when the
+   * statement failed as a statement (a sharded table missing on the shard, a
+   * permission): each group then reads its own part as before, so one
+   * group's problem stays that group's. A part this snapshot does not hold
+   * (asked for first as another kind of target) is read the same way.
+   * Rejects as the session does (the deadline, a refused connection).
+   */
+  snapshot(url: string, label: string, shard: boolean): Promise<ShardSnapshot | null>;
 }
+
+/** Characters of a session's or statement's query text a message shows (the server sends one more, to tell a cut). */
+export const QUERY_CHARS = 60;
 
 export type CollectGroup = (ctx: HealthContext) => Promise<Measurement[]>;

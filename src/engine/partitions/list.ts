@@ -3,7 +3,7 @@ import { runwayOf, type Runway } from '../../core/partition-calendar.js';
 import { parseByteSize, projectGrowth, type GrowthProjection } from '../../core/partition-growth.js';
 import { listRetired, type RetiredPartition } from '../../metadata/retired-partitions.js';
 import { withClient, type PgClient } from '../../postgres/connect.js';
-import { defaultPartitionRows, readPartitions } from '../../postgres/partitions.js';
+import { defaultPartitionRows, readPartitions, type PartitionedTable } from '../../postgres/partitions.js';
 import { mapWithConcurrency } from '../concurrency.js';
 import { requireRing, withMetadata } from '../metadata-session.js';
 import { boundTypeOf, calendarSpec, existingPartitions, partitionTargets, policiesFor, type PartitionPolicy } from './targets.js';
@@ -72,17 +72,20 @@ export async function partitionList(
  * One configured table on one shard, as `partition list` shows it (and
  * `health` judges it): partitions, default rows, runway, growth. A problem
  * with the table is the listing's error, not a throw. `countDefault` replaces
- * the exact count of the default partition (health bounds it).
+ * the exact count of the default partition (health bounds it); `partitions`,
+ * the table as readPartitions reads it, is used instead of reading it (health
+ * reads it with a shard's other figures in one statement; `client` is then
+ * used only by the default count, and may be null when `countDefault` is given).
  */
 export async function listTable(
-  client: PgClient,
+  client: PgClient | null,
   policy: PartitionPolicy,
   now: Date,
-  options: { exact?: boolean; countDefault?: (partition: string) => Promise<number> } = {},
+  options: { exact?: boolean; countDefault?: (partition: string) => Promise<number>; partitions?: PartitionedTable } = {},
 ): Promise<TableListing> {
   const listing: TableListing = { table: policy.table, status: 'ok', partitions: [], defaultRows: null, runway: { until: null, intervals: 0, premake: policy.premake }, growth: null, warnings: [] };
   try {
-    const info = await readPartitions(client, policy.table, { exact: !!options.exact });
+    const info = options.partitions ?? (await readPartitions(client!, policy.table, { exact: !!options.exact }));
     const spec = calendarSpec(policy, boundTypeOf(info, policy));
     const maxRows = policy.maxRows;
     const maxBytes = policy.maxBytes !== undefined ? parseByteSize(policy.maxBytes) : undefined;
@@ -94,7 +97,7 @@ export async function listTable(
       listing.partitions.push({ name: p.name, from: p.from, to: p.to, isDefault: p.isDefault, rows, bytes: p.bytes, over });
       if (over.length) listing.warnings.push(`${p.name}: ${over.join(', ')}`);
       if (p.isDefault) {
-        listing.defaultRows = options.countDefault ? await options.countDefault(p.qualifiedName) : await defaultPartitionRows(client, policy.table);
+        listing.defaultRows = options.countDefault ? await options.countDefault(p.qualifiedName) : await defaultPartitionRows(client!, policy.table);
         if (listing.defaultRows) listing.warnings.push(`${listing.defaultRows} row(s) in the default partition ${p.name}`);
       }
     }

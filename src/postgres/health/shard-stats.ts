@@ -204,10 +204,15 @@ export function statementsViewSql(): string {
 
 /** Every family in one statement; $1 is the query-text length. */
 export function shardStatsSql(): string {
-  return `SELECT ${serverStatsSql()} AS server, ${sessionStatsSql('$1')} AS sessions, ${replicationStatsSql()} AS replication, ${statementsViewSql()} AS statements`;
+  return `SELECT ${shardStatsColumns('$1')}`;
 }
 
-interface ShardStatsRow {
+/** The families as select-list columns (server, sessions, replication, statements), `queryCharsParam` the query-text length: for a statement that reads more. */
+export function shardStatsColumns(queryCharsParam: string): string {
+  return `${serverStatsSql()} AS server, ${sessionStatsSql(queryCharsParam)} AS sessions, ${replicationStatsSql()} AS replication, ${statementsViewSql()} AS statements`;
+}
+
+export interface ShardStatsRow {
   server: (Omit<ServerStats, 'xidAge' | 'xidDatabase'> & { xid: { age: number; database: string } | null }) | null;
   sessions: SessionStats;
   replication: ReplicationStats;
@@ -217,7 +222,11 @@ interface ShardStatsRow {
 /** One round trip: every stat of every family but pg_stat_statements' (see readSlowestStatement). */
 export async function readShardStats(client: PgClient, options: { queryChars: number }): Promise<ShardStats> {
   const { rows } = await client.query<ShardStatsRow>(shardStatsSql(), [options.queryChars]);
-  const row = rows[0]!;
+  return readShardStatsRow(client, rows[0]!);
+}
+
+/** The stats of a row with shardStatsColumns' columns. */
+export async function readShardStatsRow(client: PgClient, row: ShardStatsRow): Promise<ShardStats> {
   if (!row.server) throw new Error(`database ${JSON.stringify(await currentDatabase(client))} has no row in pg_stat_database`);
   const { xid, ...server } = row.server;
   return {

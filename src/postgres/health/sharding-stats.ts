@@ -27,24 +27,26 @@ export interface TableSize {
  * a table whose statistics were reset.
  */
 export async function readTableSizes(client: PgClient, tables: string[]): Promise<TableSize[]> {
-  const { rows } = await client.query<{ table: string; exists: boolean; rows: number | null; bytes: number | null }>(
-    `WITH t AS (SELECT name, ord, to_regclass(name) AS rel FROM unnest($1::text[]) WITH ORDINALITY AS u(name, ord)),
+  const { rows } = await client.query<{ table: string; exists: boolean; rows: number | null; bytes: number | null }>(tableSizesSql('$1'), [tables.map((t) => quoteQualified(t))]);
+  return rows.map((r, i) => ({ table: tables[i]!, exists: r.exists, rows: r.rows ?? 0, bytes: r.bytes ?? 0 }));
+}
+
+/** readTableSizes' statement (one row per table, in order), its table list bound as `tablesParam` (also a part of the one-statement shard snapshot). */
+export function tableSizesSql(tablesParam: string): string {
+  return `WITH t AS (SELECT name, ord, to_regclass(name) AS rel FROM unnest(${tablesParam}::text[]) WITH ORDINALITY AS u(name, ord)),
           leaf AS (
             SELECT t.ord, p.relid FROM t, pg_partition_tree(t.rel) p WHERE p.isleaf
             UNION ALL
             -- pg_partition_tree lists nothing for a plain table: it is its own leaf.
             SELECT t.ord, t.rel FROM t WHERE t.rel IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_partition_tree(t.rel)))
-     SELECT t.name AS table, t.rel IS NOT NULL AS exists,
+     SELECT t.ord, t.name AS table, t.rel IS NOT NULL AS exists,
             sum(COALESCE(NULLIF(s.n_live_tup, 0), greatest(c.reltuples, 0)::bigint))::float8 AS rows,
             sum(pg_total_relation_size(l.relid))::float8 AS bytes
        FROM t LEFT JOIN leaf l ON l.ord = t.ord
        LEFT JOIN pg_class c ON c.oid = l.relid
        LEFT JOIN pg_stat_user_tables s ON s.relid = l.relid
       GROUP BY t.ord, t.name, t.rel
-      ORDER BY t.ord`,
-    [tables.map((t) => quoteQualified(t))],
-  );
-  return rows.map((r, i) => ({ table: tables[i]!, exists: r.exists, rows: r.rows ?? 0, bytes: r.bytes ?? 0 }));
+      ORDER BY t.ord`;
 }
 
 export interface SampledKey {
