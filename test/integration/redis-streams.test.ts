@@ -244,6 +244,24 @@ describe('safe stream trim on a standalone Redis', () => {
     expect(r.floor).toEqual({ id: ids[2], group: 'g', reason: 'undelivered', consumer: null, idleMs: null });
   });
 
+
+  it('maxLen above a page (500): the floor is compared with the cut-off from whichever side of it is shorter, and held or met either way', async () => {
+    const ids = Array.from({ length: 3_000 }, (_, i) => `${13_000 + i}-0`);
+    // [index of the floor, which side settles it, trimmed to]: a floor at the head (a stuck
+    // consumer after an earlier run: settled by the one page before it, which is empty), near the
+    // tail, in the middle, and just too old for the newest 2,000 to keep it.
+    for (const [at, heldBack] of [[0, true], [2_400, false], [1_500, false], [1_000, false], [999, true], [900, true]] as const) {
+      const key = `${prefix}wide:${at}`;
+      await addEntries(redis, key, ids);
+      await redis.xgroup('CREATE', key, 'g', at === 0 ? '0' : ids[at - 1]!);
+      await redis.xreadgroup('GROUP', 'g', 'c', 'COUNT', 1, 'STREAMS', key, '>'); // pending: ids[at]
+      const r = await safeTrimStream(client, key, { maxLen: 2_000 });
+      const target = heldBack ? ids[at]! : ids[1_000]!;
+      expect(r, `floor at ${at}`).toMatchObject({ heldBack, trimmedToId: target, firstIdAfter: target, lengthAfter: 3_000 - ids.indexOf(target), floor: { id: ids[at], reason: 'pending' } });
+      expect((await redis.xrange(key, '-', '+', 'COUNT', 1))[0]![0]).toBe(target);
+      await redis.unlink(key);
+    }
+  });
   it('a dry run computes cut-off, floor and the count it would remove, and trims nothing', async () => {
     const key = `${prefix}dry`;
     const ids = Array.from({ length: 300 }, (_, i) => `${7_000 + i}-0`);

@@ -51,6 +51,7 @@ local function incdec(s)
   end
   return '1' .. string.rep('0', #s)
 end
+local MAX_ID = '18446744073709551615-18446744073709551615'
 local function nextId(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   if seq == '18446744073709551615' then return incdec(ms) .. '-0' end
@@ -69,17 +70,27 @@ local function kth(command, from, to, k)
   end
 end
 
--- How many entries have an id >= id, counting no further than limit.
-local function countFrom(id, limit)
-  local count, from = 0, id
-  while count < limit do
-    local want = math.min(limit - count, 500)
-    local page = redis.call('XRANGE', key, from, '+', 'COUNT', want)
-    count = count + #page
-    if #page < want then break end
-    from = '(' .. page[#page][1]
+-- Whether at most n entries have an id >= floor (so XTRIM MAXLEN n keeps the floor): read
+-- from whichever side of the floor is shorter, in alternating pages after the first (which
+-- settles every n below 500): the entries from the floor on, up to n + 1 of them, or those
+-- before it, up to before - n of them (that many older than the floor leave at most n).
+-- Redis 7 cannot count entries between two ids without reading them (a group's lag and
+-- entries-read, and a stream's entries-added, can be set to anything by XGROUP / XSETID).
+local function keepsFloor(floor, n, length)
+  local a, fromA = 0, floor
+  local b, fromB, needB = 0, '-', length - n
+  while true do
+    local want = math.min(n + 1 - a, 500)
+    local page = redis.call('XRANGE', key, fromA, '+', 'COUNT', want)
+    a = a + #page
+    if #page < want or a > n then return a <= n end
+    fromA = '(' .. page[#page][1]
+    want = math.min(needB - b, 500)
+    page = floor == '0-0' and {} or redis.call('XRANGE', key, fromB, '(' .. floor, 'COUNT', want)
+    b = b + #page
+    if b >= needB or #page < want then return b >= needB end
+    fromB = '(' .. page[#page][1]
   end
-  return count
 end
 
 -- XLEN raises WRONGTYPE for a key of another type; 0 may mean the key is gone.
@@ -95,34 +106,38 @@ local function lastIdOf()
 end
 
 -- The floor: per group, its oldest pending entry and the first entry after its
--- last-delivered-id (none when it has read up to the last entry); the smallest wins.
--- The first undelivered entry comes after last-delivered-id, so it is looked up only
--- when the group has no pending entry at or before that id (none, or SETID moved it back).
+-- last-delivered-id (none when it has read up to the last entry); the smallest wins, the
+-- first group on a tie. First every group's oldest pending entry (XPENDING), then, in group
+-- order, the first undelivered entry only of a group whose last-delivered-id is below every
+-- id found so far: the entry after it is greater still, so it can neither hold the floor nor
+-- tie with it otherwise (a group that has read everything costs no call).
 local floor, floorGroup, floorReason, floorConsumer, floorIdle = false, false, false, false, false
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+local groups, low = {}, false
+for i, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
   local name, pending, delivered
-  for i = 1, #g, 2 do
-    local field = g[i]
-    if field == 'name' then name = g[i + 1]
-    elseif field == 'pending' then pending = g[i + 1]
-    elseif field == 'last-delivered-id' then delivered = g[i + 1] end
+  for j = 1, #g, 2 do
+    local field = g[j]
+    if field == 'name' then name = g[j + 1]
+    elseif field == 'pending' then pending = g[j + 1]
+    elseif field == 'last-delivered-id' then delivered = g[j + 1] end
   end
+  local oldest = pending > 0 and redis.call('XPENDING', key, name, '-', '+', 1)[1] or false
+  if oldest and (not low or cmp(oldest[1], low) < 0) then low = oldest[1] end
+  groups[i] = { name, delivered, oldest }
+end
+for _, g in ipairs(groups) do
+  local name, delivered, oldest = g[1], g[2], g[3]
   local id, reason, consumer, idle = false, false, false, false
-  if pending > 0 then
-    local oldest = redis.call('XPENDING', key, name, '-', '+', 1)[1]
-    if oldest then id, reason, consumer, idle = oldest[1], 'pending', oldest[2], oldest[3] end
-  end
-  if not id or cmp(id, delivered) > 0 then
-    local last = lastIdOf()
-    if last and cmp(delivered, last) < 0 then
-      local nxt = redis.call('XRANGE', key, '(' .. delivered, '+', 'COUNT', 1)[1]
-      if nxt and (not id or cmp(nxt[1], id) < 0) then
-        id, reason, consumer, idle = nxt[1], 'undelivered', false, false
-      end
+  if oldest then id, reason, consumer, idle = oldest[1], 'pending', oldest[2], oldest[3] end
+  if (not low or cmp(delivered, low) < 0) and delivered ~= MAX_ID then
+    local nxt = redis.call('XRANGE', key, '(' .. delivered, '+', 'COUNT', 1)[1]
+    if nxt and (not id or cmp(nxt[1], id) < 0) then
+      id, reason, consumer, idle = nxt[1], 'undelivered', false, false
     end
   end
   if id and (not floor or cmp(id, floor) < 0) then
     floor, floorGroup, floorReason, floorConsumer, floorIdle = id, name, reason, consumer, idle
+    if not low or cmp(id, low) < 0 then low = id end
   end
 end
 
@@ -130,7 +145,7 @@ local n = tonumber(maxLen)
 local cutoff, target, heldBack, beforeCutoff, first = false, false, 0, false, nil
 local after = before
 if n and minId == '' and not dryRun and before > n
-    and (force or not floor or countFrom(floor, n + 1) <= n) then
+    and (force or not floor or keepsFloor(floor, n, before)) then
   -- Keeping the newest n keeps everything from the floor on: a bare XTRIM MAXLEN,
   -- and the cut-off read afterwards from the head, where it now is (in the first
   -- node with ~), instead of walking n entries to find it first.
