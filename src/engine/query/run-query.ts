@@ -199,38 +199,31 @@ class QueryRun {
     }
   }
 
-  /** A shard's result as COPY text: whole rows go to the sink chunk by chunk; a row cut by a chunk's end waits for the next. */
+  /** A shard's result as COPY text: the whole rows of each socket read go to the sink together. */
   async #readCopy(shard: string, session: CursorSession, part: ShardPart): Promise<ShardOutcome> {
     await this.#acceptColumns(shard, session.columns);
-    let carry: Buffer | null = null;
     for (;;) {
       const chunk = await session.readCopy();
       if (this.stopped) return part.cancelled(this.stopReason!);
-      if (chunk === null) {
-        if (carry) throw new Error(`the COPY of its result ended inside a row (${carry.length} bytes)`);
-        return part.ok();
-      }
-      const data: Buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
-      const last = data.lastIndexOf(NEWLINE);
-      carry = last + 1 < data.length ? data.subarray(last + 1) : null;
-      if (last < 0) continue;
-      part.rows += await this.#emitCopy(shard, data.subarray(0, last + 1));
+      if (chunk === null) return part.ok();
+      part.rows += await this.#emitCopy(shard, chunk.text, chunk.rows);
       if (this.stopped) return part.cancelled(this.stopReason!);
     }
   }
 
-  /** Writes whole rows of COPY text, up to the limit; returns how many were written. */
-  #emitCopy(shard: string, text: Buffer): Promise<number> {
+  /** Writes `rows` whole rows of COPY text, up to the limit; returns how many were written. */
+  #emitCopy(shard: string, text: Buffer, rows: number): Promise<number> {
     let written = 0;
     return this.#write(async () => {
       if (this.stopped) return;
       const sink = this.#sink;
       const room = this.#settings.limit - this.emitted;
-      let rows = 0;
-      let end = 0;
-      while (end < text.length && rows < room) {
-        end = text.indexOf(NEWLINE, end) + 1;
-        rows++;
+      let end = text.length;
+      if (rows > room) {
+        // Cut after the room-th row.
+        end = 0;
+        for (let i = 0; i < room; i++) end = text.indexOf(NEWLINE, end) + 1;
+        rows = room;
       }
       if (sink.copyRows) {
         const pending = sink.copyRows(shard, end === text.length ? text : text.subarray(0, end), rows);

@@ -1,8 +1,6 @@
-import type { Readable } from 'node:stream';
-import { to as copyTo } from 'pg-copy-streams';
 import type { QueryColumn } from '../../engine/query/types.js';
 import { connect, type PgClient } from '../connect.js';
-import { CopyReader } from './copy-reader.js';
+import { CopyOut, type CopyRows } from './copy-out.js';
 import { DeadlineExceeded, destroySocket } from '../deadline.js';
 
 /**
@@ -131,7 +129,7 @@ export class CursorSession {
   /** The result's columns, as described before the first row. */
   readonly columns: QueryColumn[];
   /** Set when the result is read as COPY text (readCopy), not through the cursor (read). */
-  readonly #copy: CopyReader | null;
+  readonly #copy: CopyOut | null;
   /**
    * Fails the read in flight (at the deadline, or when the session is
    * closed): it must not wait on a socket that is gone. Not a Promise.race
@@ -144,7 +142,7 @@ export class CursorSession {
   #reading = false;
   #closed = false;
 
-  private constructor(client: PgClient, cursor: CursorType, options: CursorSessionOptions, columns: QueryColumn[], copy: CopyReader | null) {
+  private constructor(client: PgClient, cursor: CursorType, options: CursorSessionOptions, columns: QueryColumn[], copy: CopyOut | null) {
     this.#client = client;
     this.#cursor = cursor;
     this.#options = options;
@@ -197,8 +195,8 @@ export class CursorSession {
       const copy = options.copy && params.length === 0 && columns.length > 0 ? copyStatement(sql) : null;
       if (!copy) return new CursorSession(client, cursor, options, columns, null);
       await cursor.close();
-      const stream = client.query(copyTo(copy)) as unknown as Readable;
-      return new CursorSession(client, cursor, options, columns, new CopyReader(stream));
+      const copyOut = client.query(new CopyOut(copy) as unknown as never) as unknown as CopyOut;
+      return new CursorSession(client, cursor, options, columns, copyOut);
     })();
     opening.catch(() => {});
     try {
@@ -220,8 +218,8 @@ export class CursorSession {
     return this.#copy !== null;
   }
 
-  /** The next chunk of COPY text (rows may straddle chunks), null after the last. Errors as `read`. */
-  async readCopy(): Promise<Buffer | null> {
+  /** The next whole rows of COPY text (what one socket read brought), null after the last. Errors as `read`. */
+  async readCopy(): Promise<CopyRows | null> {
     const copy = this.#copy;
     if (!copy) throw new Error(`${this.#options.label}: the result is not read as COPY text`);
     if (this.#closed) throw new Error(`${this.#options.label}: the session is closed`);
