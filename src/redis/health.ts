@@ -8,7 +8,7 @@ import { describeRedisError } from './streams/nodes.js';
  * client, whose slot refresh waits on every node, so one hanging master
  * would hold every result back), bounded by the run's deadline, and the few
  * commands the checks read: PING, INFO memory, CLUSTER NODES / INFO, and the
- * stream state of a batch of keys in two pipelined round trips.
+ * stream state of a batch of keys in one pipelined round trip.
  */
 
 /** How to reach one node: host, port and the credentials and TLS of the config's URL. */
@@ -65,6 +65,8 @@ export class HealthConnection {
   readonly #deadline: number;
   readonly #started = Date.now();
   #lastError: Error | undefined;
+  /** XINFO STREAM … FULL works here: unknown until the first batch, false before Redis 6. */
+  #full: boolean | undefined;
 
   private constructor(
     readonly endpoint: RedisEndpoint,
@@ -164,14 +166,73 @@ export class HealthConnection {
   }
 
   /**
-   * The health of a batch of streams in two round trips however many keys:
-   * XINFO STREAM and XINFO GROUPS of every key in one pipeline, then
-   * `XPENDING key group - + 1` (the oldest pending entry, its consumer and
-   * idle time) for every group with something pending in a second. A key
-   * deleted since the SCAN is left out; any other per-key failure is
+   * The health of a batch of streams in one round trip however many keys:
+   * `XINFO STREAM key FULL COUNT 1` of every key (length, the first entry,
+   * and per group its lag, pending count, consumers and oldest pending entry
+   * with its delivery time) and the server's TIME, in one pipeline: one
+   * command per stream. The oldest pending entry's idle time is the server's
+   * TIME minus its delivery time, as XPENDING computes it. A server without
+   * XINFO … FULL (before Redis 6) is read the older way (streamsByParts).
+   * A key deleted since the SCAN is left out; any other per-key failure is
    * returned for that key. A failure of the node itself throws.
    */
   async streams(keys: readonly string[]): Promise<Array<StreamHealth | StreamHealthError>> {
+    if (this.#full === false) return this.streamsByParts(keys);
+    const pipeline = this.#redis.pipeline();
+    pipeline.time();
+    for (const key of keys) pipeline.xinfo('STREAM', key, 'FULL', 'COUNT', 1);
+    const replies = await this.#exec(pipeline, keys.length + 1);
+    if (this.#full === undefined) {
+      const refused = replies.slice(1).find(([err]) => err && !/no such key/i.test(err.message))?.[0];
+      if (refused && /syntax error|unknown subcommand|wrong number of arguments/i.test(refused.message)) {
+        this.#full = false;
+        return this.streamsByParts(keys);
+      }
+      this.#full = true;
+    }
+    const [timeErr, time] = replies[0]!;
+    if (timeErr) throw timeErr;
+    const [seconds, micros] = time as [string, string];
+    const nowMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    const out: Array<StreamHealth | StreamHealthError> = [];
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      const [err, reply] = replies[i + 1]!;
+      if (err) {
+        if (!/no such key/i.test(err.message)) out.push({ key, error: redactText(err.message) });
+        continue; // deleted since the scan
+      }
+      const info = fieldsOf(reply);
+      const entries = info.entries as Array<[string, unknown]> | null | undefined;
+      out.push({
+        key,
+        length: Number(info.length),
+        firstId: entries?.length ? String(entries[0]![0]) : null,
+        groups: ((info.groups as unknown[] | null) ?? []).map((raw) => {
+          const g = fieldsOf(raw);
+          const oldest = (g.pending as Array<[string, string, number, number]> | null)?.[0];
+          return {
+            name: String(g.name),
+            consumers: ((g.consumers as unknown[] | null) ?? []).length,
+            pending: Number(g['pel-count']),
+            lastDeliveredId: String(g['last-delivered-id']),
+            lagReported: 'lag' in g,
+            lag: g.lag === null || g.lag === undefined ? null : Number(g.lag),
+            oldestPending: oldest ? { id: String(oldest[0]), consumer: String(oldest[1]), idleMs: Math.max(0, nowMs - Number(oldest[2])) } : null,
+          };
+        }),
+      });
+    }
+    return out;
+  }
+
+  /**
+   * streams() in two round trips, for a server without XINFO STREAM … FULL:
+   * XINFO STREAM and XINFO GROUPS of every key in one pipeline, then
+   * `XPENDING key group - + 1` (the oldest pending entry, its consumer and
+   * idle time) for every group with something pending in a second.
+   */
+  async streamsByParts(keys: readonly string[]): Promise<Array<StreamHealth | StreamHealthError>> {
     const first = this.#redis.pipeline();
     for (const key of keys) first.xinfo('STREAM', key).xinfo('GROUPS', key);
     const replies = await this.#exec(first, keys.length * 2);

@@ -170,6 +170,36 @@ describe('health streams on a standalone Redis', () => {
     expect(r.message).toContain('"slow-consumer"');
   });
 
+  it('one XINFO STREAM … FULL per stream reads what XINFO STREAM + XINFO GROUPS + XPENDING read (the way of servers before Redis 6)', async () => {
+    const key = `${prefix}full`;
+    await addEntries(redis, key, 20);
+    await redis.xgroup('CREATE', key, 'behind', '0');
+    await redis.xgroup('CREATE', key, 'by-id', '1005-0');
+    await redis.xgroup('CREATE', key, 'caught-up', '$');
+    await redis.xreadgroup('GROUP', 'behind', 'w1', 'COUNT', 3, 'STREAMS', key, '>');
+    await redis.xreadgroup('GROUP', 'behind', 'w2', 'COUNT', 2, 'STREAMS', key, '>');
+    await redis.xclaim(key, 'behind', 'w2', 0, '1000-0', 'IDLE', 600_000);
+    await redis.xadd(`${prefix}full-empty`, '1-0', 'n', '1');
+    await redis.xdel(`${prefix}full-empty`, '1-0');
+    const { HealthConnection, endpointOfUrl } = await import('../../src/redis/health.js');
+    const conn = await HealthConnection.open(endpointOfUrl(redisUrl()), Date.now() + 5_000, new AbortController().signal);
+    try {
+      const keys = [key, `${prefix}full-empty`, `${prefix}full-missing`];
+      const [full, parts] = [await conn.streams(keys), await conn.streamsByParts(keys)];
+      const idle = (r: Awaited<ReturnType<typeof conn.streams>>) => r.flatMap((s) => ('groups' in s ? s.groups.map((g) => g.oldestPending?.idleMs ?? null) : []));
+      const withoutIdle = (r: Awaited<ReturnType<typeof conn.streams>>) =>
+        r.map((s) => ('groups' in s ? { ...s, groups: s.groups.map((g) => ({ ...g, oldestPending: g.oldestPending && { ...g.oldestPending, idleMs: 0 } })) } : s));
+      expect(full.map((s) => s.key)).toEqual([key, `${prefix}full-empty`]);
+      expect(withoutIdle(full)).toEqual(withoutIdle(parts));
+      const [a, b] = [idle(full), idle(parts)];
+      expect(a.map((v) => v === null)).toEqual(b.map((v) => v === null));
+      a.forEach((v, i) => v !== null && expect(Math.abs(v - b[i]!)).toBeLessThan(1_000));
+      expect(a[0]).toBeGreaterThanOrEqual(600_000);
+    } finally {
+      conn.close();
+    }
+  });
+
   it('all OK: streams within policy, groups caught up, the node reachable, no maxmemory: one result per check per stream and group', async () => {
     const p = `${prefix}ok:`;
     for (let i = 0; i < 3; i++) {
