@@ -43,9 +43,14 @@ export function exitCodeOfStatus(status: HealthStatus): 0 | 1 | 2 | 3 {
 /** A value against its thresholds; a null value (nothing to measure) is OK. Critical wins when both are reached. */
 export function evaluateThresholds(value: number | null, thresholds: Thresholds, direction: ThresholdDirection): HealthStatus {
   if (value === null || Number.isNaN(value)) return 'ok';
-  const reached = (level: number | null) => level !== null && (direction === 'above' ? value >= level : value <= level);
-  if (reached(thresholds.critical)) return 'critical';
-  if (reached(thresholds.warning)) return 'warning';
+  const { critical, warning } = thresholds;
+  if (direction === 'above') {
+    if (critical !== null && value >= critical) return 'critical';
+    if (warning !== null && value >= warning) return 'warning';
+  } else {
+    if (critical !== null && value <= critical) return 'critical';
+    if (warning !== null && value <= warning) return 'warning';
+  }
   return 'ok';
 }
 

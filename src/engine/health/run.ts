@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import type { ShardctlConfig } from '../../config/schema.js';
-import { checkSpec, HEALTH_CHECKS, isCheckName, type HealthGroup } from '../../core/health-checks.js';
+import { checkSpec, HEALTH_CHECKS, isCheckName, type CheckSpec, type HealthGroup } from '../../core/health-checks.js';
 import { compareStatus, evaluateThresholds, parseThresholdValue, worstStatus, type HealthStatus, type Thresholds } from '../../core/thresholds.js';
 import { ConfigError } from '../../errors.js';
 import { MetadataStore, storeOptionsOf, type ShardRecord } from '../../metadata/store.js';
@@ -58,10 +58,11 @@ export async function runHealth(config: ShardctlConfig, options: HealthOptions =
   const { ctx, close } = healthContext(config, { timeoutMs, deadline, signal: controller.signal, now: options.now ?? new Date(started), shards: options.shards, check: options.check, groups });
   try {
     const measured = await Promise.all(groups.map((group) => collectBounded(group, ctx)));
+    const judge = judgeWith(levels);
     const results = measured
       .flat()
       .filter((m) => !options.check || m.check === options.check)
-      .map((m) => judge(m, levels))
+      .map(judge)
       .sort((a, b) => compareStatus(a.status, b.status) || a.check.localeCompare(b.check) || a.target.localeCompare(b.target));
     const summary: Record<HealthStatus, number> = { ok: 0, warning: 0, critical: 0, unknown: 0 };
     for (const r of results) summary[r.status]++;
@@ -97,16 +98,43 @@ function labelsFor(check: string, value: string): Record<string, string> {
   return Object.fromEntries(checkSpec(check).labels.map((l) => [l, value]));
 }
 
-function judge(m: Measurement, levels: Map<string, Partial<Thresholds>>): CheckResult {
-  const spec = checkSpec(m.check);
-  const configured = levels.get(m.check) ?? {};
-  const thresholds: Thresholds = {
-    warning: configured.warning !== undefined ? configured.warning : m.defaults?.warning !== undefined ? m.defaults.warning : spec.defaults.warning,
-    critical: configured.critical !== undefined ? configured.critical : m.defaults?.critical !== undefined ? m.defaults.critical : spec.defaults.critical,
+/**
+ * Measurements judged against the thresholds: health.thresholds, else the
+ * measurement's own defaults, else the check's. What does not depend on the
+ * measurement (the spec, the levels) is worked out once per check, and
+ * results without defaults of their own share their check's thresholds
+ * object: thousands of stream results are judged per run.
+ */
+function judgeWith(levels: Map<string, Partial<Thresholds>>): (m: Measurement) => CheckResult {
+  const perCheck = new Map<string, { spec: CheckSpec; configured: Partial<Thresholds>; thresholds: Thresholds }>();
+  const of = (check: string) => {
+    let entry = perCheck.get(check);
+    if (!entry) {
+      const spec = checkSpec(check);
+      const configured = levels.get(check) ?? {};
+      const thresholds: Thresholds = {
+        warning: configured.warning !== undefined ? configured.warning : spec.defaults.warning,
+        critical: configured.critical !== undefined ? configured.critical : spec.defaults.critical,
+      };
+      perCheck.set(check, (entry = { spec, configured, thresholds }));
+    }
+    return entry;
   };
-  const status = m.status ?? evaluateThresholds(m.value, thresholds, spec.direction);
-  const labels = Object.fromEntries(spec.labels.map((l) => [l, m.labels[l] ?? '']));
-  return { check: m.check, group: spec.group, target: m.target, labels, status, value: m.value, unit: spec.unit, thresholds, message: m.message };
+  return (m) => {
+    const { spec, configured, thresholds: shared } = of(m.check);
+    const d = m.defaults;
+    const thresholds: Thresholds =
+      d === undefined
+        ? shared
+        : {
+            warning: configured.warning !== undefined ? configured.warning : d.warning !== undefined ? d.warning : spec.defaults.warning,
+            critical: configured.critical !== undefined ? configured.critical : d.critical !== undefined ? d.critical : spec.defaults.critical,
+          };
+    const status = m.status ?? evaluateThresholds(m.value, thresholds, spec.direction);
+    const labels: Record<string, string> = {};
+    for (const l of spec.labels) labels[l] = m.labels[l] ?? '';
+    return { check: m.check, group: spec.group, target: m.target, labels, status, value: m.value, unit: spec.unit, thresholds, message: m.message };
+  };
 }
 
 /** health.thresholds, read in each check's unit; every problem reported at once, by its path. */
