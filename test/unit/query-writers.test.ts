@@ -381,6 +381,87 @@ describe('CopyNdjsonEncoder', () => {
     expect(got.split('\n').slice(0, -1).map((l) => JSON.parse(l).body)).toEqual([rows[0]![1], '', null]);
   });
 
+  /** Values as COPY TO writes them in text format. */
+  const copyEscape = (v: string | null) =>
+    v === null ? '\\N' : v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\v/g, '\\v').replace(/\x08/g, '\\b').replace(/\f/g, '\\f');
+  const copyOf = (rows: Array<Array<string | null>>) => rows.map((r) => r.map(copyEscape).join('\t') + '\n').join('');
+  const viaRows = (columns: QueryColumn[], shard: string, rows: Array<Array<string | null>>) => {
+    const encoder = new RowJsonEncoder(columns);
+    return rows.map((values) => encoder.encode({ shard, values }) + '\n').join('');
+  };
+
+  it('writes what RowJsonEncoder writes, for values each type\'s fast path takes and ones it leaves to the slow path', () => {
+    const types = { int8: 20, int4: 23, numeric: 1700, bool: 16, json: 114, jsonb: 3802, float8: 701, text: 25 };
+    const columns = Object.entries(types).map(([name, typeOid]) => ({ name, typeOid }));
+    const rows: Array<Array<string | null>> = [
+      // Fast: copied (int8 of 15 characters, numeric of 15 digits), mapped (bool), unescaped (json, jsonb).
+      ['-12345678901234', '-2147483648', '-1234567.12345678', 't', '{"a":\n"b\\"c"}', '{"k": "tab\\there"}', '1.5', 'plain'],
+      ['123456789012345', '0', '0.00', 'f', '[1,\r\n2]', '"\\u00e9"', '-0', ''],
+      // Slow: a long int8 (past 2^53 and not), numerics of 16+ digits, NaN, a bool that is not t/f, floats that are not JSON numbers.
+      ['9007199254740993', '7', '12345678901234567890.123456789', 'true', 'null', 'null', 'NaN', 'ü 😀 漢字'],
+      ['-9007199254740991', '1', '1234567890123456', 'x', '1', '2', 'Infinity', '\\N'],
+      ['1000000000000000', '2', '0.1234567890123456789', 'tt', '""', '{}', '-Infinity', '\\'],
+      // Shapes shortDecimal must refuse: no integer part, a trailing dot, two dots, a sign alone, an exponent, empty.
+      ['1', '3', '.5', 't', '[]', '[]', '1e5', 'a'],
+      ['2', '4', '5.', 'f', '[]', '[]', '1E+5', 'b'],
+      ['3', '5', '1.2.3', 't', '[]', '[]', '0.1', 'c'],
+      ['4', '6', '-', 't', '[]', '[]', '2', 'd'],
+      ['5', '7', '1e5', 't', '[]', '[]', '3', 'e'],
+      ['6', '8', '', '', '[]', '[]', '', 'f'],
+      [null, null, null, null, null, null, null, null],
+    ];
+    const got = new CopyNdjsonEncoder(columns).encode('s1', Buffer.from(copyOf(rows)), rows.length).toString('utf8');
+    expect(got).toBe(viaRows(columns, 's1', rows));
+    const parsed = got.trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(parsed[0]).toMatchObject({ int8: -12345678901234, numeric: -1234567.12345678, bool: true, json: { a: 'b"c' }, jsonb: { k: 'tab\there' } });
+    expect(parsed[2]).toMatchObject({ int8: '9007199254740993', numeric: '12345678901234567890.123456789', bool: 'true', float8: 'NaN' });
+    expect(parsed[3]).toMatchObject({ int8: -9007199254740991, numeric: 1234567890123456, text: '\\N' });
+    expect(parsed.at(-1)).toEqual({ shard: 's1', ...Object.fromEntries(Object.keys(types).map((k) => [k, null])) });
+  });
+
+  it('escapes text byte for byte as JSON.stringify does: COPY escapes, \\N as text, quotes, control characters, unicode, "" apart from NULL', () => {
+    const columns = [{ name: 'a', typeOid: TEXT }, { name: 'b', typeOid: TIMESTAMPTZ }];
+    const every = Array.from({ length: 0x80 }, (_, c) => String.fromCharCode(c)).join('');
+    const rows: Array<Array<string | null>> = [
+      ['\t', '\n'],
+      ['\\', '\\N'],
+      ['\\\\N', 'N'],
+      ['', null],
+      [null, ''],
+      [every, '\u2028\u2029 \ufeff é 😀 漢字'],
+      ['"', '""'],
+      ['trailing\\', '\\t'],
+      ['2026-01-01 00:00:00.123456+00', '1999-12-31 23:59:59+00'],
+    ];
+    const got = new CopyNdjsonEncoder(columns).encode('s', Buffer.from(copyOf(rows)), rows.length).toString('utf8');
+    expect(got).toBe(viaRows(columns, 's', rows));
+    expect(got.trimEnd().split('\n').map((l) => { const o = JSON.parse(l); return [o.a, o.b]; })).toEqual(rows);
+  });
+
+  it('equals RowJsonEncoder on any values of any type, over several calls and shards', () => {
+    const piece = fc.constantFrom('\t', '\n', '\r', '\\', '\\N', '\\t', 'N', '"', '\x01', '\x1f', '\x7f', 'é', '😀', '漢', 't', 'f', '-', '.', '0', '1', '9', 'e', '{', '}', ' ', 'a');
+    const integer = fc.bigInt({ min: -(2n ** 64n), max: 2n ** 64n }).map(String);
+    const anyText = fc.oneof(fc.string({ unit: piece, maxLength: 8 }), fc.string({ unit: 'grapheme', maxLength: 6 }), integer);
+    // PostgreSQL prints int2/int4/oid/int8 as digits only; any other type's value may be any text here.
+    const valueOf = (typeOid: number) => fc.option([20, 21, 23, 26].includes(typeOid) ? integer : anyText, { nil: null, freq: 5 });
+    const typeOid = fc.constantFrom(16, 20, 21, 23, 25, 26, 114, 700, 701, 1043, 1184, 1700, 3802, 2950);
+    fc.assert(
+      fc.property(
+        fc.array(typeOid, { minLength: 1, maxLength: 5 }).chain((types) =>
+          fc.tuple(fc.constant(types), fc.array(fc.tuple(fc.constantFrom('s1', 'shard-"2"'), fc.array(fc.tuple(...types.map(valueOf)), { minLength: 1, maxLength: 6 })), { maxLength: 4 })),
+        ),
+        ([types, calls]) => {
+          const columns = types.map((typeOid, i) => ({ name: i === 0 ? 'shard' : `c${i % 2}`, typeOid }));
+          const encoder = new CopyNdjsonEncoder(columns);
+          for (const [shard, rows] of calls) {
+            expect(encoder.encode(shard, Buffer.from(copyOf(rows)), rows.length).toString('utf8')).toBe(viaRows(columns, shard, rows));
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
   it('reads the octal and hex escapes COPY FROM syntax allows as the bytes they name', () => {
     const got = new CopyNdjsonEncoder([{ name: 't', typeOid: 25 }]).encode('s', Buffer.from('a\\101\\x42\\x7\\q\n'), 1).toString();
     expect(got).toBe('{"shard":"s","t":"aAB\\u0007q"}\n');

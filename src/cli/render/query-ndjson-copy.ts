@@ -5,138 +5,274 @@ import { fieldNames } from './query-keys.js';
 
 /**
  * Rows of COPY text straight to NDJSON bytes, the same bytes RowJsonEncoder
- * writes for the same values: no string per value, no string per row. Text
- * values are escaped byte by byte (COPY's escapes become JSON's, `"` and
- * control characters are escaped as JSON.stringify does, UTF-8 passes
- * through); int2/int4/oid and short int8 are copied; bool is mapped; every
- * other type goes through its column's pgJsonEncoder on the decoded text.
+ * writes for the same values: no string per value, no string per row, no
+ * object per row. This is the hot loop of a large export (2M rows: every
+ * byte of the result passes through it once), so it is one pass over the
+ * input writing into a large output buffer, a byte at a time, with the work
+ * that does not depend on the row (each field's `,"key":`, each column's
+ * way of writing its values) chosen once from the columns.
+ *
+ * Per column, by its type (see pg-values.ts for the JSON each type gets):
+ * - text and every type printed as a JSON string: COPY's escapes become
+ *   JSON's, `"` `\` and control characters are escaped as JSON.stringify
+ *   escapes them, everything else (UTF-8 included) is copied;
+ * - int2/int4/oid: copied; int8 of at most 15 characters: copied;
+ * - numeric of at most 15 digits, `-?D+(.D+)?`: copied (it survives a double);
+ * - bool `t`/`f`: true/false;
+ * - jsonb: COPY's escapes undone, copied; json: the same, with line breaks
+ *   made spaces (one row per line);
+ * - anything else (float, a long int8 or numeric, NaN, …): the value's text,
+ *   decoded, through its column's pgJsonEncoder.
+ * NULL (`\N`) is null for every type, never "".
  */
 export class CopyNdjsonEncoder {
-  readonly #keys: Buffer[];
-  readonly #kinds: Kind[];
+  /** Each field's `,"key":`; for text-like columns `,"key":"` (the opening quote is part of it). */
+  readonly #keys: Uint8Array[];
+  /** Each field's `,"key":` without the quote, for NULL. */
+  readonly #nullKeys: Uint8Array[];
+  readonly #kinds: Uint8Array;
   readonly #encoders: Array<(text: string) => string>;
-  readonly #fixedBytes: number;
-  #scratch = Buffer.allocUnsafe(256 * 1024);
-  #shard = '';
-  #shardHead = Buffer.alloc(0);
+  /** Bytes a row adds beyond its COPY text at most, besides its shard head. */
+  readonly #rowOverhead: number;
+  #slab: Buffer = Buffer.allocUnsafe(0);
+  #slabAt = 0;
+  #shard: string | null = null;
+  #head: Uint8Array = new Uint8Array(0);
 
   constructor(columns: readonly QueryColumn[]) {
     const names = fieldNames(columns).slice(1);
-    this.#keys = names.map((name) => Buffer.from(`,${JSON.stringify(name)}:`));
-    this.#kinds = columns.map((c) => kindOf(c.typeOid));
+    this.#kinds = Uint8Array.from(columns, (c) => kindOf(c.typeOid));
+    this.#nullKeys = names.map((name) => Buffer.from(`,${JSON.stringify(name)}:`));
+    this.#keys = names.map((name, i) => Buffer.from(`,${JSON.stringify(name)}:${this.#kinds[i] === TEXT ? '"' : ''}`));
     this.#encoders = columns.map((c) => pgJsonEncoder(c.typeOid));
-    this.#fixedBytes = this.#keys.reduce((n, k) => n + k.length + 6, 4);
+    // A key, `null` or two quotes, and `}\n`.
+    this.#rowOverhead = this.#nullKeys.reduce((n, k) => n + k.length + 5, 2);
   }
 
-  /** `rows` whole rows of COPY text (each ending in "\n") from `shard`, as NDJSON lines. */
+  /**
+   * `rows` whole rows of COPY text (each ending in "\n") from `shard`, as
+   * NDJSON lines. The bytes returned are the encoder's until written: they
+   * are a view into a buffer later calls do not write again.
+   */
   encode(shard: string, data: Buffer, rows: number): Buffer {
+    if (data.length === 0) return Buffer.alloc(0);
+    if (data[data.length - 1] !== NEWLINE) throw new Error('COPY text does not end with a whole row');
     if (shard !== this.#shard) {
       this.#shard = shard;
-      this.#shardHead = Buffer.from(`{"shard":${JSON.stringify(shard)}`);
+      this.#head = Buffer.from(`{"shard":${JSON.stringify(shard)}`);
     }
-    const head = this.#shardHead;
-    // A byte of COPY text becomes at most 6 ("\u000b"); a row adds its keys, quotes and braces.
-    const bound = data.length * 6 + rows * (head.length + this.#fixedBytes);
-    if (this.#scratch.length < bound) this.#scratch = Buffer.allocUnsafe(bound);
-    const out = this.#scratch;
+    const head = this.#head;
+    // A byte of COPY text becomes at most 6 ("\u0001"); a row adds its head, keys, quotes and braces.
+    const bound = data.length * 6 + rows * (head.length + this.#rowOverhead);
+    if (this.#slab.length - this.#slabAt < bound) {
+      this.#slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bound));
+      this.#slabAt = 0;
+    }
+    const out = this.#slab;
+    const start = this.#slabAt;
     const keys = this.#keys;
     const kinds = this.#kinds;
+    const columns = kinds.length;
     const end = data.length;
-    let p = 0;
+    const headLength = head.length;
+    let p = start;
     let i = 0;
     while (i < end) {
-      p += head.copy(out, p);
-      for (let col = 0; col < keys.length; col++) {
-        p += keys[col]!.copy(out, p);
-        // The field runs to the next tab or newline (COPY escapes both inside a value).
+      for (let k = 0; k < headLength; k++) out[p++] = head[k]!;
+      for (let col = 0; col < columns; col++) {
+        // NULL: `\N` and the field's end (a value that starts with a backslash has it escaped, `\\`).
+        if (data[i] === BACKSLASH && data[i + 1] === 0x4e && (data[i + 2] === TAB || data[i + 2] === NEWLINE)) {
+          const key = this.#nullKeys[col]!;
+          for (let k = 0; k < key.length; k++) out[p++] = key[k]!;
+          out[p++] = 0x6e; // null
+          out[p++] = 0x75;
+          out[p++] = 0x6c;
+          out[p++] = 0x6c;
+          i += 3;
+          continue;
+        }
+        const key = keys[col]!;
+        for (let k = 0; k < key.length; k++) out[p++] = key[k]!;
+        const kind = kinds[col]!;
+        if (kind === TEXT) {
+          // The value as a JSON string's content, then its closing quote; i ends past the field's tab or newline.
+          for (;;) {
+            let c = data[i++]!;
+            if (PLAIN[c] === 1) {
+              out[p++] = c;
+              continue;
+            }
+            if (c === TAB || c === NEWLINE) break;
+            if (c === BACKSLASH) {
+              c = data[i++]!;
+              const letter = COPY_LETTERS[c]!;
+              if (letter !== 0xff) c = letter;
+              else if (c >= 0x30 && c <= 0x37) {
+                // \NNN: up to three octal digits (COPY FROM syntax; COPY TO does not write it for UTF-8).
+                c -= 0x30;
+                for (let k = 0; k < 2 && data[i]! >= 0x30 && data[i]! <= 0x37; k++) c = ((c << 3) | (data[i++]! - 0x30)) & 0xff;
+              } else if (c === 0x78 && isHex(data[i]!)) {
+                c = hexValue(data[i++]!);
+                if (isHex(data[i]!)) c = (c << 4) | hexValue(data[i++]!);
+              } else if (c === TAB || c === NEWLINE) {
+                // A backslash at the field's end (not COPY TO output): kept, as unescapeCopyText keeps it.
+                i--;
+                c = BACKSLASH;
+              }
+            }
+            if (c === QUOTE || c === BACKSLASH) {
+              out[p++] = BACKSLASH;
+              out[p++] = c;
+            } else if (c < 0x20) {
+              out[p++] = BACKSLASH;
+              const short = SHORT_ESCAPES[c]!;
+              if (short !== 0) out[p++] = short;
+              else {
+                out[p++] = 0x75; // u
+                out[p++] = 0x30;
+                out[p++] = 0x30;
+                out[p++] = HEX[c >> 4]!;
+                out[p++] = HEX[c & 15]!;
+              }
+            } else out[p++] = c;
+          }
+          out[p++] = QUOTE;
+          continue;
+        }
         let stop = i;
-        while (stop < end && data[stop] !== TAB && data[stop] !== NEWLINE) stop++;
-        if (stop - i === 2 && data[i] === BACKSLASH && data[i + 1] === 0x4e) {
-          p += out.write('null', p, 'latin1');
+        while (data[stop] !== TAB && data[stop] !== NEWLINE) stop++;
+        if (kind === INTEGER || (kind === BIGINT && stop - i <= 15) || (kind === NUMERIC && shortDecimal(data, i, stop))) {
+          while (i < stop) out[p++] = data[i++]!;
+        } else if (kind === BOOL && stop - i === 1 && (data[i] === 0x74 || data[i] === 0x66)) {
+          if (data[i] === 0x74) {
+            out[p++] = 0x74; // true
+            out[p++] = 0x72;
+            out[p++] = 0x75;
+            out[p++] = 0x65;
+          } else {
+            out[p++] = 0x66; // false
+            out[p++] = 0x61;
+            out[p++] = 0x6c;
+            out[p++] = 0x73;
+            out[p++] = 0x65;
+          }
+        } else if (kind === JSONB || kind === JSON_TEXT) {
+          p = unescapeInto(data, i, stop, out, p, kind === JSON_TEXT);
         } else {
-          p = this.#field(kinds[col]!, col, data, i, stop, out, p);
+          let text = data.toString('utf8', i, stop);
+          if (text.includes('\\')) text = unescapeCopyText(text);
+          p += out.write(this.#encoders[col]!(text), p, 'utf8');
         }
         i = stop + 1;
       }
       out[p++] = 0x7d; // }
       out[p++] = NEWLINE;
     }
-    return Buffer.from(out.subarray(0, p));
-  }
-
-  #field(kind: Kind, col: number, data: Buffer, start: number, stop: number, out: Buffer, p: number): number {
-    switch (kind) {
-      case 'text':
-        return escapeText(data, start, stop, out, p);
-      case 'integer':
-        return p + data.copy(out, p, start, stop);
-      case 'bigint':
-        if (stop - start <= 15) return p + data.copy(out, p, start, stop);
-        break;
-      case 'bool':
-        if (stop - start === 1 && data[start] === 0x74) return p + out.write('true', p, 'latin1');
-        if (stop - start === 1 && data[start] === 0x66) return p + out.write('false', p, 'latin1');
-        break;
-    }
-    let text = data.toString('utf8', start, stop);
-    if (text.includes('\\')) text = unescapeCopyText(text);
-    return p + out.write(this.#encoders[col]!(text), p, 'utf8');
+    this.#slabAt = p;
+    return out.subarray(start, p);
   }
 }
 
-type Kind = 'text' | 'integer' | 'bigint' | 'bool' | 'other';
+/** Output buffers are this large (or one chunk's bound); each is written to once, front to back. */
+const SLAB_BYTES = 4 << 20;
 
-function kindOf(typeOid: number): Kind {
-  const kind = pgJsonKind(typeOid);
-  return kind === 'text' || kind === 'integer' || kind === 'bigint' || kind === 'bool' ? kind : 'other';
+const TEXT = 0;
+const INTEGER = 1;
+const BIGINT = 2;
+const NUMERIC = 3;
+const BOOL = 4;
+const JSONB = 5;
+const JSON_TEXT = 6;
+const OTHER = 7;
+
+function kindOf(typeOid: number): number {
+  switch (pgJsonKind(typeOid)) {
+    case 'text':
+      return TEXT;
+    case 'integer':
+      return INTEGER;
+    case 'bigint':
+      return BIGINT;
+    case 'numeric':
+      return NUMERIC;
+    case 'bool':
+      return BOOL;
+    case 'jsonb':
+      return JSONB;
+    case 'json':
+      return JSON_TEXT;
+    default:
+      return OTHER;
+  }
 }
 
 const TAB = 0x09;
 const NEWLINE = 0x0a;
 const BACKSLASH = 0x5c;
 const QUOTE = 0x22;
-const HEX = '0123456789abcdef';
-/** JSON.stringify's two-character escapes, by code; every other control character is \u00xx. */
-const SHORT_ESCAPES: Record<number, number> = { 0x08: 0x62, 0x09: 0x74, 0x0a: 0x6e, 0x0c: 0x66, 0x0d: 0x72 };
-/** COPY's letter escapes, by letter, as the byte they stand for. */
-const COPY_LETTERS: Record<number, number> = { 0x62: 0x08, 0x66: 0x0c, 0x6e: 0x0a, 0x72: 0x0d, 0x74: 0x09, 0x76: 0x0b };
+const HEX = Buffer.from('0123456789abcdef');
+/** 1 for a byte a JSON string holds as it is: not a control character, `"` or `\` (nor a tab or newline, which end a COPY field). */
+const PLAIN = new Uint8Array(256).fill(1);
+for (let c = 0; c < 0x20; c++) PLAIN[c] = 0;
+PLAIN[QUOTE] = 0;
+PLAIN[BACKSLASH] = 0;
+/** JSON.stringify's two-character escapes, by code (0: none, it is \u00xx). */
+const SHORT_ESCAPES = new Uint8Array(0x20);
+SHORT_ESCAPES[0x08] = 0x62;
+SHORT_ESCAPES[0x09] = 0x74;
+SHORT_ESCAPES[0x0a] = 0x6e;
+SHORT_ESCAPES[0x0c] = 0x66;
+SHORT_ESCAPES[0x0d] = 0x72;
+/** COPY's letter escapes, by letter, as the byte they stand for (0xff: not one). */
+const COPY_LETTERS = new Uint8Array(256).fill(0xff);
+COPY_LETTERS[0x62] = 0x08;
+COPY_LETTERS[0x66] = 0x0c;
+COPY_LETTERS[0x6e] = 0x0a;
+COPY_LETTERS[0x72] = 0x0d;
+COPY_LETTERS[0x74] = 0x09;
+COPY_LETTERS[0x76] = 0x0b;
 
-/** A COPY text value as a JSON string, as JSON.stringify writes the value. */
-function escapeText(data: Buffer, start: number, stop: number, out: Buffer, p: number): number {
-  out[p++] = QUOTE;
+/**
+ * numeric text `-?D+(.D+)?` of at most 15 digits: numericFitsDouble holds for
+ * it (at most 15 significant digits, and a non-zero one is within 1e-15 ..
+ * 1e15), so its JSON is its own text.
+ */
+function shortDecimal(data: Buffer, start: number, stop: number): boolean {
+  let i = start;
+  if (data[i] === 0x2d) i++;
+  let digits = 0;
+  let intDigits = 0;
+  let dot = false;
+  for (; i < stop; i++) {
+    const c = data[i]!;
+    if (c >= 0x30 && c <= 0x39) {
+      digits++;
+      if (!dot) intDigits++;
+    } else if (c === 0x2e && !dot && intDigits > 0) dot = true;
+    else return false;
+  }
+  return digits <= 15 && intDigits > 0 && (!dot || digits > intDigits);
+}
+
+/** COPY's escapes undone, bytes copied (json, jsonb: their text is already JSON); with `lineBreaksAsSpaces`, CR and LF become spaces. */
+function unescapeInto(data: Buffer, start: number, stop: number, out: Buffer, p: number, lineBreaksAsSpaces: boolean): number {
   let i = start;
   while (i < stop) {
     let c = data[i++]!;
     if (c === BACKSLASH && i < stop) {
-      const n = data[i++]!;
-      const letter = COPY_LETTERS[n];
-      if (letter !== undefined) c = letter;
-      else if (n >= 0x30 && n <= 0x37) {
-        // \NNN: up to three octal digits (COPY FROM syntax; COPY TO does not write it for UTF-8).
-        c = n - 0x30;
+      c = data[i++]!;
+      const letter = COPY_LETTERS[c]!;
+      if (letter !== 0xff) c = letter;
+      else if (c >= 0x30 && c <= 0x37) {
+        c -= 0x30;
         for (let k = 0; k < 2 && i < stop && data[i]! >= 0x30 && data[i]! <= 0x37; k++) c = ((c << 3) | (data[i++]! - 0x30)) & 0xff;
-      } else if (n === 0x78 && i < stop && isHex(data[i]!)) {
+      } else if (c === 0x78 && i < stop && isHex(data[i]!)) {
         c = hexValue(data[i++]!);
         if (i < stop && isHex(data[i]!)) c = (c << 4) | hexValue(data[i++]!);
-      } else c = n;
-    }
-    if (c === QUOTE || c === BACKSLASH) {
-      out[p++] = BACKSLASH;
-      out[p++] = c;
-    } else if (c < 0x20) {
-      out[p++] = BACKSLASH;
-      const short = SHORT_ESCAPES[c];
-      if (short !== undefined) out[p++] = short;
-      else {
-        out[p++] = 0x75; // u
-        out[p++] = 0x30;
-        out[p++] = 0x30;
-        out[p++] = HEX.charCodeAt(c >> 4);
-        out[p++] = HEX.charCodeAt(c & 15);
       }
-    } else out[p++] = c;
+    }
+    out[p++] = lineBreaksAsSpaces && (c === NEWLINE || c === 0x0d) ? 0x20 : c;
   }
-  out[p++] = QUOTE;
   return p;
 }
 
