@@ -1,5 +1,5 @@
 import { to as copyTo } from 'pg-copy-streams';
-import { CopyRowSplitter } from '../core/copy-text.js';
+import { BlockRowReader, DigestSum } from '../core/block-copy-rows.js';
 import { multirangeLiteral, type Interval } from '../core/move-plan.js';
 import { inTransaction, type PgClient } from '../postgres/connect.js';
 import { quoteLiteral } from '../postgres/ident.js';
@@ -121,9 +121,6 @@ export interface BlockCopyOptions {
   onBatch: (batch: BlockBatch) => Promise<boolean>;
 }
 
-const TAB = 0x09;
-const NEWLINE = Buffer.from('\n');
-
 /**
  * Copies the table's rows in `ranges` from source to target in physical
  * order, from the block after the target's last recorded batch. Memory is
@@ -156,7 +153,7 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
                           WHERE ${from > 0 ? `t.ctid >= '(${from},0)'::tid AND ` : ''}${inRangesTest}) TO STDOUT`;
   const writeSql = `COPY ${shape.sqlName} (${columnList(shape.columns)}) FROM STDIN`;
   const stream = source.query(copyTo(readSql));
-  const splitter = new CopyRowSplitter();
+  const reader = new BlockRowReader();
   let batch: BatchWriter | null = null;
   let first = -1;
   let last = state.lastBlock;
@@ -178,16 +175,19 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
   };
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
-      const out: Buffer[] = [];
-      for (const row of splitter.push(chunk)) {
-        const tab = row.indexOf(TAB);
-        let block = 0;
-        for (let i = 0; i < tab; i++) block = block * 10 + (row[i]! - 48);
+      reader.feed(chunk);
+      // The chunk's rows, less their block and digest, go to the target in one buffer.
+      let out = Buffer.allocUnsafe(reader.unreadBytes);
+      let at = 0;
+      let rows = 0;
+      for (let block = reader.peekBlock(); block >= 0; block = reader.peekBlock()) {
         if (block < last) throw new Error(`the source returned block ${block} after block ${last}: not a physical-order scan`);
         // A batch ends only where the block changes, so the last block is a whole cursor.
         if (batch && block !== last && rowsInBatch >= options.batchSize) {
-          if (out.length) await batch.write(Buffer.concat(out), out.length / 2);
-          out.length = 0;
+          if (rows) await batch.write(out.subarray(0, at), rows);
+          out = Buffer.allocUnsafe(reader.unreadBytes);
+          at = 0;
+          rows = 0;
           if (!(await closeBatch())) return { done: false, state };
         }
         if (!batch) {
@@ -195,68 +195,19 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
           first = block;
           rowsInBatch = 0;
         }
-        const lastTab = row.lastIndexOf(TAB);
-        digests.add(row, lastTab + 1, row.length - 1);
-        out.push(row.subarray(tab + 1, lastTab), NEWLINE);
+        at = reader.take(out, at, digests);
+        rows++;
         rowsInBatch++;
         last = block;
       }
-      if (out.length) await batch!.write(Buffer.concat(out), out.length / 2);
+      if (rows) await batch!.write(out.subarray(0, at), rows);
     }
-    if (splitter.pendingBytes) throw new Error('the COPY stream ended in the middle of a row');
+    if (reader.pendingRow) throw new Error('the COPY stream ended in the middle of a row');
     if (batch && !(await closeBatch())) return { done: false, state };
     await source.query('COMMIT');
     return { done: true, state };
   } finally {
     if (batch) await (batch as BatchWriter).abort();
-  }
-}
-
-/**
- * Sums signed 64-bit decimal digests read from COPY text without a string or
- * BigInt per row (the read's hot loop): each digest is split into its last 9
- * digits and the rest, summed as plain numbers, and folded into a BigInt
- * before either could lose precision.
- */
-export class DigestSum {
-  #high = 0;
-  #low = 0;
-  #count = 0;
-  #total = 0n;
-
-  add(buf: Buffer, start: number, end: number): void {
-    let i = start;
-    const negative = buf[i] === 0x2d;
-    if (negative) i++;
-    let high = 0;
-    const split = Math.max(i, end - 9);
-    for (; i < split; i++) high = high * 10 + (buf[i]! - 48);
-    let low = 0;
-    for (; i < end; i++) low = low * 10 + (buf[i]! - 48);
-    if (negative) {
-      this.#high -= high;
-      this.#low -= low;
-    } else {
-      this.#high += high;
-      this.#low += low;
-    }
-    // |high| < 1e10 and |low| < 1e9 per digest: 2^19 of them stay well inside 2^53.
-    if (++this.#count === 1 << 19) this.#fold();
-  }
-
-  /** The sum so far, and a fresh start. */
-  take(): bigint {
-    this.#fold();
-    const total = this.#total;
-    this.#total = 0n;
-    return total;
-  }
-
-  #fold(): void {
-    this.#total += BigInt(this.#high) * 1_000_000_000n + BigInt(this.#low);
-    this.#high = 0;
-    this.#low = 0;
-    this.#count = 0;
   }
 }
 
