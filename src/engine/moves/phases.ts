@@ -2,7 +2,7 @@ import type { TableConfig } from '../../config/schema.js';
 import type { MoveState } from '../../core/move-state.js';
 import { isLockLost, OperationError } from '../../errors.js';
 import type { MoveRecord, PlanRecord, TableProgress } from '../../metadata/journal.js';
-import { blockCopyState, clearBlockCopy, copyByBlock, deleteBatches, forgetBatches, recordedBatches, removedState, sourceUnchangedSince, supportsBlockCopy, type BlockBatch, type MoveTableId } from '../../mover/block-copy.js';
+import { blockCopyState, clearBlockCopy, copiedRowsChecksum, copyByBlock, deleteBatches, forgetBatches, recordedBatches, removedState, sourceUnchangedSince, supportsBlockCopy, type BlockBatch, type MoveTableId } from '../../mover/block-copy.js';
 import { cleanupRange } from '../../mover/cleanup.js';
 import { copyRange } from '../../mover/copy-range.js';
 import { cleanupUsesIndex } from '../../core/range-access.js';
@@ -238,8 +238,9 @@ export async function clearCopy(ctx: MoveContext, move: MoveRecord, id: MoveTabl
 
 /**
  * Row count and checksum per table on both sides (fresh moves); the tables that differ.
- * For a block-ordered copy the target must hold exactly what its batch records say was
- * read from the source, and the source's side is those records when the table is
+ * For a block-ordered copy the target must still hold, unchanged, every row its batch
+ * records say was read from the source (copiedRowsChecksum: found by their batches' xids,
+ * not by hashing every row), and the source's side is those records when the table is
  * provably unchanged since the copy's snapshot (sourceUnchangedSince), else a full read.
  */
 async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord): Promise<string[]> {
@@ -265,7 +266,7 @@ async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord):
       if (progress.copyOrder === 'block') {
         const snapshot = progress.copySnapshotXmin !== null && progress.copyTableRows !== null ? { xmin: progress.copySnapshotXmin, tableRows: progress.copyTableRows } : null;
         const [onTarget, unchanged] = await Promise.all([
-          rangeChecksum(target!, shape, move.ranges, digest, await keysRepeat(target!, shape), targetAccess),
+          copiedRowsChecksum(target!, shape, tableId(plan, move, table.name), digest),
           snapshot ? sourceUnchangedSince(source!, shape, snapshot) : false,
         ]);
         t = onTarget;
