@@ -115,6 +115,18 @@ describe('shardctl query', () => {
     }
   });
 
+  it('a reader that closes early (| head -1) stops every shard and ends the run quietly with exit 0, for rows read as COPY text and through the cursor', async () => {
+    // Each shard could stream for a long time; the reader wants one line.
+    for (const extra of ['', "--param 1 "]) {
+      const statement = extra ? 'SELECT g, $1::int AS one FROM generate_series(1, 20000000) g' : 'SELECT g FROM generate_series(1, 20000000) g';
+      const started = Date.now();
+      const r = await execa('bash', ['-c', `node ${BIN} -c '${d.configPath}' -q query --format ndjson ${extra}'${statement}' | head -1; echo "status=\${PIPESTATUS[0]}" >&2`], { reject: false, stdin: 'ignore' });
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(JSON.parse(String(r.stdout).trim())).toMatchObject({ g: 1 });
+      expect(String(r.stderr).trim()).toBe('status=0');
+    }
+  });
+
   it('a write is refused on every shard (25006) and exits 1', async () => {
     const r = await cli(['query', "UPDATE public.v SET t = 'x'"]);
     expect(r.exitCode).toBe(1);

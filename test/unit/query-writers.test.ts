@@ -325,6 +325,31 @@ describe('writing to the stream', () => {
   });
 });
 
+describe('a reader that goes away', () => {
+  it.each(['ndjson', 'json', 'csv'] as QueryFormat[])('%s: is closed once a write fails with EPIPE on a stream that, like process.stdout, is not destroyed by it', async (format) => {
+    let writes = 0;
+    const out = new Writable({
+      autoDestroy: false,
+      emitClose: false,
+      write(_chunk, _enc, done) {
+        writes++;
+        done(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+      },
+    });
+    out.on('error', () => {});
+    const writer = createQueryWriter(format, out, { command: 'query' });
+    await writer.columns(textColumns(1));
+    for (let i = 0; i < 20_000 && !writer.closed; i++) await writer.row({ shard: 's1', values: ['y'.repeat(20)] });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(out.destroyed).toBe(false);
+    expect(writer.closed).toBe(true);
+    const before = writes;
+    for (let i = 0; i < 20_000; i++) await writer.row({ shard: 's1', values: ['y'.repeat(20)] });
+    await writer.end(summaryOf([ok('s1')], 0));
+    expect(writes).toBe(before);
+  });
+});
+
 describe('round trips', () => {
   // Any text, and text made of what CSV must quote, so both kinds are drawn often.
   const special = fc.string({ unit: fc.constantFrom(',', '"', '\n', '\r', ' ', 'a', '😀'), maxLength: 8 });

@@ -109,7 +109,7 @@ async function query(ctx: CommandContext, argument: string | undefined, flags: Q
   const failed = failedShards(summary);
   const slowest = slowestShard(summary);
   ctx.out.info(
-    `query: ${summary.shards.length} shard${summary.shards.length === 1 ? '' : 's'}, ${summary.rows} row${summary.rows === 1 ? '' : 's'}${summary.limited ? ` (stopped at --limit ${flags.limit})` : ''} in ${seconds(summary.durationMs)}` +
+    `query: ${summary.shards.length} shard${summary.shards.length === 1 ? '' : 's'}, ${summary.rows} row${summary.rows === 1 ? '' : 's'}${summary.limited ? ` (stopped at --limit ${flags.limit})` : summary.outputClosed ? ' (stopped: the output was closed)' : ''} in ${seconds(summary.durationMs)}` +
       (slowest ? `; slowest ${slowest.shard} ${seconds(slowest.durationMs)}` : '') +
       (failed.length ? `; ${failed.length} failed` : ''),
   );

@@ -16,17 +16,22 @@ type Destination = NodeJS.WritableStream & { destroyed?: boolean; writableEnded?
 export class ChunkedOutput {
   readonly #out: Destination;
   #chunk = '';
+  #failed = false;
 
   constructor(out: NodeJS.WritableStream) {
     this.#out = out;
+    // process.stdout is never destroyed: a write's EPIPE (or EIO) only comes as 'error' (src/cli/exit.ts reports it).
+    out.on('error', () => {
+      this.#failed = true;
+    });
   }
 
   /**
-   * The reader is gone (EPIPE destroys stdout; src/cli/exit.ts reports it):
-   * nothing more is written, and an engine may stop reading.
+   * The reader is gone (`| head`: EPIPE) or writing failed: nothing more is
+   * written, and an engine may stop reading.
    */
   get closed(): boolean {
-    return !!(this.#out.destroyed || this.#out.writableEnded);
+    return !!(this.#failed || this.#out.destroyed || this.#out.writableEnded);
   }
 
   /** Appends text; writes a full chunk, returning a promise while the stream is full. */

@@ -2,11 +2,14 @@ import type { QuerySummary, ShardOutcome } from '../../engine/query/types.js';
 
 /**
  * Whether a query's result is whole: every shard answered. A shard cancelled
- * because `--limit` was reached did its part; one cancelled otherwise (the
- * run was interrupted), failed or timed out did not, and the command exits 1.
+ * because `--limit` was reached, or because the reader closed the output
+ * (`| head`: it has what it wanted), did its part; one cancelled otherwise
+ * (the run was interrupted), failed or timed out did not, and the command
+ * exits 1.
  */
 export function failedShards(summary: QuerySummary): ShardOutcome[] {
-  return summary.shards.filter((s) => !(s.status === 'ok' || (s.status === 'cancelled' && summary.limited)));
+  const stoppedForGood = summary.limited || summary.outputClosed === true;
+  return summary.shards.filter((s) => !(s.status === 'ok' || (s.status === 'cancelled' && stoppedForGood)));
 }
 
 /** The slowest shard, for the summary line and the JSON summary; null with no shard. */

@@ -92,6 +92,7 @@ export async function runQuery(config: ShardctlConfig, options: QueryOptions, si
       rows: run.emitted,
       durationMs: Date.now() - started,
       limited: run.stopReason === 'limit' && outcomes.some((o) => o.status === 'cancelled'),
+      ...(run.stopReason === 'output closed' ? { outputClosed: true } : {}),
     };
     await sink.end(summary);
     return summary;

@@ -41,6 +41,11 @@ export interface QuerySummary {
   durationMs: number;
   /** Rows stopped at --limit. */
   limited: boolean;
+  /**
+   * The sink's reader went away (`| head`: EPIPE) and every shard was
+   * stopped: the shards cancelled then did their part, as at --limit.
+   */
+  outputClosed?: boolean;
 }
 
 /**
