@@ -4,21 +4,67 @@ import { CheckFailed, ExitCode, HealthNotOk, isShardctlError, ShardctlError } fr
 import { redactText } from '../config/redact.js';
 import { ProcessExit } from './exit.js';
 import { exitCodeForSignal, stoppedBy } from './action.js';
-import { registerAuditCommand } from './commands/audit.js';
-import { registerConfigCommands } from './commands/config.js';
-import { registerExecCommand } from './commands/exec.js';
-import { registerHealthCommand } from './commands/health.js';
-import { registerInitCommand } from './commands/init.js';
-import { registerMigrateCommands } from './commands/migrate.js';
-import { registerPartitionCommands } from './commands/partition.js';
-import { registerQueryCommand } from './commands/query.js';
-import { registerStreamCommands } from './commands/stream.js';
-import { registerSandboxCommands } from './commands/sandbox.js';
-import { registerShardCommands } from './commands/shard.js';
 
 const ISSUES_URL = 'https://github.com/shardctl/shardctl/issues';
 
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Every top-level command by the name it registers, in the order --help lists them,
+ * each loaded only when needed: a run registers the one command it names (its
+ * modules, and what they import, are all it loads), --help and anything else
+ * (no command, an unknown name, `help …`) every one of them.
+ */
+const COMMANDS: ReadonlyArray<readonly [string, () => Promise<Register>]> = [
+  ['init', async () => (await import('./commands/init.js')).registerInitCommand],
+  ['config', async () => (await import('./commands/config.js')).registerConfigCommands],
+  ['shard', async () => (await import('./commands/shard.js')).registerShardCommands],
+  ['migrate', async () => (await import('./commands/migrate.js')).registerMigrateCommands],
+  ['partition', async () => (await import('./commands/partition.js')).registerPartitionCommands],
+  ['query', async () => (await import('./commands/query.js')).registerQueryCommand],
+  ['exec', async () => (await import('./commands/exec.js')).registerExecCommand],
+  ['stream', async () => (await import('./commands/stream.js')).registerStreamCommands],
+  ['health', async () => (await import('./commands/health.js')).registerHealthCommand],
+  ['audit', async () => (await import('./commands/audit.js')).registerAuditCommand],
+  ['sandbox', async () => (await import('./commands/sandbox.js')).registerSandboxCommands],
+];
+
+/**
+ * The program with every command (`args` omitted), or with only the top-level
+ * command `args` names: the first operand after the global options, when it is
+ * one of COMMANDS and no --help/-h comes before it. Should that module not
+ * register the name after all, every other command is registered too, so
+ * parsing ends as it would with all of them.
+ */
+export async function buildProgram(args?: string[]): Promise<Command> {
+  const program = baseProgram();
+  const name = args === undefined ? undefined : namedCommand(program, args);
+  const only = COMMANDS.find(([n]) => n === name);
+  if (only) {
+    (await only[1]())(program);
+    if (program.commands.some((c) => c.name() === name)) return program;
+  }
+  const registers = await Promise.all(COMMANDS.filter((c) => c !== only).map(([, load]) => load()));
+  for (const register of registers) register(program);
+  return program;
+}
+
+/** The first operand of `args` for `program` (global options and their values skipped); undefined after --help, -h or `--`. */
+function namedCommand(program: Command, args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--' || arg === '--help' || arg === '-h') return undefined;
+    if (arg.startsWith('-')) {
+      const option = program.options.find((o) => o.long === arg.split('=')[0] || o.short === arg);
+      if (option && (option.required || option.optional) && !arg.includes('=')) i++;
+      continue;
+    }
+    return arg;
+  }
+  return undefined;
+}
+
+function baseProgram(): Command {
   const program = new Command('shardctl')
     .description('Administer sharded PostgreSQL and the Redis Streams beside it.')
     .version(packageVersion(), '-V, --version')
@@ -48,24 +94,13 @@ Examples:
 Exit codes: 0 ok, 1 failed (also: the metadata lock was lost mid-run), 2 usage/config error, 75 lock held, 130 interrupted (SIGINT), 143 (SIGTERM).`,
     );
 
-  registerInitCommand(program);
-  registerConfigCommands(program);
-  registerShardCommands(program);
-  registerMigrateCommands(program);
-  registerPartitionCommands(program);
-  registerQueryCommand(program);
-  registerExecCommand(program);
-  registerStreamCommands(program);
-  registerHealthCommand(program);
-  registerAuditCommand(program);
-  registerSandboxCommands(program);
   return program;
 }
 
 /** The single top-level handler: every error becomes an exit code of SPEC.md. */
 export async function main(argv: string[]): Promise<void> {
   const ending = new ProcessExit();
-  const program = buildProgram();
+  const program = await buildProgram(argv.slice(2));
   const wantsJson = argv.slice(2).some((a) => a === '--json');
   let code: number = ExitCode.ok;
   // Node exits on its own, with code 0, once nothing is left to wait on. A command still
