@@ -6,8 +6,6 @@ import { stripPassword } from '../config/redact.js';
 import type { RingMember, RingSpec } from '../core/ring.js';
 import { connect, databaseOf, serialized, withClient, withDatabase, type ConnectOptions, type PgClient } from '../postgres/connect.js';
 import { quoteIdent } from '../postgres/ident.js';
-import { applyMigrationFile, ensureTrackingTable, readApplied, readMigrationFiles } from '../postgres/migrator.js';
-import { planMigrations } from '../core/migration-plan.js';
 import { OperationError } from '../errors.js';
 
 /** The package's own metadata schema files, next to dist/ and src/. */
@@ -107,6 +105,11 @@ export class MetadataStore {
 
   /** Creates or upgrades the schema from migrations/; returns the files it applied. */
   async migrateSchema(appliedBy: string): Promise<{ applied: string[]; current: number }> {
+    // Loaded here: only init and migrate change the schema, and the migrator is most of this module's imports.
+    const [{ applyMigrationFile, ensureTrackingTable, readApplied, readMigrationFiles }, { planMigrations }] = await Promise.all([
+      import('../postgres/migrator.js'),
+      import('../core/migration-plan.js'),
+    ]);
     const files = await readMigrationFiles(METADATA_MIGRATIONS_DIR);
     await ensureTrackingTable(this.#client, TRACKING_TABLE);
     const plan = planMigrations(files, await readApplied(this.#client, TRACKING_TABLE));

@@ -96,13 +96,36 @@ let pgModule: Promise<typeof pg> | undefined;
 
 /** pg is loaded on first use, so commands that never touch PostgreSQL start fast. */
 export function loadPg(): Promise<typeof pg> {
-  pgModule ??= import('pg').then((m) => {
+  pgModule ??= importPg().then((m) => {
     const mod = (m.default ?? m) as typeof pg;
     // int8 and numeric as JS numbers where they fit: counts, sizes and hashes here stay below 2^53.
     mod.types.setTypeParser(20, (v: string) => Number(v));
     return mod;
   });
   return pgModule;
+}
+
+/**
+ * pg asks, while it loads, whether it runs in a Cloudflare Worker: by
+ * `navigator.userAgent`, or, where there is no `navigator` (Node < 21), by
+ * constructing a fetch Response, which loads Node's bundled undici (measured:
+ * 10-20 ms of every command that connects). Node 21+ answers it with its own
+ * navigator ('Node.js/21'); the same answer is given to pg here, only while it
+ * loads, and taken back after.
+ */
+async function importPg(): Promise<{ default?: typeof pg }> {
+  const global = globalThis as { navigator?: unknown };
+  if ('navigator' in global) return import('pg');
+  Object.defineProperty(global, 'navigator', {
+    value: { userAgent: `Node.js/${process.versions.node.split('.')[0]}` },
+    configurable: true,
+    writable: true,
+  });
+  try {
+    return (await import('pg')) as { default?: typeof pg };
+  } finally {
+    delete global.navigator;
+  }
 }
 
 export async function connect(url: string, options: ConnectOptions = {}): Promise<PgClient> {
