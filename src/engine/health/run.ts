@@ -23,6 +23,12 @@ export interface HealthOptions {
   check?: string;
   signal?: AbortSignal;
   now?: Date;
+  /**
+   * Hands over the closing of the run's sessions (Terminate, and the server's
+   * goodbye) instead of waiting for it before the report is returned: the
+   * CLI renders and writes the report meanwhile, and waits for it after.
+   */
+  deferClose?: (closing: Promise<void>) => void;
 }
 
 const COLLECTORS: Record<HealthGroup, () => Promise<CollectGroup>> = {
@@ -70,7 +76,11 @@ export async function runHealth(config: ShardctlConfig, options: HealthOptions =
   } finally {
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onOuterAbort);
-    await close();
+    const closing = close();
+    if (options.deferClose) {
+      closing.catch(() => {});
+      options.deferClose(closing);
+    } else await closing;
   }
 }
 
