@@ -487,6 +487,30 @@ describe('CopyNdjsonEncoder', () => {
     );
   });
 
+  it('NDJSON copyRows with reuseBuffers: the same bytes as row() for a reader that takes each write at once and for one that keeps writes pending', async () => {
+    const columns = [{ name: 'id', typeOid: 20 }, { name: 'body', typeOid: TEXT }];
+    const chunks = Array.from({ length: 40 }, (_, c) => Array.from({ length: 500 }, (_, r) => [String(c * 500 + r), `body ${c}/${r} "q" \t ${'x'.repeat(r % 50)}`]));
+    const expected = chunks.map((rows) => viaRows(columns, 's1', rows)).join('');
+    for (const delayMs of [0, 1]) {
+      // Like a socket: a write's bytes are read when it completes (a reused buffer written over before then would show).
+      const got: string[] = [];
+      // A high-water mark above a chunk: write() says go on while its bytes are still pending.
+      const stream = new Writable({
+        highWaterMark: 8 << 20,
+        write(chunk: Buffer, _enc, done) {
+          if (!delayMs) return got.push(chunk.toString()), done();
+          setTimeout(() => (got.push(chunk.toString()), done()), delayMs);
+        },
+      });
+      const writer = createQueryWriter('ndjson', stream, { command: 'query', reuseBuffers: true });
+      await writer.columns(columns);
+      for (const rows of chunks) await writer.copyRows!('s1', Buffer.from(copyOf(rows)), rows.length);
+      await writer.end(summaryOf([ok('s1', 20_000)], 20_000));
+      await new Promise<void>((resolve) => stream.end(resolve));
+      expect(got.join('')).toBe(expected);
+    }
+  });
+
   it('reads the octal and hex escapes COPY FROM syntax allows as the bytes they name', () => {
     const got = new CopyNdjsonEncoder([{ name: 't', typeOid: 25 }]).encode('s', Buffer.from('a\\101\\x42\\x7\\q\n'), 1).toString();
     expect(got).toBe('{"shard":"s","t":"aAB\\u0007q"}\n');

@@ -11,7 +11,7 @@ import { drained } from '../drained.js';
 /** About 64 KiB of text per write: a pipe's buffer on Linux. */
 export const CHUNK_CHARS = 64 * 1024;
 
-type Destination = NodeJS.WritableStream & { destroyed?: boolean; writableEnded?: boolean };
+type Destination = NodeJS.WritableStream & { destroyed?: boolean; writableEnded?: boolean; writableLength?: number };
 
 export class ChunkedOutput {
   readonly #out: Destination;
@@ -32,6 +32,16 @@ export class ChunkedOutput {
    */
   get closed(): boolean {
     return !!(this.#failed || this.#out.destroyed || this.#out.writableEnded);
+  }
+
+  /**
+   * Everything written so far has left the stream (given to the OS, or to a
+   * file synchronously): a stream such as process.stdout then holds no
+   * reference to the bytes. (Not so for a stream that passes chunks on, like a
+   * PassThrough: it is empty once it has queued them for its reader.)
+   */
+  get settled(): boolean {
+    return this.#chunk === '' && this.#out.writableLength === 0;
   }
 
   /** Appends text; writes a full chunk, returning a promise while the stream is full. */

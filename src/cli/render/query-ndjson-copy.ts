@@ -51,8 +51,8 @@ export class CopyNdjsonEncoder {
 
   /**
    * `rows` whole rows of COPY text (each ending in "\n") from `shard`, as
-   * NDJSON lines. The bytes returned are the encoder's until written: they
-   * are a view into a buffer later calls do not write again.
+   * NDJSON lines. The bytes returned are a view into a large buffer that
+   * later calls do not write again, until `recycle()`.
    */
   encode(shard: string, data: Buffer, rows: number): Buffer {
     if (data.length === 0) return Buffer.alloc(0);
@@ -171,10 +171,21 @@ export class CopyNdjsonEncoder {
     this.#slabAt = p;
     return out.subarray(start, p);
   }
+
+  /**
+   * Every result handed out so far is written and referenced nowhere (the
+   * stream has given them to the OS): the next `encode` writes over them
+   * instead of going on into fresh memory. Without it each 4 MiB buffer is
+   * garbage once filled, and a 2M-row export leaves V8 ~75 of them to collect
+   * (GC and peak RSS that grow with the rows).
+   */
+  recycle(): void {
+    this.#slabAt = 0;
+  }
 }
 
-/** Output buffers are this large (or one chunk's bound); each is written to once, front to back. */
-const SLAB_BYTES = 4 << 20;
+/** Output buffers are this large (or one chunk's bound); each is written front to back, and again after recycle(). */
+const SLAB_BYTES = 1 << 20;
 
 const TEXT = 0;
 const INTEGER = 1;

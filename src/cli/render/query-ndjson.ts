@@ -10,11 +10,18 @@ import { RowJsonEncoder } from './query-row-json.js';
  */
 export class NdjsonWriter implements RowSink {
   readonly #output: ChunkedOutput;
+  readonly #reuseBuffers: boolean;
   #encoder: RowJsonEncoder | null = null;
   #copyEncoder: CopyNdjsonEncoder | null = null;
 
-  constructor(out: NodeJS.WritableStream) {
+  /**
+   * `reuseBuffers`: `out` keeps no reference to bytes it has written (see
+   * ChunkedOutput.settled), so the COPY encoder may write over its output once
+   * the stream has settled. Default: only for process.stdout.
+   */
+  constructor(out: NodeJS.WritableStream, options: { reuseBuffers?: boolean } = {}) {
     this.#output = new ChunkedOutput(out);
+    this.#reuseBuffers = options.reuseBuffers ?? out === process.stdout;
   }
 
   get closed(): boolean {
@@ -27,8 +34,17 @@ export class NdjsonWriter implements RowSink {
   }
 
   copyRows(shard: string, text: Buffer, rows: number): void | Promise<void> {
-    if (!this.#copyEncoder) throw new Error('query writer: copyRows() before columns()');
-    return this.#output.writeBytes(this.#copyEncoder.encode(shard, text, rows));
+    const encoder = this.#copyEncoder;
+    if (!encoder) throw new Error('query writer: copyRows() before columns()');
+    const pending = this.#output.writeBytes(encoder.encode(shard, text, rows));
+    if (!this.#reuseBuffers) return pending;
+    if (!pending) {
+      if (this.#output.settled) encoder.recycle();
+      return;
+    }
+    return pending.then(() => {
+      if (this.#output.settled) encoder.recycle();
+    });
   }
 
   row(row: QueryRow): void | Promise<void> {

@@ -15,6 +15,8 @@ export interface QueryWriterOptions {
   color?: boolean;
   /** Rows the table shows before it only counts the rest (default 1,000). */
   tableMaxRows?: number;
+  /** NDJSON: `out` keeps no reference to written bytes once settled (default: out is process.stdout); see NdjsonWriter. */
+  reuseBuffers?: boolean;
 }
 
 /**
@@ -38,7 +40,7 @@ export function createQueryWriter(format: QueryFormat, out: NodeJS.WritableStrea
     case 'json':
       return new JsonDocumentWriter(out, options.command);
     case 'ndjson':
-      return new NdjsonWriter(out);
+      return new NdjsonWriter(out, { reuseBuffers: options.reuseBuffers });
     case 'csv':
       return new CsvWriter(out);
     case 'table':
