@@ -1,9 +1,11 @@
 /**
  * The rows of a block-ordered copy as the source sends them, COPY text
- * `<heap block>\t<the table's columns…>\t<row digest>\n`, taken apart in the
- * copy's hot loop without a Buffer, string or BigInt per row: the columns
- * are copied straight into the buffer that goes to the target, the block is
- * read for the batch cut and the digest is added to the batch's sum. Pure.
+ * `<ctid>\t<the table's columns…>\t<row digest>\n` (a ctid prints as
+ * `(block,offset)`), taken apart in the copy's hot loop without a Buffer,
+ * string or BigInt per row: the columns are copied straight into the buffer
+ * that goes to the target, the block is read for the batch cut, the ctid is
+ * added to the batch's list (what cleanup deletes by) and the digest to the
+ * batch's sum. Pure.
  *
  * COPY text escapes a tab or newline inside a value, so a raw tab always
  * separates fields and a raw newline always ends a row.
@@ -11,6 +13,9 @@
 
 const NEWLINE = 0x0a;
 const TAB = 0x09;
+const OPEN = 0x28;
+const COMMA = 0x2c;
+const QUOTE = 0x22;
 const EMPTY = Buffer.alloc(0);
 
 export class BlockRowReader {
@@ -38,23 +43,26 @@ export class BlockRowReader {
       this.#newline = newline;
       this.#tab = tab;
     }
+    if (data[this.#pos] !== OPEN) throw new Error('a COPY row of the block copy does not start with a ctid');
     let block = 0;
-    for (let i = this.#pos; i < this.#tab; i++) block = block * 10 + (data[i]! - 48);
+    for (let i = this.#pos + 1; i < this.#tab && data[i] !== COMMA; i++) block = block * 10 + (data[i]! - 48);
     return block;
   }
 
   /**
    * Consumes the row peekBlock just read: its columns and a newline are
-   * written to `out` at `at` (the row's length is room enough), its digest is
-   * added to `digests`. Returns where the next row goes in `out`.
+   * written to `out` at `at` (the row's length is room enough), its ctid is
+   * added to `tids` and its digest to `digests`. Returns where the next row
+   * goes in `out`.
    */
-  take(out: Buffer, at: number, digests: DigestSum): number {
+  take(out: Buffer, at: number, digests: DigestSum, tids: TidList): number {
     const data = this.#data;
     const newline = this.#newline;
     if (newline < 0) throw new Error('BlockRowReader.take without a row peeked');
     const lastTab = data.lastIndexOf(TAB, newline);
     if (lastTab <= this.#tab) throw new Error('a COPY row of the block copy has no digest after its columns');
     digests.add(data, lastTab + 1, newline);
+    tids.add(data, this.#pos, this.#tab);
     const end = at + data.copy(out, at, this.#tab + 1, lastTab);
     out[end] = NEWLINE;
     this.#pos = newline + 1;
@@ -70,6 +78,38 @@ export class BlockRowReader {
   /** An unfinished row is left (a truncated stream, at its end). */
   get pendingRow(): boolean {
     return this.#pos < this.#data.length;
+  }
+}
+
+/**
+ * The ctids of a batch's rows as a PostgreSQL `tid[]` literal
+ * (`{"(0,1)","(0,2)"}`), built from the bytes the source sent.
+ */
+export class TidList {
+  #buf = Buffer.allocUnsafe(64 * 1024);
+  #length = 0;
+  #count = 0;
+
+  add(data: Buffer, start: number, end: number): void {
+    const need = this.#length + (end - start) + 3;
+    if (need > this.#buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2));
+      this.#buf.copy(grown, 0, 0, this.#length);
+      this.#buf = grown;
+    }
+    const buf = this.#buf;
+    if (this.#count++ > 0) buf[this.#length++] = COMMA;
+    buf[this.#length++] = QUOTE;
+    this.#length += data.copy(buf, this.#length, start, end);
+    buf[this.#length++] = QUOTE;
+  }
+
+  /** The literal of the ctids added since the last take, and a fresh start. */
+  take(): string {
+    const literal = `{${this.#buf.toString('latin1', 0, this.#length)}}`;
+    this.#length = 0;
+    this.#count = 0;
+    return literal;
   }
 }
 

@@ -1,5 +1,5 @@
 import { to as copyTo } from 'pg-copy-streams';
-import { BlockRowReader, DigestSum } from '../core/block-copy-rows.js';
+import { BlockRowReader, DigestSum, TidList } from '../core/block-copy-rows.js';
 import { multirangeLiteral, type Interval } from '../core/move-plan.js';
 import { inTransaction, type PgClient } from '../postgres/connect.js';
 import { quoteLiteral } from '../postgres/ident.js';
@@ -155,6 +155,11 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
     `SELECT set_config('enable_indexscan', 'off', true), set_config('enable_indexonlyscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
             set_config('synchronize_seqscans', 'off', true), set_config('max_parallel_workers_per_gather', '0', true), set_config('jit', 'off', true)`,
   );
+  // The table's file, read while the copy holds a lock that keeps it: a rewrite (VACUUM FULL, CLUSTER)
+  // gives it a new one and moves every row, which is what makes the recorded ctids stale (deleteCopiedRows).
+  await source.query(`LOCK TABLE ${shape.sqlName} IN ACCESS SHARE MODE`);
+  const { rows: file } = await source.query<{ filenode: string }>(`SELECT pg_relation_filenode($1::regclass)::text AS filenode`, [shape.sqlName]);
+  const filenode = file[0]!.filenode;
   if (state.batches === 0 && options.onStart) {
     const { rows } = await source.query<{ xmin: string; n: number }>(
       `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, (SELECT count(*) FROM ${shape.sqlName})::bigint AS n`,
@@ -168,7 +173,7 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
   const settings = accessSettings(access, true);
   if (settings) await source.query(settings);
   const inRangesTest = memo ? memoInRanges(options.ranges) : rangeTest(shape, options.ranges, access.kind);
-  const readSql = `COPY (SELECT (t.ctid::text::point)[0]::bigint, ${columnList(shape.columns, 't')}, ${rowDigestValue(shape, 't', options.digest)}
+  const readSql = `COPY (SELECT t.ctid, ${columnList(shape.columns, 't')}, ${rowDigestValue(shape, 't', options.digest)}
                            FROM ${shape.sqlName} t ${memo ? memoHash(shape, 't', 'x') : ''}
                           WHERE ${from > 0 ? `t.ctid >= '(${from},0)'::tid AND ` : ''}${inRangesTest}) TO STDOUT`;
   const writeSql = `COPY ${shape.sqlName} (${columnList(shape.columns)}) FROM STDIN`;
@@ -179,13 +184,14 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
   let last = state.lastBlock;
   let rowsInBatch = 0;
   const digests = new DigestSum();
+  const tids = new TidList();
   const closeBatch = async (): Promise<boolean> => {
     const sum = digests.take();
     const record: BlockBatch = { batchNo: state.batches, firstBlock: first, lastBlock: last, rows: 0, bytes: 0, sum };
     const done = await batch!.commit({
-      text: `INSERT INTO shardctl.move_batches (plan_id, move_no, table_name, batch_no, first_block, last_block, rows, bytes, digest_sum)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      values: [...idValues(options.id), record.batchNo, first, last, batch!.rows, batch!.bytes, sum.toString()],
+      text: `INSERT INTO shardctl.move_batches (plan_id, move_no, table_name, batch_no, first_block, last_block, rows, bytes, digest_sum, source_tids, source_filenode)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::tid[], $11::oid)`,
+      values: [...idValues(options.id), record.batchNo, first, last, batch!.rows, batch!.bytes, sum.toString(), tids.take(), filenode],
     });
     batch = null;
     record.rows = done.rows;
@@ -196,7 +202,7 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       reader.feed(chunk);
-      // The chunk's rows, less their block and digest, go to the target in one buffer.
+      // The chunk's rows, less their ctid and digest, go to the target in one buffer.
       let out = Buffer.allocUnsafe(reader.unreadBytes);
       let at = 0;
       let rows = 0;
@@ -215,7 +221,7 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
           first = block;
           rowsInBatch = 0;
         }
-        at = reader.take(out, at, digests);
+        at = reader.take(out, at, digests, tids);
         rows++;
         rowsInBatch++;
         last = block;
@@ -292,21 +298,7 @@ export async function deleteBatches(
       await source.query('ROLLBACK');
       return null;
     }
-    // The source's own record that these batches are done, committed with the delete.
-    await source.query(
-      `INSERT INTO shardctl.move_batches (plan_id, move_no, table_name, batch_no, kind, first_block, last_block, rows, bytes, digest_sum)
-       SELECT $1, $2, $3, b.no, 'removed', b.first, b.last, b.rows, b.bytes, b.sum
-         FROM unnest($4::int[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::numeric[]) AS b(no, first, last, rows, bytes, sum)`,
-      [
-        ...idValues(id),
-        batches.map((b) => b.batchNo),
-        batches.map((b) => b.firstBlock),
-        batches.map((b) => b.lastBlock),
-        batches.map((b) => b.rows),
-        batches.map((b) => b.bytes),
-        batches.map((b) => b.sum.toString()),
-      ],
-    );
+    await recordRemoved(source, id, batches);
     await beforeCommit?.();
     await source.query('COMMIT');
     return rows;
@@ -314,6 +306,95 @@ export async function deleteBatches(
     await source.query('ROLLBACK').catch(() => {});
     throw err;
   }
+}
+
+/**
+ * Where the batches' rows were on the source, as the target's records say:
+ * one `tid[]` literal for all of them, and the source table's file then;
+ * null when a record has none (written by an earlier version) or the
+ * batches were read from different files.
+ */
+export async function copiedTids(target: PgClient, id: MoveTableId, batches: BlockBatch[]): Promise<{ tids: string; filenode: string } | null> {
+  const { rows } = await target.query<{ n: number; files: number; filenode: string | null; tids: string | null }>(
+    `WITH b AS (SELECT source_tids, source_filenode FROM shardctl.move_batches WHERE ${COPIED} AND batch_no = ANY ($4))
+     SELECT (SELECT count(*) FROM b WHERE source_tids IS NOT NULL AND source_filenode IS NOT NULL)::int AS n,
+            (SELECT count(DISTINCT source_filenode) FROM b)::int AS files,
+            (SELECT min(source_filenode::text) FROM b) AS filenode,
+            (SELECT array_agg(t)::text FROM b, unnest(b.source_tids) t) AS tids`,
+    [...idValues(id), batches.map((b) => b.batchNo)],
+  );
+  const r = rows[0]!;
+  if (r.n !== batches.length || r.files !== 1 || r.filenode === null || r.tids === null) return null;
+  return { tids: r.tids, filenode: r.filenode };
+}
+
+/**
+ * Cleanup of consecutive batches by where their rows were: deletes the rows
+ * at the batches' ctids on the source and commits only if there are exactly
+ * the batches' rows there and none is newer than the copy's snapshot. While
+ * the table keeps the file the copy read (no VACUUM FULL or CLUSTER since,
+ * checked under a lock that keeps it so until commit), a ctid holds the row
+ * version the copy read until that version is gone: a row updated or
+ * deleted since is not found there, and a row put in its place later has a
+ * newer xmin. So the rows deleted are the rows copied, unchanged, and no
+ * row is hashed or scanned but them. Records the batches as removed in the
+ * same transaction; null (rolled back) when they are not all there as copied.
+ */
+export async function deleteCopiedRows(
+  source: PgClient,
+  shape: TableShape,
+  id: MoveTableId,
+  snapshotXmin: string,
+  batches: BlockBatch[],
+  where: { tids: string; filenode: string },
+  beforeCommit?: () => Promise<void>,
+): Promise<number | null> {
+  const rows = batches.reduce((n, b) => n + b.rows, 0);
+  await source.query('BEGIN');
+  try {
+    await source.query(`SELECT set_config('jit', 'off', true)`);
+    // The lock the DELETE takes anyway, taken first: no rewrite can start before this commits.
+    await source.query(`LOCK TABLE ${shape.sqlName} IN ROW EXCLUSIVE MODE`);
+    const { rows: file } = await source.query<{ same: boolean }>(`SELECT pg_relation_filenode($1::regclass) = $2::oid AS same`, [shape.sqlName, where.filenode]);
+    if (!file[0]!.same) {
+      await source.query('ROLLBACK');
+      return null;
+    }
+    const { rows: found } = await source.query<{ n: number; fresh: number }>(
+      `WITH d AS (DELETE FROM ${shape.sqlName} t WHERE t.ctid = ANY ($1::tid[]) RETURNING age(t.xmin) <= ${snapshotAge('$2')} AS fresh)
+       SELECT count(*)::bigint AS n, count(*) FILTER (WHERE fresh)::bigint AS fresh FROM d`,
+      [where.tids, snapshotXmin],
+    );
+    if (found[0]!.n !== rows || found[0]!.fresh !== 0) {
+      await source.query('ROLLBACK');
+      return null;
+    }
+    await recordRemoved(source, id, batches);
+    await beforeCommit?.();
+    await source.query('COMMIT');
+    return rows;
+  } catch (err) {
+    await source.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
+/** The source's own record that these batches are done, written in the transaction that deletes them. */
+async function recordRemoved(source: PgClient, id: MoveTableId, batches: BlockBatch[]): Promise<void> {
+  await source.query(
+    `INSERT INTO shardctl.move_batches (plan_id, move_no, table_name, batch_no, kind, first_block, last_block, rows, bytes, digest_sum)
+     SELECT $1, $2, $3, b.no, 'removed', b.first, b.last, b.rows, b.bytes, b.sum
+       FROM unnest($4::int[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::numeric[]) AS b(no, first, last, rows, bytes, sum)`,
+    [
+      ...idValues(id),
+      batches.map((b) => b.batchNo),
+      batches.map((b) => b.firstBlock),
+      batches.map((b) => b.lastBlock),
+      batches.map((b) => b.rows),
+      batches.map((b) => b.bytes),
+      batches.map((b) => b.sum.toString()),
+    ],
+  );
 }
 
 /** What cleanup removed from the source so far: the batches recorded there as removed. */

@@ -4,8 +4,10 @@ import {
   blockCopyState,
   clearBlockCopy,
   copiedRowsChecksum,
+  copiedTids,
   copyByBlock,
   deleteBatches,
+  deleteCopiedRows,
   recordedBatches,
   removedState,
   sourceUnchangedSince,
@@ -240,6 +242,69 @@ describe('block-ordered copy', () => {
     const left = await rangeChecksum(source, shape, HALF, 'hash');
     expect(left.rows).toBe(batches[1]!.rows - 1);
     expect(await outside()).toBe(outsideBefore);
+  });
+
+  it("cleanup by the copied ctids deletes exactly the batch's rows while each is as copied and the table keeps its file", async () => {
+    // The tests above deleted rows of the source: its 6000 again.
+    await source.query('TRUNCATE public.messages');
+    await source.query(
+      `INSERT INTO public.messages (room_id, id, body) SELECT r, m, 'message ' || m || repeat('.', (r % 9) * 20) FROM generate_series(1, 20) m, generate_series(1, 300) r`,
+    );
+    let snapshot: { xmin: string; tableRows: number } | undefined;
+    let quiet = false;
+    for (let attempt = 0; attempt < 40 && !quiet; attempt++) {
+      if (attempt) await new Promise((r) => setTimeout(r, 50));
+      await source.query(`DELETE FROM shardctl.move_batches WHERE plan_id = $1`, [ID.planId]);
+      await clearBlockCopy(target, shape, ID, HALF);
+      await copyByBlock(source, target, shape, {
+        id: ID,
+        ranges: HALF,
+        digest: 'hash',
+        batchSize: 100,
+        onStart: async (s) => {
+          snapshot = s;
+        },
+        onBatch: async () => true,
+      });
+      quiet = await sourceUnchangedSince(source, shape, snapshot!);
+    }
+    expect(quiet, 'a quiet snapshot was taken').toBe(true);
+    const batches = await recordedBatches(target, ID, -1);
+    expect(batches.length).toBeGreaterThan(5);
+    const inHalf = `'{[0,2147483647]}'::int8multirange @> shardctl.route_hash(room_id::text)`;
+    const count = async (where: string) => (await source.query<{ n: number }>(`SELECT count(*)::int AS n FROM public.messages t WHERE ${where}`)).rows[0]!.n;
+    const outsideBefore = await count(`NOT ${inHalf}`);
+    const insideBefore = await count(inHalf);
+    const rowsAt = async (b: BlockBatch) => (await source.query<{ room_id: number; id: number }>(
+      `SELECT room_id, id FROM public.messages t WHERE t.ctid = ANY ($1::tid[]) ORDER BY room_id, id`, [(await copiedTids(target, ID, [b]))!.tids],
+    )).rows;
+    const remove = async (b: BlockBatch[]) => deleteCopiedRows(source, shape, ID, snapshot!.xmin, b, (await copiedTids(target, ID, b))!);
+
+    // The records say where each batch's rows were: exactly the batch's rows, all in the ranges.
+    const first = await rowsAt(batches[0]!);
+    expect(first).toHaveLength(batches[0]!.rows);
+    // A row changed since (even to the same value) or deleted since: nothing of that batch goes.
+    await source.query(`UPDATE public.messages SET body = body WHERE room_id = $1 AND id = $2`, [first[0]!.room_id, first[0]!.id]);
+    expect(await remove([batches[0]!])).toBeNull();
+    const second = await rowsAt(batches[1]!);
+    await source.query(`DELETE FROM public.messages WHERE room_id = $1 AND id = $2`, [second[0]!.room_id, second[0]!.id]);
+    expect(await remove([batches[1]!])).toBeNull();
+    expect(await count(inHalf)).toBe(insideBefore - 1);
+
+    // Untouched batches go, alone or together, and only their rows.
+    expect(await remove([batches[2]!])).toBe(batches[2]!.rows);
+    expect(await remove([batches[3]!, batches[4]!])).toBe(batches[3]!.rows + batches[4]!.rows);
+    expect(await count(inHalf)).toBe(insideBefore - 1 - batches[2]!.rows - batches[3]!.rows - batches[4]!.rows);
+    expect(await count(`NOT ${inHalf}`)).toBe(outsideBefore);
+    expect((await removedState(source, ID)).rows).toBe(batches[2]!.rows + batches[3]!.rows + batches[4]!.rows);
+
+    // A rewrite moves every row: the ctids mean nothing any more, nothing goes.
+    await source.query('VACUUM FULL public.messages');
+    expect(await remove([batches[5]!])).toBeNull();
+    expect(await count(`NOT ${inHalf}`)).toBe(outsideBefore);
+    // A record without ctids (written by an earlier version) gives none.
+    await target.query(`UPDATE shardctl.move_batches SET source_tids = NULL WHERE plan_id = $1 AND batch_no = $2`, [ID.planId, batches[5]!.batchNo]);
+    expect(await copiedTids(target, ID, [batches[5]!])).toBeNull();
   });
 
   it('keysRepeat says no for unique keys and for a table without statistics', async () => {

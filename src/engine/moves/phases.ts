@@ -2,7 +2,7 @@ import type { TableConfig } from '../../config/schema.js';
 import type { MoveState } from '../../core/move-state.js';
 import { isLockLost, OperationError } from '../../errors.js';
 import type { MoveRecord, PlanRecord, TableProgress } from '../../metadata/journal.js';
-import { blockCopyState, clearBlockCopy, copiedRowsChecksum, copyByBlock, deleteBatches, forgetBatches, recordedBatches, removedState, sourceUnchangedSince, supportsBlockCopy, type BlockBatch, type MoveTableId } from '../../mover/block-copy.js';
+import { blockCopyState, clearBlockCopy, copiedRowsChecksum, copiedTids, copyByBlock, deleteBatches, deleteCopiedRows, forgetBatches, recordedBatches, removedState, sourceUnchangedSince, supportsBlockCopy, type BlockBatch, type MoveTableId } from '../../mover/block-copy.js';
 import { cleanupRange } from '../../mover/cleanup.js';
 import { copyRange } from '../../mover/copy-range.js';
 import { cleanupUsesIndex } from '../../core/range-access.js';
@@ -357,12 +357,20 @@ async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecor
     const fraction = pendingRows / Math.max(1, await tableRowEstimate(source!, shape));
     const byIndex = await rangeAccessFor(source!, shape, move.ranges);
     const access = cleanupUsesIndex(byIndex, groups, fraction) ? byIndex : SCAN;
-    // A copy read in one snapshot is confirmed by it first: an xid test per deleted row instead of
-    // a hash of every column. A span it cannot confirm (a row newer than the snapshot, which a
-    // transaction left open elsewhere during the copy can also cause) is tried by its digests.
+    // A copy read in one snapshot is confirmed by it first: its rows are deleted where the copy
+    // found them (deleteCopiedRows: no row hashed, none read but them), or, for records without
+    // ctids, span by span with an xid test per row. What that cannot confirm (a row newer than the
+    // snapshot, which a transaction left open elsewhere during the copy can also cause; a
+    // rewritten table) is tried by its digests.
+    const bySnapshot = async (group: BlockBatch[]): Promise<number | null> => {
+      if (!snapshot) return null;
+      const where = await copiedTids(target!, id, group);
+      return where
+        ? deleteCopiedRows(source!, shape, id, snapshot.snapshotXmin, group, where, () => checkLease(ctx))
+        : deleteBatches(source!, shape, id, move.ranges, snapshot, group, memo, access, () => checkLease(ctx));
+    };
     const remove = async (group: BlockBatch[]) =>
-      (snapshot && (await deleteBatches(source!, shape, id, move.ranges, snapshot, group, memo, access, () => checkLease(ctx)))) ??
-      deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access, () => checkLease(ctx));
+      (await bySnapshot(group)) ?? deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access, () => checkLease(ctx));
     while (pending.length) {
       const group = [pending.shift()!];
       while (pending.length && group.reduce((n, b) => n + b.rows, 0) + pending[0]!.rows <= groupRows) group.push(pending.shift()!);
