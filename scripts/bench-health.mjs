@@ -10,7 +10,9 @@
 //     handshake (the integration tests SIGSTOP a real server). `health
 //     --timeout 2s`; goal: the timeout + 1 s at most, with every other shard
 //     still reported.
-// Peak RSS of the health process from /usr/bin/time (VmHWM). Prints JSON lines.
+// Peak RSS of the health process from /usr/bin/time (VmHWM), and its CPU time
+// (user + system: steadier than wall time on a shared machine, and what the
+// ratio is made of besides the servers' share). Prints JSON lines.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -39,17 +41,22 @@ async function startBlackHole() {
   return { port: server.address().port, close: () => { for (const s of sockets) s.destroy(); return new Promise((r) => server.close(r)); } };
 }
 
-/** Spawned under /usr/bin/time: wall seconds, exit code, peak RSS (KiB), stdout. */
+/** Spawned under /usr/bin/time: wall seconds, exit code, peak RSS (KiB), CPU seconds (user + system), stdout. */
 function timed(args) {
   const rssFile = path.join(os.tmpdir(), `shardctl-bench-health-${process.pid}-${Date.now()}.time`);
   const t0 = process.hrtime.bigint();
-  const r = spawnSync('/usr/bin/time', ['-f', '%M', '-o', rssFile, 'node', BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 256 * 1024 * 1024 });
+  const r = spawnSync('/usr/bin/time', ['-f', '%M %U %S', '-o', rssFile, 'node', BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 256 * 1024 * 1024 });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   let peakRssKiB = null;
-  try { peakRssKiB = Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()); } catch { /* null */ }
+  let cpuSeconds = null;
+  try {
+    const [rss, user, system] = readFileSync(rssFile, 'utf8').trim().split('\n').pop().split(' ').map(Number);
+    peakRssKiB = rss;
+    cpuSeconds = user + system;
+  } catch { /* null */ }
   rmSync(rssFile, { force: true });
   if (r.status === null || r.status > 3) throw new Error(`shardctl ${args.join(' ')} exited ${r.status}: ${r.stderr.toString().slice(-2000)}`);
-  return { seconds, exitCode: r.status, peakRssKiB, stdout: r.stdout.toString() };
+  return { seconds, exitCode: r.status, peakRssKiB, cpuSeconds, stdout: r.stdout.toString() };
 }
 
 async function withClient(url, fn) {
@@ -107,6 +114,8 @@ export async function benchHealth() {
 
     const whole = [];
     const alone = [];
+    const wholeCpu = [];
+    const aloneCpu = [];
     let rss = [];
     let results = 0;
     for (let round = 0; round < ROUNDS; round++) {
@@ -116,16 +125,24 @@ export async function benchHealth() {
       const streamsSeen = new Set(report.results.filter((r) => r.check === 'stream_length').map((r) => r.target)).size;
       if (streamsSeen !== STREAMS) throw new Error(`health reported ${streamsSeen} streams, expected ${STREAMS}`);
       whole.push(run.seconds);
+      wholeCpu.push(run.cpuSeconds);
       rss.push(run.peakRssKiB);
       let slowest = 0;
-      for (let i = 0; i < SHARDS; i++) slowest = Math.max(slowest, timed(['-c', config, '--json', 'health', '--only', 'shards', '--shard', `shard-${i}`]).seconds);
+      let mostCpu = 0;
+      for (let i = 0; i < SHARDS; i++) {
+        const one = timed(['-c', config, '--json', 'health', '--only', 'shards', '--shard', `shard-${i}`]);
+        slowest = Math.max(slowest, one.seconds);
+        mostCpu = Math.max(mostCpu, one.cpuSeconds);
+      }
       alone.push(slowest);
+      aloneCpu.push(mostCpu);
     }
     const ratio = median(whole) / median(alone);
     console.log(JSON.stringify({
       bench: 'health.all', impl: 'shardctl health (every group)', shards: SHARDS, streams: STREAMS, results, runs: ROUNDS,
       seconds: { median: r2(median(whole)), samples: whole.map(r2) }, peakRssMiB: r2(median(rss) / 1024),
       slowestSingleShardSeconds: { median: r2(median(alone)), samples: alone.map(r2) }, ratioVsSlowestShard: r2(ratio), goal: '<= 2x the slowest single shard alone',
+      cpuSeconds: { median: r2(median(wholeCpu)), slowestSingleShard: r2(median(aloneCpu)) },
     }));
 
     // (b) one shard hangs.
