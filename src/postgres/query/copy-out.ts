@@ -37,6 +37,9 @@ interface Connection {
   query(text: string): void;
 }
 
+/** The least memory kept for putting a cut message together with the read that completes it. */
+const ASSEMBLY_BYTES = 256 * 1024;
+
 const COPY_DATA = 0x64; // d
 const COPY_DONE = 0x63; // c
 const ERROR_RESPONSE = 0x45; // E
@@ -55,6 +58,8 @@ export class CopyOut {
   #partial: Buffer[] = [];
   #partialBytes = 0;
   #partialNeeds = 0;
+  /** Where a cut message and the socket read that completes it are put together (reused: see read()). */
+  #assembly: Buffer = Buffer.alloc(0);
   /** CopyDone seen (or the socket given back to pg at an ErrorResponse or an unexpected message). */
   #detached = false;
   #done = false;
@@ -94,7 +99,11 @@ export class CopyOut {
 
   // ---- the reader's side ----
 
-  /** The next whole rows, or null after the last; PostgreSQL's error (or the connection's) otherwise. */
+  /**
+   * The next whole rows, or null after the last; PostgreSQL's error (or the
+   * connection's) otherwise. The rows' bytes are valid until the next read:
+   * it may put the next rows in the same memory.
+   */
   async read(): Promise<CopyRows | null> {
     for (;;) {
       if (this.#failure) throw this.#failure;
@@ -129,7 +138,12 @@ export class CopyOut {
       this.#partialBytes += chunk.length;
       // A message longer than a socket read (a wide row) is put together once, not once per read.
       if (this.#partialBytes < this.#partialNeeds) return null;
-      data = Buffer.concat(this.#partial, this.#partialBytes);
+      // Nearly every read completes a row the one before cut: put them together in memory kept for it,
+      // not in a new buffer per read (64 KiB each, which only a full GC frees).
+      if (this.#assembly.length < this.#partialBytes) this.#assembly = Buffer.allocUnsafe(Math.max(ASSEMBLY_BYTES, this.#partialBytes));
+      data = this.#assembly.subarray(0, this.#partialBytes);
+      let at = 0;
+      for (const piece of this.#partial) at += piece.copy(data, at);
       this.#partial = [];
       this.#partialBytes = 0;
       this.#partialNeeds = 0;

@@ -218,7 +218,7 @@ export class CursorSession {
     return this.#copy !== null;
   }
 
-  /** The next whole rows of COPY text (what one socket read brought), null after the last. Errors as `read`. */
+  /** The next whole rows of COPY text (what one socket read brought; valid until the next call), null after the last. Errors as `read`. */
   async readCopy(): Promise<CopyRows | null> {
     const copy = this.#copy;
     if (!copy) throw new Error(`${this.#options.label}: the result is not read as COPY text`);
