@@ -39,6 +39,9 @@ import { QUERY_CHARS, type HealthContext, type Measurement } from './types.js';
 
 
 const SHARD_CHECKS = HEALTH_CHECKS.filter((c) => c.group === 'shards').map((c) => c.name);
+/** Counts as people read them ("2,147,483,647"): one formatter for the run (each toLocaleString('en-US') made its own, ~0.2 ms a call). */
+const COUNT = new Intl.NumberFormat('en-US');
+
 /** Checks answered by the one stats statement. */
 const STATS_CHECKS = new Set(SHARD_CHECKS.filter((c) => c !== 'reachable' && c !== 'latency' && c !== 'slow_statements'));
 
@@ -168,7 +171,7 @@ function measure(target: Target, found: Found, ctx: HealthContext): Measurement[
       : `no session waiting for a lock in ${server.database}`,
   );
 
-  add('xid_age', server.xidAge, `oldest database ${server.xidDatabase}: ${server.xidAge.toLocaleString('en-US')} transactions since its oldest unfrozen xid (wraparound at 2,147,483,647)`);
+  add('xid_age', server.xidAge, `oldest database ${server.xidDatabase}: ${COUNT.format(server.xidAge)} transactions since its oldest unfrozen xid (wraparound at 2,147,483,647)`);
   add('database_size', server.databaseSize, `${server.database}: ${formatBytes(server.databaseSize)}`);
 
   const laggiest = replication.laggiest;
@@ -194,8 +197,8 @@ function measure(target: Target, found: Found, ctx: HealthContext): Measurement[
     'cache_hit_ratio',
     blocks >= 1000 ? server.blocksHit / blocks : null,
     blocks >= 1000
-      ? `${server.blocksHit.toLocaleString('en-US')} of ${blocks.toLocaleString('en-US')} block reads of ${server.database} from shared buffers`
-      : `only ${blocks.toLocaleString('en-US')} block reads of ${server.database} so far (judged from 1,000)`,
+      ? `${COUNT.format(server.blocksHit)} of ${COUNT.format(blocks)} block reads of ${server.database} from shared buffers`
+      : `only ${COUNT.format(blocks)} block reads of ${server.database} so far (judged from 1,000)`,
   );
 
   const view = stats.statements;

@@ -266,11 +266,12 @@ class StreamsHealthRun {
       inFlight.add(tracked);
       if (inFlight.size >= BATCHES_IN_FLIGHT) await Promise.race(inFlight);
     };
-    for (const policy of this.#ctx.config.streams) {
+    for (const [i, policy] of this.#ctx.config.streams.entries()) {
       for await (const { keys } of scanStreams(conn.redis, policy.match)) {
         if (this.#finished) return;
         for (const key of keys) {
-          if (this.#seen.has(key) || policyOf(this.#ctx.config, key) !== policy) continue;
+          // A key the first policy's SCAN MATCH returned is that policy's (first match wins): no need to ask which.
+          if (this.#seen.has(key) || (i > 0 && policyOf(this.#ctx.config, key) !== policy)) continue;
           this.#seen.add(key);
           pending.push({ key, policy });
           if (pending.length >= BATCH_KEYS) await flush();
