@@ -25,6 +25,21 @@ import type { MetadataStore } from './store.js';
 const LEASE = 'metadata';
 /** How long taking the lease waits for a write of the previous holder that is still in flight. */
 const TAKE_LOCK_TIMEOUT = '5s';
+/**
+ * Taking the lease: bump the generation in a transaction whose lock_timeout bounds the wait.
+ * FOR UPDATE first: it waits for the previous holder's writes in flight (they hold FOR KEY SHARE).
+ * The fourth result is the INSERT's RETURNING.
+ */
+const TAKE_LEASE_SQL = `BEGIN;
+SELECT set_config('lock_timeout', '${TAKE_LOCK_TIMEOUT}', true);
+SELECT 1 FROM shardctl.leases WHERE name = '${LEASE}' FOR UPDATE;
+INSERT INTO shardctl.leases AS l (name, generation, holder, holder_pid, acquired_at, heartbeat_at)
+VALUES ('${LEASE}', 1, current_setting('application_name'), pg_backend_pid(), now(), now())
+ON CONFLICT (name) DO UPDATE
+  SET generation = l.generation + 1, holder = EXCLUDED.holder, holder_pid = EXCLUDED.holder_pid,
+      acquired_at = now(), heartbeat_at = now(), released_at = NULL
+RETURNING generation;
+COMMIT`;
 
 /** What a mutating run's steps see of its lease. */
 export interface LeaseGuard {
@@ -106,28 +121,19 @@ export class Lease implements LeaseGuard {
    */
   async take(): Promise<void> {
     const client = this.#lock.client;
-    if (!(await tableExists(client))) {
-      throw new OperationError('the metadata database has no shardctl schema, or one older than this shardctl (no lease table): run `shardctl init` first');
-    }
-    await client.query('BEGIN');
+    // One round trip (a simple query of several statements, constants only) instead of six. A
+    // missing lease table fails the FOR UPDATE (42P01): only then is the table looked for, so
+    // the message is the one a check first would give.
+    let results: Array<{ rows: Array<{ generation?: number }> }>;
     try {
-      await client.query(`SELECT set_config('lock_timeout', $1, true)`, [TAKE_LOCK_TIMEOUT]);
-      // FOR UPDATE first: it waits for the previous holder's writes in flight (they hold FOR KEY SHARE).
-      await client.query(`SELECT 1 FROM shardctl.leases WHERE name = $1 FOR UPDATE`, [LEASE]);
-      const { rows } = await client.query<{ generation: number }>(
-        `INSERT INTO shardctl.leases AS l (name, generation, holder, holder_pid, acquired_at, heartbeat_at)
-         VALUES ($1, 1, current_setting('application_name'), pg_backend_pid(), now(), now())
-         ON CONFLICT (name) DO UPDATE
-           SET generation = l.generation + 1, holder = EXCLUDED.holder, holder_pid = EXCLUDED.holder_pid,
-               acquired_at = now(), heartbeat_at = now(), released_at = NULL
-         RETURNING generation`,
-        [LEASE],
-      );
-      await client.query('COMMIT');
-      this.#generation = rows[0]!.generation;
+      results = (await client.query(TAKE_LEASE_SQL)) as unknown as typeof results;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
-      if ((err as { code?: string }).code === '55P03') {
+      const code = (err as { code?: string }).code;
+      if (code === '42P01' && !(await tableExists(client))) {
+        throw new OperationError('the metadata database has no shardctl schema, or one older than this shardctl (no lease table): run `shardctl init` first');
+      }
+      if (code === '55P03') {
         throw new OperationError(
           'a session of the previous lock holder is stuck inside a transaction on the metadata database (a paused process?); its writes would be fenced, but the lease cannot be taken until it ends',
           { details: ['see pg_stat_activity for shardctl sessions "idle in transaction"; --break-stale-lock ends a stale holder\'s sessions'] },
@@ -135,6 +141,7 @@ export class Lease implements LeaseGuard {
       }
       throw err;
     }
+    this.#generation = results[3]!.rows[0]!.generation!;
     await this.#store.claimLease(this.#generation, taggedApplicationName(this.#options.holder));
     this.#lastConfirmed = Date.now();
     this.#timer = setInterval(() => this.#tick(), this.#timings.beatMs);
@@ -163,13 +170,16 @@ export class Lease implements LeaseGuard {
   /** Ends the lease and the lock; a lost lease is only let go of. */
   async release(): Promise<void> {
     clearInterval(this.#timer);
-    if (this.#generation !== null && this.#lostReason === null) {
-      const generation = this.#generation;
-      await this.#onLockSession((client) =>
-        client.query(`UPDATE shardctl.leases SET released_at = now() WHERE name = $1 AND generation = $2 AND holder_pid = pg_backend_pid()`, [LEASE, generation]),
-      ).catch(() => {});
-    }
-    await this.#store.claimLease(null, null).catch(() => {});
+    // The lease row (on the lock session) and the store's session let go at once: they are two sessions.
+    const generation = this.#generation;
+    await Promise.all([
+      generation !== null && this.#lostReason === null
+        ? this.#onLockSession((client) =>
+            client.query(`UPDATE shardctl.leases SET released_at = now() WHERE name = $1 AND generation = $2 AND holder_pid = pg_backend_pid()`, [LEASE, generation]),
+          ).catch(() => {})
+        : null,
+      this.#store.claimLease(null, null).catch(() => {}),
+    ]);
     this.#lostReason ??= 'released';
     await this.#lock.release();
   }
