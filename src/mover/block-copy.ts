@@ -352,7 +352,9 @@ export async function deleteCopiedRows(
   const rows = batches.reduce((n, b) => n + b.rows, 0);
   await source.query('BEGIN');
   try {
-    await source.query(`SELECT set_config('jit', 'off', true)`);
+    // Priced as random page reads, a batch's ctids look dearer to the planner than a scan of the
+    // whole table; they are not (28.7k rows of 1.45M: 33-56 ms by ctid, 370-400 ms scanning).
+    await source.query(`SELECT set_config('jit', 'off', true), set_config('enable_seqscan', 'off', true)`);
     // The lock the DELETE takes anyway, taken first: no rewrite can start before this commits.
     await source.query(`LOCK TABLE ${shape.sqlName} IN ROW EXCLUSIVE MODE`);
     const { rows: file } = await source.query<{ same: boolean }>(`SELECT pg_relation_filenode($1::regclass) = $2::oid AS same`, [shape.sqlName, where.filenode]);
