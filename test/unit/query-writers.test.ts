@@ -463,6 +463,15 @@ describe('CopyNdjsonEncoder', () => {
     expect(got.trimEnd().split('\n').map((l) => { const o = JSON.parse(l); return [o.a, o.b]; })).toEqual(rows);
   });
 
+  it('escapes a special character wherever it falls in the 4-byte words text is copied by', () => {
+    const columns = [{ name: 'id', typeOid: 23 }, { name: 't', typeOid: TEXT }, { name: 'u', typeOid: TEXT }];
+    const rows: Array<Array<string | null>> = [];
+    for (const special of ['\x00', '\x01', '\x1f', '\x7f', '"', '\\', '\t', '\n', '\r', 'é', '😀', '\u2028'])
+      for (let at = 0; at < 9; at++) for (const lead of ['', 'x', 'xy', 'xyz']) rows.push([String(at), lead + 'a'.repeat(at) + special + 'b'.repeat(9 - at), special.repeat(at % 3 + 1)]);
+    const got = new CopyNdjsonEncoder(columns).encode('s', Buffer.from(copyOf(rows)), rows.length).toString('utf8');
+    expect(got).toBe(viaRows(columns, 's', rows));
+  });
+
   it('equals RowJsonEncoder on any values of any type, over several calls and shards', () => {
     const piece = fc.constantFrom('\t', '\n', '\r', '\\', '\\N', '\\t', 'N', '"', '\x01', '\x1f', '\x7f', 'é', '😀', '漢', 't', 'f', '-', '.', '0', '1', '9', 'e', '{', '}', ' ', 'a');
     const integer = fc.bigInt({ min: -(2n ** 64n), max: 2n ** 64n }).map(String);

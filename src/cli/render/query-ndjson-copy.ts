@@ -27,26 +27,27 @@ import { fieldNames } from './query-keys.js';
  */
 export class CopyNdjsonEncoder {
   /** Each field's `,"key":`; for text-like columns `,"key":"` (the opening quote is part of it). */
-  readonly #keys: Uint8Array[];
+  readonly #keys: Words[];
   /** Each field's `,"key":` without the quote, for NULL. */
-  readonly #nullKeys: Uint8Array[];
+  readonly #nullKeys: Words[];
   readonly #kinds: Uint8Array;
   readonly #encoders: Array<(text: string) => string>;
-  /** Bytes a row adds beyond its COPY text at most, besides its shard head. */
+  /** Bytes a row adds beyond its COPY text at most, besides its shard head (with the up to 3 bytes a word written past a constant's end). */
   readonly #rowOverhead: number;
   #slab: Buffer = Buffer.allocUnsafe(0);
+  #slabView: DataView = new DataView(new ArrayBuffer(0));
   #slabAt = 0;
   #shard: string | null = null;
-  #head: Uint8Array = new Uint8Array(0);
+  #head: Words = words('');
 
   constructor(columns: readonly QueryColumn[]) {
     const names = fieldNames(columns).slice(1);
     this.#kinds = Uint8Array.from(columns, (c) => kindOf(c.typeOid));
-    this.#nullKeys = names.map((name) => Buffer.from(`,${JSON.stringify(name)}:`));
-    this.#keys = names.map((name, i) => Buffer.from(`,${JSON.stringify(name)}:${this.#kinds[i] === TEXT ? '"' : ''}`));
+    this.#nullKeys = names.map((name) => words(`,${JSON.stringify(name)}:`));
+    this.#keys = names.map((name, i) => words(`,${JSON.stringify(name)}:${this.#kinds[i] === TEXT ? '"' : ''}`));
     this.#encoders = columns.map((c) => pgJsonEncoder(c.typeOid));
-    // A key, `null` or two quotes, and `}\n`.
-    this.#rowOverhead = this.#nullKeys.reduce((n, k) => n + k.length + 5, 2);
+    // A key (and 3 bytes past it), `null` or two quotes, and `}\n`.
+    this.#rowOverhead = this.#nullKeys.reduce((n, k) => n + k.length + 8, 2 + 3);
   }
 
   /**
@@ -59,31 +60,32 @@ export class CopyNdjsonEncoder {
     if (data[data.length - 1] !== NEWLINE) throw new Error('COPY text does not end with a whole row');
     if (shard !== this.#shard) {
       this.#shard = shard;
-      this.#head = Buffer.from(`{"shard":${JSON.stringify(shard)}`);
+      this.#head = words(`{"shard":${JSON.stringify(shard)}`);
     }
     const head = this.#head;
     // A byte of COPY text becomes at most 6 ("\u0001"); a row adds its head, keys, quotes and braces.
-    const bound = data.length * 6 + rows * (head.length + this.#rowOverhead);
+    const bound = data.length * 6 + rows * (head.length + 3 + this.#rowOverhead);
     if (this.#slab.length - this.#slabAt < bound) {
       this.#slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bound));
+      this.#slabView = new DataView(this.#slab.buffer, this.#slab.byteOffset, this.#slab.length);
       this.#slabAt = 0;
     }
     const out = this.#slab;
+    const outWords = this.#slabView;
+    const dataWords = new DataView(data.buffer, data.byteOffset, data.length);
     const start = this.#slabAt;
     const keys = this.#keys;
     const kinds = this.#kinds;
     const columns = kinds.length;
     const end = data.length;
-    const headLength = head.length;
     let p = start;
     let i = 0;
     while (i < end) {
-      for (let k = 0; k < headLength; k++) out[p++] = head[k]!;
+      p = head.write(outWords, p);
       for (let col = 0; col < columns; col++) {
         // NULL: `\N` and the field's end (a value that starts with a backslash has it escaped, `\\`).
         if (data[i] === BACKSLASH && data[i + 1] === 0x4e && (data[i + 2] === TAB || data[i + 2] === NEWLINE)) {
-          const key = this.#nullKeys[col]!;
-          for (let k = 0; k < key.length; k++) out[p++] = key[k]!;
+          p = this.#nullKeys[col]!.write(outWords, p);
           out[p++] = 0x6e; // null
           out[p++] = 0x75;
           out[p++] = 0x6c;
@@ -91,12 +93,21 @@ export class CopyNdjsonEncoder {
           i += 3;
           continue;
         }
-        const key = keys[col]!;
-        for (let k = 0; k < key.length; k++) out[p++] = key[k]!;
+        p = keys[col]!.write(outWords, p);
         const kind = kinds[col]!;
         if (kind === TEXT) {
           // The value as a JSON string's content, then its closing quote; i ends past the field's tab or newline.
           for (;;) {
+            // Four bytes at once while none of them is a control character (a tab or newline: the end), `"` or `\`.
+            if (i + 4 <= end) {
+              const w = dataWords.getInt32(i, true);
+              if (plainWord(w)) {
+                outWords.setInt32(p, w, true);
+                i += 4;
+                p += 4;
+                continue;
+              }
+            }
             let c = data[i++]!;
             if (PLAIN[c] === 1) {
               out[p++] = c;
@@ -183,6 +194,46 @@ export class CopyNdjsonEncoder {
     this.#slabAt = 0;
   }
 }
+
+/**
+ * A constant's bytes (a key, the shard head) as little-endian 32-bit words,
+ * written a word at a time: up to 3 bytes past its end are written too, and
+ * overwritten by what follows (the output's bound leaves room for them).
+ */
+class Words {
+  readonly #words: Int32Array;
+  constructor(readonly length: number, bytes: Uint8Array) {
+    const padded = new Uint8Array(Math.ceil(length / 4) * 4);
+    padded.set(bytes);
+    this.#words = new Int32Array(padded.length / 4);
+    const view = new DataView(padded.buffer);
+    for (let k = 0; k < this.#words.length; k++) this.#words[k] = view.getInt32(k * 4, true);
+  }
+  /** Writes the bytes at `p`; returns the position after them. */
+  write(out: DataView, p: number): number {
+    const w = this.#words;
+    for (let k = 0; k < w.length; k++) out.setInt32(p + k * 4, w[k]!, true);
+    return p + this.length;
+  }
+}
+
+function words(text: string): Words {
+  const bytes = Buffer.from(text);
+  return new Words(bytes.length, bytes);
+}
+
+/**
+ * None of the word's four bytes is below 0x20, `"` or `\` (SWAR: a byte's
+ * high bit after adding 0x60 to its low 7 bits says it is >= 0x20; the
+ * has-zero-byte test on the word XOR a repeated `"` or `\`).
+ */
+function plainWord(w: number): boolean {
+  const x = w ^ 0x22222222;
+  const y = w ^ 0x5c5c5c5c;
+  return ((((w & 0x7f7f7f7f) + 0x60606060) | w) & HIGH_BITS) === HIGH_BITS && ((((x - 0x01010101) & ~x) | ((y - 0x01010101) & ~y)) & HIGH_BITS) === 0;
+}
+
+const HIGH_BITS = 0x80808080 | 0;
 
 /** Output buffers are this large (or one chunk's bound); each is written front to back, and again after recycle(). */
 const SLAB_BYTES = 1 << 20;
