@@ -190,7 +190,7 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
     const record: BlockBatch = { batchNo: state.batches, firstBlock: first, lastBlock: last, rows: 0, bytes: 0, sum };
     const done = await batch!.commit({
       text: `INSERT INTO shardctl.move_batches (plan_id, move_no, table_name, batch_no, first_block, last_block, rows, bytes, digest_sum, source_tids, source_filenode)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::tid[], $11::oid)`,
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::oid)`,
       values: [...idValues(options.id), record.batchNo, first, last, batch!.rows, batch!.bytes, sum.toString(), tids.take(), filenode],
     });
     batch = null;
@@ -320,7 +320,7 @@ export async function copiedTids(target: PgClient, id: MoveTableId, batches: Blo
      SELECT (SELECT count(*) FROM b WHERE source_tids IS NOT NULL AND source_filenode IS NOT NULL)::int AS n,
             (SELECT count(DISTINCT source_filenode) FROM b)::int AS files,
             (SELECT min(source_filenode::text) FROM b) AS filenode,
-            (SELECT array_agg(t)::text FROM b, unnest(b.source_tids) t) AS tids`,
+            (SELECT '{' || string_agg(btrim(source_tids, '{}'), ',') || '}' FROM b WHERE source_tids <> '{}') AS tids`,
     [...idValues(id), batches.map((b) => b.batchNo)],
   );
   const r = rows[0]!;

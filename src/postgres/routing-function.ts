@@ -38,16 +38,17 @@ CREATE TABLE IF NOT EXISTS shardctl.move_batches (
   bytes       bigint NOT NULL,
   -- Sum of the rows' digests as the source had them when copied.
   digest_sum  numeric NOT NULL,
-  -- A copied batch: where its rows were on the source, and the source table's file then (cleanup
-  -- deletes by these ctids while the file is the same: src/mover/block-copy.ts, deleteCopiedRows).
-  source_tids     tid[],
+  -- A copied batch: where its rows were on the source (a tid[] literal, kept as text: only the
+  -- source reads it as ctids), and the source table's file then (cleanup deletes by these ctids
+  -- while the file is the same: src/mover/block-copy.ts, deleteCopiedRows).
+  source_tids     text,
   source_filenode oid,
   PRIMARY KEY (plan_id, move_no, table_name, kind, batch_no)
 );
 -- Shards set up by an earlier version: the columns added since (looked up first, so no lock is taken once they exist).
 DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'shardctl.move_batches'::regclass AND attname = 'source_tids' AND NOT attisdropped) THEN
-    ALTER TABLE shardctl.move_batches ADD COLUMN IF NOT EXISTS source_tids tid[], ADD COLUMN IF NOT EXISTS source_filenode oid;
+    ALTER TABLE shardctl.move_batches ADD COLUMN IF NOT EXISTS source_tids text, ADD COLUMN IF NOT EXISTS source_filenode oid;
   END IF;
 END $$;
 -- On a source: one row per online move whose change capture and fence are installed here
