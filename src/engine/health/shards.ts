@@ -21,9 +21,9 @@ import { QUERY_CHARS, type HealthContext, type Measurement } from './types.js';
  * Per target: connect; `SELECT 1` three times, the fastest timed (latency); one statement for every
  * other stat (src/postgres/health/shard-stats.ts), which on a shard also reads
  * what the sharding and partitions groups want of it (ctx.snapshot); and,
- * only where pg_stat_statements is installed in that database, one more for
- * the slowest statement. So two round trips after the connection, three with
- * pg_stat_statements.
+ * only where pg_stat_statements is installed in that database, two more: its
+ * view's schema and columns, and the slowest statement. So two round trips
+ * after the connection, four with pg_stat_statements.
  *
  * A target that does not answer (refused, or no answer by the deadline) is
  * reachable=0, CRITICAL, with why; every other check of it is UNKNOWN ("not

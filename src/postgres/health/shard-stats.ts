@@ -215,19 +215,27 @@ export function shardStatsSql(): string {
   return `SELECT ${shardStatsColumns('$1')}`;
 }
 
-/** The families as select-list columns (server, sessions, replication, statements), `queryCharsParam` the query-text length: for a statement that reads more. */
+/**
+ * The families as select-list columns (server, sessions, replication, and
+ * whether pg_stat_statements is installed), `queryCharsParam` the query-text
+ * length: for a statement that reads more. Where the extension is installed,
+ * its view is looked at in a statement of its own (readShardStatsRow):
+ * planning statementsViewSql's catalog join cost a fresh session a few ms on
+ * every shard, and most have no pg_stat_statements.
+ */
 export function shardStatsColumns(queryCharsParam: string): string {
-  return `${serverStatsSql()} AS server, ${sessionStatsSql(queryCharsParam)} AS sessions, ${replicationStatsSql()} AS replication, ${statementsViewSql()} AS statements`;
+  return `${serverStatsSql()} AS server, ${sessionStatsSql(queryCharsParam)} AS sessions, ${replicationStatsSql()} AS replication, EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS statements`;
 }
 
 export interface ShardStatsRow {
   server: (Omit<ServerStats, 'xidAge' | 'xidDatabase'> & { xid: { age: number; database: string } | null }) | null;
   sessions: SessionStats;
   replication: ReplicationStats;
-  statements: StatementsView | null;
+  /** pg_stat_statements is installed in this database. */
+  statements: boolean;
 }
 
-/** One round trip: every stat of every family but pg_stat_statements' (see readSlowestStatement). */
+/** One round trip (two where pg_stat_statements is installed): every stat of every family but pg_stat_statements' (see readSlowestStatement). */
 export async function readShardStats(client: PgClient, options: { queryChars: number }): Promise<ShardStats> {
   const { rows } = await client.query<ShardStatsRow>(shardStatsSql(), [options.queryChars]);
   return readShardStatsRow(client, rows[0]!);
@@ -241,7 +249,7 @@ export async function readShardStatsRow(client: PgClient, row: ShardStatsRow): P
     server: { ...server, xidAge: xid?.age ?? 0, xidDatabase: xid?.database ?? '' },
     sessions: row.sessions,
     replication: row.replication,
-    statements: row.statements,
+    statements: row.statements ? ((await client.query<{ statements: StatementsView | null }>(`SELECT ${statementsViewSql()} AS statements`)).rows[0]?.statements ?? null) : null,
   };
 }
 
