@@ -2,7 +2,7 @@ import type { PartitionInterval } from '../../core/partition-calendar.js';
 import { parseByteSize } from '../../core/partition-growth.js';
 import { formatBytes, formatSeconds, type Thresholds } from '../../core/thresholds.js';
 import { boundedRowCount, DEFAULT_ROWS_LIMIT } from '../../postgres/health/partition-stats.js';
-import { listTable, type TableListing } from '../partitions/list.js';
+import { listTable, type CalendarMemo, type TableListing } from '../partitions/list.js';
 import type { PartitionPolicy } from '../partitions/targets.js';
 import type { ShardTarget } from '../shards/targets.js';
 import type { HealthContext, Measurement } from './types.js';
@@ -19,23 +19,25 @@ export async function collectPartitions(ctx: HealthContext): Promise<Measurement
   const policies = ctx.config.partitions;
   if (!policies.length) return [];
   const wantsTables = ['partition_runway', 'default_partition_rows', 'partition_rows', 'partition_bytes'].some((c) => ctx.wants(c));
+  // Shards with the same partitions share the calendar's reading of their bounds.
+  const calendarMemo: CalendarMemo = new Map();
   const [tables, rotate] = await Promise.all([
-    wantsTables ? ctx.shards().then((shards) => Promise.all(shards.map((s) => measureShard(ctx, s, policies)))) : Promise.resolve([]),
+    wantsTables ? ctx.shards().then((shards) => Promise.all(shards.map((s) => measureShard(ctx, s, policies, calendarMemo)))) : Promise.resolve([]),
     ctx.wants('last_rotate') ? measureLastRotate(ctx, policies) : Promise.resolve([]),
   ]);
   return [...tables.flat(), ...rotate];
 }
 
-async function measureShard(ctx: HealthContext, shard: ShardTarget, policies: PartitionPolicy[]): Promise<Measurement[]> {
+async function measureShard(ctx: HealthContext, shard: ShardTarget, policies: PartitionPolicy[], calendarMemo: CalendarMemo): Promise<Measurement[]> {
   let listings: TableListing[];
   try {
     // Read with the shard's other parts in one statement (ctx.snapshot); on its own, as `partition list` reads it, when that failed.
     const read = (await ctx.snapshot(shard.url, `shard ${shard.id}`, true))?.partitions;
     listings = read
-      ? await Promise.all(policies.map((policy, i) => listTable(null, policy, ctx.now, { partitions: read[i]!.info, countDefault: async () => read[i]!.defaultRows ?? 0 })))
+      ? await Promise.all(policies.map((policy, i) => listTable(null, policy, ctx.now, { partitions: read[i]!.info, countDefault: async () => read[i]!.defaultRows ?? 0, calendarMemo })))
       : await ctx.session(shard.url, `shard ${shard.id}`).use(async (client) => {
           const out: TableListing[] = [];
-          for (const policy of policies) out.push(await listTable(client, policy, ctx.now, { countDefault: (partition) => boundedRowCount(client, partition) }));
+          for (const policy of policies) out.push(await listTable(client, policy, ctx.now, { countDefault: (partition) => boundedRowCount(client, partition), calendarMemo }));
           return out;
         });
   } catch (err) {

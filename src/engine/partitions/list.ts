@@ -76,12 +76,15 @@ export async function partitionList(
  * the table as readPartitions reads it, is used instead of reading it (health
  * reads it with a shard's other figures in one statement; `client` is then
  * used only by the default count, and may be null when `countDefault` is given).
+ * `calendarMemo`, kept by the caller across shards, reuses the calendar's
+ * reading of partition bounds (runway, interval boundaries) for shards whose
+ * partitions are the same.
  */
 export async function listTable(
   client: PgClient | null,
   policy: PartitionPolicy,
   now: Date,
-  options: { exact?: boolean; countDefault?: (partition: string) => Promise<number>; partitions?: PartitionedTable } = {},
+  options: { exact?: boolean; countDefault?: (partition: string) => Promise<number>; partitions?: PartitionedTable; calendarMemo?: CalendarMemo } = {},
 ): Promise<TableListing> {
   const listing: TableListing = { table: policy.table, status: 'ok', partitions: [], defaultRows: null, runway: { until: null, intervals: 0, premake: policy.premake }, growth: null, warnings: [] };
   try {
@@ -101,8 +104,16 @@ export async function listTable(
         if (listing.defaultRows) listing.warnings.push(`${listing.defaultRows} row(s) in the default partition ${p.name}`);
       }
     }
-    const existing = existingPartitions(info, spec);
-    listing.runway = { ...toRunway(runwayOf(spec, existing, now.getTime())), premake: policy.premake };
+    // The calendar's reading of the bounds depends on the bounds alone: shards with the same partitions share it (health reads every shard at once).
+    const key = options.calendarMemo && [policy.table, JSON.stringify(spec), now.getTime(), ...info.partitions.map((p) => `${p.name}\u0001${p.from}\u0001${p.to}\u0001${p.isDefault}`)].join('\u0000');
+    let calendar = key === undefined ? undefined : options.calendarMemo!.get(key);
+    if (!calendar) {
+      const existing = existingPartitions(info, spec);
+      calendar = { existing, runway: toRunway(runwayOf(spec, existing, now.getTime())) };
+      if (key !== undefined) options.calendarMemo!.set(key, calendar);
+    }
+    const existing = calendar.existing;
+    listing.runway = { ...calendar.runway, premake: policy.premake };
     if (listing.runway.intervals < policy.premake) listing.warnings.push(`runway ${listing.runway.intervals} interval(s), fewer than premake ${policy.premake}: run \`partition rotate\``);
     const history = existing
       .map((e, i) => ({ e, p: info.partitions[i]! }))
@@ -119,6 +130,9 @@ export async function listTable(
   }
   return listing;
 }
+
+/** What listTable's calendar made of one table's partition bounds, by table, bounds and time: see listTable's calendarMemo. */
+export type CalendarMemo = Map<string, { existing: ReturnType<typeof existingPartitions>; runway: { until: string | null; intervals: number } }>;
 
 function toRunway(r: Runway): { until: string | null; intervals: number } {
   return { until: r.untilMs === null ? null : Number.isFinite(r.untilMs) ? new Date(r.untilMs).toISOString() : 'MAXVALUE', intervals: r.intervals };
