@@ -17,6 +17,16 @@
  * entries by default, so a stream far behind its policy would stay over it
  * after a run; LIMIT 0 lifts that cap (exact trims take no LIMIT at all).
  *
+ * maxLen with a floor (the usual run): whether the floor lies among the newest
+ * N entries is not counted (Redis 7 counts entries between two ids only by
+ * reading them, and a group's lag / entries-read or a stream's entries-added
+ * can be set to anything). `XTRIM MINID ~ floor LIMIT length-N` first removes
+ * whole nodes from the head while each is all older than the floor and N
+ * entries stay: only entries older than both the floor and the cut-off. What is
+ * left to decide lies in the first node left, read up to the floor: one node at
+ * most (one entry when the cut-off is a node boundary), however long the stream
+ * and however far behind it is.
+ *
  * Returns 'missing' when the key is gone, else an array:
  *  1 length before  2 length after  3 cut-off id | nil  4 floor id | nil
  *  5 floor group    6 'pending' | 'undelivered'   7 consumer of the oldest
@@ -67,29 +77,6 @@ local function kth(command, from, to, k)
     if k <= #page then return page[k][1] end
     k = k - #page
     from = '(' .. page[#page][1]
-  end
-end
-
--- Whether at most n entries have an id >= floor (so XTRIM MAXLEN n keeps the floor): read
--- from whichever side of the floor is shorter, in alternating pages after the first (which
--- settles every n below 500): the entries from the floor on, up to n + 1 of them, or those
--- before it, up to before - n of them (that many older than the floor leave at most n).
--- Redis 7 cannot count entries between two ids without reading them (a group's lag and
--- entries-read, and a stream's entries-added, can be set to anything by XGROUP / XSETID).
-local function keepsFloor(floor, n, length)
-  local a, fromA = 0, floor
-  local b, fromB, needB = 0, '-', length - n
-  while true do
-    local want = math.min(n + 1 - a, 500)
-    local page = redis.call('XRANGE', key, fromA, '+', 'COUNT', want)
-    a = a + #page
-    if #page < want or a > n then return a <= n end
-    fromA = '(' .. page[#page][1]
-    want = math.min(needB - b, 500)
-    page = floor == '0-0' and {} or redis.call('XRANGE', key, fromB, '(' .. floor, 'COUNT', want)
-    b = b + #page
-    if b >= needB or #page < want then return b >= needB end
-    fromB = '(' .. page[#page][1]
   end
 end
 
@@ -144,11 +131,12 @@ end
 local n = tonumber(maxLen)
 local cutoff, target, heldBack, beforeCutoff, first = false, false, 0, false, nil
 local after = before
-if n and minId == '' and not dryRun and before > n
-    and (force or not floor or keepsFloor(floor, n, before)) then
-  -- Keeping the newest n keeps everything from the floor on: a bare XTRIM MAXLEN,
-  -- and the cut-off read afterwards from the head, where it now is (in the first
-  -- node with ~), instead of walking n entries to find it first.
+local byLength = n and minId == '' and not dryRun and before > n
+if byLength and (force or not floor
+    or (n == 0 and not redis.call('XRANGE', key, floor, '+', 'COUNT', 1)[1])) then
+  -- No group needs anything (or --force, or maxLen 0 with nothing from the floor on): a
+  -- bare XTRIM MAXLEN, and the cut-off read afterwards from the head, where it now is (in
+  -- the first node with ~), instead of walking n entries to find it first.
   if n == 0 then cutoff = nextId(lastIdOf()) end
   if approximate then
     after = before - redis.call('XTRIM', key, 'MAXLEN', '~', n, 'LIMIT', 0)
@@ -160,6 +148,43 @@ if n and minId == '' and not dryRun and before > n
     if after == n then first = cutoff end
   end
   target = cutoff
+elseif byLength and n > 0 then
+  -- Trimming to min(cut-off, floor) without counting the entries from the floor on: first
+  -- XTRIM MINID ~ floor LIMIT (length - n), which removes whole radix-tree nodes from the
+  -- head only while both hold: every entry of the node is older than the floor, and at
+  -- least n entries stay (it stops before a node that would take it past the limit). So it
+  -- removes only entries older than both the floor and the cut-off, and stops at a node
+  -- that holds the floor or the cut-off: what is left to decide lies within that first node.
+  after = before - redis.call('XTRIM', key, 'MINID', '~', floor, 'LIMIT', before - n)
+  -- The cut-off is now the (after - n + 1)-th entry: it is no later than the floor exactly
+  -- when the first after - n entries are older than the floor. Read up to the floor only: at
+  -- most the first node, however far back the floor is.
+  local want = after - n + 1
+  local head = redis.call('XRANGE', key, '-', floor, 'COUNT', want)
+  local k = #head
+  if k == want then
+    cutoff = head[k][1]
+  elseif k == after - n and (k == 0 or head[k][1] ~= floor) then
+    -- The floor is no entry (a pending entry deleted) and the cut-off the first entry after it.
+    cutoff = redis.call('XRANGE', key, floor, '+', 'COUNT', 1)[1][1]
+  else
+    -- More than n entries from the floor on: it holds the trim back.
+    heldBack = 1
+    if n <= after - n then cutoff = kth('XREVRANGE', '+', '-', n) else cutoff = kth('XRANGE', '-', '+', after - n + 1) end
+  end
+  target = heldBack == 1 and floor or cutoff
+  if approximate then
+    -- What XTRIM MAXLEN ~ n would also remove: whole nodes while n entries stay (all older than
+    -- the floor, as the floor is not held back). Held back, MINID ~ floor was all of it.
+    if heldBack == 0 and after > n then
+      after = after - redis.call('XTRIM', key, 'MAXLEN', '~', n, 'LIMIT', 0)
+    elseif heldBack == 0 then
+      first = cutoff
+    end
+  else
+    if k > 0 and cmp(head[1][1], target) < 0 then after = after - redis.call('XTRIM', key, 'MINID', target) end
+    if heldBack == 0 then first = cutoff end
+  end
 else
   if minId ~= '' then cutoff = minId end
   if n and before > n then
