@@ -1,5 +1,5 @@
 import type { RedisClient } from '../connect.js';
-import { isNodeLevelError, nodeError, nodeOfKey } from './nodes.js';
+import { isCluster, isNodeLevelError, nodeError, nodeOfKey } from './nodes.js';
 import { SAFE_TRIM_LUA } from './safe-trim-script.js';
 import { normalizeStreamId } from '../../core/stream-id.js';
 
@@ -107,16 +107,28 @@ export async function safeTrimStream(
   cutoff: TrimCutoff,
   options: SafeTrimOptions = {},
 ): Promise<StreamTrimResult> {
-  const args = cutoffArgs(cutoff, options);
+  return trimOne(client, withSafeTrim(client), key, cutoffArgs(cutoff, options), cutoff, options, (k) => nodeOfKey(client, k));
+}
+
+/** One stream's script and its result; `args` and `nodeOf` come ready made (trimStreams makes them once per run). */
+async function trimOne(
+  client: RedisClient,
+  script: WithSafeTrim,
+  key: string,
+  args: string[],
+  cutoff: TrimCutoff,
+  options: SafeTrimOptions,
+  nodeOf: (key: string) => string | null,
+): Promise<StreamTrimResult> {
   const started = performance.now();
   let reply: SafeTrimReply;
   try {
-    reply = await withSafeTrim(client).shardctlSafeTrim(key, ...args);
+    reply = await script.shardctlSafeTrim(key, ...args);
   } catch (err) {
     throw nodeError(nodeOfKey(client, key), err);
   }
   const durationMs = performance.now() - started;
-  const node = nodeOfKey(client, key);
+  const node = nodeOf(key);
   if (reply === 'missing') {
     return {
       key, node, status: 'missing', lengthBefore: null, lengthAfter: null, removed: null, cutoffId: null,
@@ -171,23 +183,39 @@ export async function* trimStreams(
   let inFlight = 0;
   let fatal: unknown;
 
+  const batch = writeBatcher(client);
+  // Per run, not per stream: the script, each cut-off's arguments, and (standalone) the node's name.
+  const script = withSafeTrim(client);
+  const argsOf = new Map<TrimCutoff, string[]>();
+  const standalone = isCluster(client) ? null : nodeOfKey(client, '');
+  const nodeOf = standalone === null ? (key: string) => nodeOfKey(client, key) : () => standalone;
+  const settle = (outcome: { result?: StreamTrimResult; fatal?: unknown }) => {
+    inFlight--;
+    settled.push(outcome);
+    wake?.();
+  };
+  const argsFor = (cutoff: TrimCutoff) => {
+    let args = argsOf.get(cutoff);
+    if (!args) argsOf.set(cutoff, (args = cutoffArgs(cutoff, options)));
+    return args;
+  };
   const start = (key: string, cutoff: TrimCutoff) => {
     inFlight++;
+    batch();
     const started = performance.now();
-    safeTrimStream(client, key, cutoff, options)
-      .then(
-        (result) => ({ result }),
-        (err: unknown) => {
-          const cause = (err as { cause?: unknown }).cause ?? err;
-          if (isNodeLevelError(cause)) return { fatal: err };
-          return { result: failedResult(client, key, err, performance.now() - started) };
-        },
-      )
-      .then((outcome) => {
-        inFlight--;
-        settled.push(outcome);
-        wake?.();
-      });
+    let run: Promise<StreamTrimResult>;
+    try {
+      run = trimOne(client, script, key, argsFor(cutoff), cutoff, options, nodeOf);
+    } catch (err) {
+      run = Promise.reject(err); // a cut-off Redis cannot take: that stream's error, as before
+    }
+    run.then(
+      (result) => settle({ result }),
+      (err: unknown) => {
+        const cause = (err as { cause?: unknown }).cause ?? err;
+        settle(isNodeLevelError(cause) ? { fatal: err } : { result: failedResult(client, key, err, performance.now() - started) });
+      },
+    );
   };
   const next = async () => {
     while (settled.length === 0) await new Promise<void>((resolve) => (wake = resolve));
@@ -213,6 +241,28 @@ export async function* trimStreams(
     if (result) yield result;
   }
   if (fatal) throw fatal;
+}
+
+/**
+ * Holds the writes of the scripts started in one tick and sends them as one
+ * (socket cork until the next tick): ioredis writes every command to its
+ * socket at once, so each script was a write of its own for node and a read
+ * of its own for Redis (measured on 10,000 streams: 56 ms of node's 0.45 s in
+ * writes). Replies still come back one by one as they are ready; only the
+ * sending waits, never for a reply.
+ */
+function writeBatcher(client: RedisClient): () => void {
+  let corked: Array<{ cork(): void; uncork(): void }> | null = null;
+  const uncork = () => {
+    for (const socket of corked ?? []) socket.uncork();
+    corked = null;
+  };
+  return () => {
+    if (corked) return;
+    corked = (isCluster(client) ? client.nodes('master') : [client]).flatMap((node) => (node.stream ? [node.stream] : []));
+    for (const socket of corked) socket.cork();
+    process.nextTick(uncork);
+  };
 }
 
 function failedResult(client: RedisClient, key: string, err: unknown, durationMs: number): StreamTrimResult {
