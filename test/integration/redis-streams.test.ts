@@ -262,6 +262,24 @@ describe('safe stream trim on a standalone Redis', () => {
       await redis.unlink(key);
     }
   });
+  it('a floor that is no entry (its pending entry was deleted) right at the cut-off: met when the newest maxLen keep everything after it, held back when not', async () => {
+    const ids = Array.from({ length: 300 }, (_, i) => `${15_000 + i}-0`);
+    for (const approximate of [false, true]) {
+      for (const [maxLen, heldBack, cutoffId, trimmedToId] of [[99, false, ids[201], ids[201]], [98, true, ids[202], ids[200]]] as const) {
+        const key = `${prefix}deleted-floor:${approximate}:${maxLen}`;
+        await addEntries(redis, key, ids);
+        await redis.xgroup('CREATE', key, 'g', ids[199]!);
+        await redis.xreadgroup('GROUP', 'g', 'c', 'COUNT', 1, 'STREAMS', key, '>'); // pending: ids[200]
+        await redis.xdel(key, ids[200]!);
+        const r = await safeTrimStream(client, key, { maxLen, approximate });
+        const context = JSON.stringify({ approximate, maxLen, r });
+        expect(r, context).toMatchObject({ heldBack, cutoffId, trimmedToId, lengthBefore: 299, lengthAfter: 99, firstIdAfter: ids[201], floor: { id: ids[200], reason: 'pending' } });
+        expect(await allIds(redis, key), context).toEqual(ids.slice(201));
+        await redis.unlink(key);
+      }
+    }
+  });
+
   it('a dry run computes cut-off, floor and the count it would remove, and trims nothing', async () => {
     const key = `${prefix}dry`;
     const ids = Array.from({ length: 300 }, (_, i) => `${7_000 + i}-0`);
