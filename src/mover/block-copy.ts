@@ -1,7 +1,7 @@
-import { to as copyTo } from 'pg-copy-streams';
 import { BlockRowReader, DigestSum, TidList } from '../core/block-copy-rows.js';
 import { multirangeLiteral, type Interval } from '../core/move-plan.js';
 import { inTransaction, type PgClient } from '../postgres/connect.js';
+import { CopyOut } from '../postgres/copy-out.js';
 import { quoteLiteral } from '../postgres/ident.js';
 import { BatchWriter } from './hash-stream.js';
 import { accessSettings, rangeTest, SCAN, type RangeAccess } from './range-access.js';
@@ -177,7 +177,7 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
                            FROM ${shape.sqlName} t ${memo ? memoHash(shape, 't', 'x') : ''}
                           WHERE ${from > 0 ? `t.ctid >= '(${from},0)'::tid AND ` : ''}${inRangesTest}) TO STDOUT`;
   const writeSql = `COPY ${shape.sqlName} (${columnList(shape.columns)}) FROM STDIN`;
-  const stream = source.query(copyTo(readSql));
+  const stream = source.query(new CopyOut(readSql) as unknown as never) as unknown as CopyOut;
   const reader = new BlockRowReader();
   let batch: BatchWriter | null = null;
   let first = -1;
@@ -200,8 +200,9 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
     return options.onBatch(record);
   };
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      reader.feed(chunk);
+    // Whole rows as each socket read brings them, valid until the next read: they are copied out before it.
+    for (let read = await stream.read(); read; read = await stream.read()) {
+      reader.feed(read.text);
       // The chunk's rows, less their ctid and digest, go to the target in one buffer.
       let out = Buffer.allocUnsafe(reader.unreadBytes);
       let at = 0;
@@ -227,8 +228,9 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
         last = block;
       }
       if (rows) await batch!.write(out.subarray(0, at), rows);
+      // The read's memory is reused by the next one: nothing of it may be left for later.
+      if (reader.pendingRow) throw new Error('the COPY read ended in the middle of a row');
     }
-    if (reader.pendingRow) throw new Error('the COPY stream ended in the middle of a row');
     if (batch && !(await closeBatch())) return { done: false, state };
     await source.query('COMMIT');
     return { done: true, state };

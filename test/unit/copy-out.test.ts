@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CopyOut } from '../../src/postgres/query/copy-out.js';
+import { CopyOut } from '../../src/postgres/copy-out.js';
 
 /*
  * CopyOut's protocol handling without a server: the bytes a COPY TO STDOUT

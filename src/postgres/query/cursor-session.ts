@@ -1,6 +1,6 @@
 import type { QueryColumn } from '../../engine/query/types.js';
 import { connect, type PgClient } from '../connect.js';
-import { CopyOut, type CopyRows } from './copy-out.js';
+import { CopyOut, type CopyRows } from '../copy-out.js';
 import { DeadlineExceeded, destroySocket } from '../deadline.js';
 
 /**
