@@ -3,7 +3,7 @@ import type { PgClient } from '../postgres/connect.js';
 import { quoteIdent, quoteLiteral } from '../postgres/ident.js';
 import { OperationError } from '../errors.js';
 import { deleteChanges, pkJson, readChanges, type ChangeRecord } from './capture.js';
-import { sourceUnchangedSince } from './block-copy.js';
+import { copiedRowsChecksum, sourceUnchangedSince, type MoveTableId } from './block-copy.js';
 import { rowsInRanges } from './copy-range.js';
 import { accessSettings, type RangeAccess } from './range-access.js';
 import { columnList, hashExpression, rowDigest, rowDigestValue, type RowDigestKind, type TableShape } from './table-shape.js';
@@ -121,16 +121,22 @@ export function newTracker(digests: Map<string, RowDigestKind>): ReplayTracker {
   return { digests, tables: new Map(), lost: false };
 }
 
-/** Count and digest sum of the target's rows of these keys (in the ranges), as they are now. */
-async function keyDigestSum(client: PgClient, shape: TableShape, ranges: Interval[], keys: string[], digest: RowDigestKind): Promise<{ rows: number; sum: bigint }> {
+/**
+ * Count and digest sum of the target's rows of these keys (in the ranges), as they are now;
+ * with `copiedBy`, only those still as that copy's batches wrote them (copiedRowsChecksum).
+ */
+async function keyDigestSum(client: PgClient, shape: TableShape, ranges: Interval[], keys: string[], digest: RowDigestKind, copiedBy?: MoveTableId): Promise<{ rows: number; sum: bigint }> {
   let rows = 0;
   let sum = 0n;
+  const copied = copiedBy
+    ? ` AND t.xmin IN (SELECT b.xmin FROM shardctl.move_batches b WHERE b.plan_id = $2 AND b.move_no = $3 AND b.table_name = $4 AND b.kind = 'copied')`
+    : '';
   for (let i = 0; i < keys.length; i += 5000) {
     const { rows: r } = await client.query<{ n: number; s: string }>(
       `SELECT count(*)::int AS n, coalesce(sum(${rowDigestValue(shape, 't', digest)}), 0)::text AS s
          FROM ${shape.sqlName} t JOIN jsonb_populate_recordset(NULL::${shape.sqlName}, $1::jsonb) k ON ${pkJoin(shape, 't', 'k')}
-        WHERE ${inRanges(shape, ranges, 't')}`,
-      [keysJson(keys.slice(i, i + 5000))],
+        WHERE ${inRanges(shape, ranges, 't')}${copied}`,
+      [keysJson(keys.slice(i, i + 5000)), ...(copiedBy ? [copiedBy.planId, copiedBy.moveNo, copiedBy.table] : [])],
     );
     rows += r[0]!.n;
     sum += BigInt(r[0]!.s);
@@ -251,6 +257,8 @@ export interface CompareSide {
    * stand for the source's side and the source is not hashed again.
    */
   recorded?: { rows: number; sum: string; snapshot: { xmin: string; tableRows: number } | null };
+  /** That copy's batch records (a block-ordered copy): with a tracker, the target's side is read from them too (targetSince). */
+  copiedBy?: MoveTableId;
 }
 
 export interface TableComparison {
@@ -282,8 +290,10 @@ export async function snapshotCompare(pair: ReplayPair, sides: Map<string, Compa
     replayed = (await replayKeys(pair, keysOf(changes, pair.shard))).written;
     for (const shape of shapes) {
       const side = sides.get(shape.name)!;
-      const t = await rangeChecksum(target, shape, ranges, side.digest, side.targetMemo, side.targetAccess);
-      if (side.recorded && pair.tracker && !pair.tracker.lost && pair.tracker.digests.get(shape.name) === side.digest) {
+      const tracked = side.recorded && pair.tracker && !pair.tracker.lost && pair.tracker.digests.get(shape.name) === side.digest;
+      // With every replay tracked, neither side needs its table hashed in full.
+      const t = tracked && side.copiedBy ? await targetSince(pair, shape, side) : await rangeChecksum(target, shape, ranges, side.digest, side.targetMemo, side.targetAccess);
+      if (tracked) {
         tables.push({ table: shape.name, source: await replacedSince(pair, shape, side), target: t, sourceSide: 'records+replayed' });
         continue;
       }
@@ -312,14 +322,32 @@ export async function snapshotCompare(pair: ReplayPair, sides: Map<string, Compa
 }
 
 /**
+ * The target's side of the comparison without hashing every row of its
+ * table, when replay has tracked every key it wrote since the copy (K): the
+ * target's rows of the ranges were written either by the copy's batches or
+ * by replay, which wrote only keys of K (each write a new row version), so
+ *   the rows still as the copy wrote them (found by its batches' xids)
+ *   − those of them whose key is in K (a replay that changed nothing leaves one) + the rows of K now.
+ * A row the copy wrote and something else changed since counts in neither
+ * term: the sides then differ, as they should.
+ */
+async function targetSince(pair: ReplayPair, shape: TableShape, side: CompareSide): Promise<RangeChecksum> {
+  const keys = [...(pair.tracker!.tables.get(shape.name)?.keys ?? [])];
+  const copied = await copiedRowsChecksum(pair.target, shape, side.copiedBy!, side.digest);
+  const kept = await keyDigestSum(pair.target, shape, pair.ranges, keys, side.digest, side.copiedBy);
+  const now = await keyDigestSum(pair.target, shape, pair.ranges, keys, side.digest);
+  return { rows: copied.rows - kept.rows + now.rows, sum: (BigInt(copied.sum) - kept.sum + now.sum).toString() };
+}
+
+/**
  * The source's side of the comparison without reading the whole source table
  * again, when replay has tracked every key it replaced since the copy (K).
  * A row whose key was never captured is as the copy read it (the capture
  * records every change), so the source in the snapshot sums to
  *   records − (the copy's versions of K, noted from the target at their first replay) + the snapshot's rows of K,
- * where the last term is read by primary key. The target's side is read in
- * full as always, so a copy that did not land as read still shows. Null when
- * the tracker has nothing for the table to go on.
+ * where the last term is read by primary key. The target's side is read
+ * from the target's own rows (targetSince, or in full), so a copy that did
+ * not land as read still shows.
  */
 async function replacedSince(pair: ReplayPair, shape: TableShape, side: CompareSide): Promise<RangeChecksum> {
   const entry = pair.tracker!.tables.get(shape.name) ?? { keys: new Set<string>(), rows: 0, sum: 0n };

@@ -277,7 +277,7 @@ async function catchUpAndCompare(ctx: MoveContext, plan: PlanRecord, move: MoveR
         targetAccess: await rangeAccessFor(target!, shape, move.ranges),
         memo: await keysRepeat(source!, shape),
         targetMemo: await keysRepeat(target!, shape),
-        ...(records ? { recorded: { rows: records.rows, sum: records.sum.toString(), snapshot } } : {}),
+        ...(records ? { recorded: { rows: records.rows, sum: records.sum.toString(), snapshot }, copiedBy: tableId(plan, move, shape.name) } : {}),
       });
     }
     live.dirty = new Map();
