@@ -273,8 +273,7 @@ export async function deleteBatches(
 ): Promise<number | null> {
   const rows = batches.reduce((n, b) => n + b.rows, 0);
   const sum = batches.reduce((n, b) => n + b.sum, 0n);
-  await source.query('BEGIN');
-  try {
+  return removeBatches(source, id, batches, beforeCommit, async () => {
     await source.query(`SELECT set_config('jit', 'off', true)`);
     const settings = accessSettings(access, true);
     if (settings) await source.query(settings);
@@ -295,15 +294,27 @@ export async function deleteBatches(
       confirmed.values,
     );
     // By digest the sum must be the batches'; by snapshot no deleted row may be newer than it.
-    const expected = typeof confirm === 'string' ? sum : 0n;
-    if (found[0]!.n !== rows || BigInt(found[0]!.check) !== expected) {
+    return found[0]!.n === rows && BigInt(found[0]!.check) === (typeof confirm === 'string' ? sum : 0n);
+  });
+}
+
+/**
+ * One cleanup transaction on the source: `deleted` runs the delete and says
+ * whether the rows were the batches' as copied; then the batches are recorded
+ * as removed and, after the lease check, it commits. Their row count, or null
+ * (rolled back) when they were not.
+ */
+async function removeBatches(source: PgClient, id: MoveTableId, batches: BlockBatch[], beforeCommit: (() => Promise<void>) | undefined, deleted: () => Promise<boolean>): Promise<number | null> {
+  await source.query('BEGIN');
+  try {
+    if (!(await deleted())) {
       await source.query('ROLLBACK');
       return null;
     }
     await recordRemoved(source, id, batches);
     await beforeCommit?.();
     await source.query('COMMIT');
-    return rows;
+    return batches.reduce((n, b) => n + b.rows, 0);
   } catch (err) {
     await source.query('ROLLBACK').catch(() => {});
     throw err;
@@ -352,35 +363,21 @@ export async function deleteCopiedRows(
   beforeCommit?: () => Promise<void>,
 ): Promise<number | null> {
   const rows = batches.reduce((n, b) => n + b.rows, 0);
-  await source.query('BEGIN');
-  try {
+  return removeBatches(source, id, batches, beforeCommit, async () => {
     // Priced as random page reads, a batch's ctids look dearer to the planner than a scan of the
     // whole table; they are not (28.7k rows of 1.45M: 33-56 ms by ctid, 370-400 ms scanning).
     await source.query(`SELECT set_config('jit', 'off', true), set_config('enable_seqscan', 'off', true)`);
     // The lock the DELETE takes anyway, taken first: no rewrite can start before this commits.
     await source.query(`LOCK TABLE ${shape.sqlName} IN ROW EXCLUSIVE MODE`);
     const { rows: file } = await source.query<{ same: boolean }>(`SELECT pg_relation_filenode($1::regclass) = $2::oid AS same`, [shape.sqlName, where.filenode]);
-    if (!file[0]!.same) {
-      await source.query('ROLLBACK');
-      return null;
-    }
+    if (!file[0]!.same) return false;
     const { rows: found } = await source.query<{ n: number; fresh: number }>(
       `WITH d AS (DELETE FROM ${shape.sqlName} t WHERE t.ctid = ANY ($1::tid[]) RETURNING age(t.xmin) <= ${snapshotAge('$2')} AS fresh)
        SELECT count(*)::bigint AS n, count(*) FILTER (WHERE fresh)::bigint AS fresh FROM d`,
       [where.tids, snapshotXmin],
     );
-    if (found[0]!.n !== rows || found[0]!.fresh !== 0) {
-      await source.query('ROLLBACK');
-      return null;
-    }
-    await recordRemoved(source, id, batches);
-    await beforeCommit?.();
-    await source.query('COMMIT');
-    return rows;
-  } catch (err) {
-    await source.query('ROLLBACK').catch(() => {});
-    throw err;
-  }
+    return found[0]!.n === rows && found[0]!.fresh === 0;
+  });
 }
 
 /** The source's own record that these batches are done, written in the transaction that deletes them. */

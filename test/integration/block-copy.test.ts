@@ -45,6 +45,32 @@ describe('block-ordered copy', () => {
     await closeMoverPair(pair, [source, target]);
   });
 
+  /**
+   * A fresh copy of the ranges whose snapshot saw no transaction of another
+   * test open. xids are cluster-wide: one open while the snapshot is taken
+   * holds its xmin back behind the rows' own xid, and the checks then (rightly,
+   * conservatively) say "maybe changed". Copied again until that is not so.
+   */
+  async function copyInQuietSnapshot(batchSize: number): Promise<{ xmin: string; tableRows: number }> {
+    for (let attempt = 0; attempt < 40; attempt++) {
+      if (attempt) await new Promise((r) => setTimeout(r, 50));
+      await source.query(`DELETE FROM shardctl.move_batches WHERE plan_id = $1`, [ID.planId]);
+      await clearBlockCopy(target, shape, ID, HALF);
+      let snapshot: { xmin: string; tableRows: number } | undefined;
+      await copyByBlock(source, target, shape, { id: ID, ranges: HALF, digest: 'hash', batchSize, onStart: async (s) => void (snapshot = s), onBatch: async () => true });
+      if (await sourceUnchangedSince(source, shape, snapshot!)) return snapshot!;
+    }
+    throw new Error('no copy took its snapshot with no other transaction open');
+  }
+
+  /** The source's 6000 rows again (the tests before deleted some). */
+  async function refillSource(): Promise<void> {
+    await source.query('TRUNCATE public.messages');
+    await source.query(
+      `INSERT INTO public.messages (room_id, id, body) SELECT r, m, 'message ' || m || repeat('.', (r % 9) * 20) FROM generate_series(1, 20) m, generate_series(1, 300) r`,
+    );
+  }
+
   async function fullCopy(options: { memo: boolean; stopAfter?: number }): Promise<{ starts: number; batches: BlockBatch[] }> {
     let starts = 0;
     const batches: BlockBatch[] = [];
@@ -120,28 +146,8 @@ describe('block-ordered copy', () => {
   });
 
   it('tells an untouched source from one written to since the copy: an update, a delete or an insert, in the ranges or not', async () => {
-    let snapshot: { xmin: string; tableRows: number } | undefined;
-    // xids are cluster-wide: a transaction of another test open while this copy's snapshot is taken
-    // holds its xmin back behind the rows' own xid, and the check then (rightly, conservatively) says
-    // "maybe changed". Copy again until one snapshot is taken with no such transaction open.
-    let unchanged = false;
-    for (let attempt = 0; attempt < 40 && !unchanged; attempt++) {
-      if (attempt) await new Promise((r) => setTimeout(r, 50));
-      await clearBlockCopy(target, shape, ID, HALF);
-      await copyByBlock(source, target, shape, {
-        id: ID,
-        ranges: HALF,
-        digest: 'hash',
-        batchSize: 500,
-        onStart: async (s) => {
-          snapshot = s;
-        },
-        onBatch: async () => true,
-      });
-      expect(snapshot!.tableRows).toBe(6000);
-      unchanged = await sourceUnchangedSince(source, shape, snapshot!);
-    }
-    expect(unchanged, 'an untouched source is recognised as unchanged').toBe(true);
+    const snapshot = await copyInQuietSnapshot(500);
+    expect(snapshot.tableRows).toBe(6000);
     const writes = [
       `UPDATE public.messages SET body = body || '!' WHERE room_id = 7 AND id = 3`,
       `DELETE FROM public.messages WHERE room_id = 8 AND id = 4`,
@@ -154,7 +160,7 @@ describe('block-ordered copy', () => {
     ];
     for (const [i, write] of writes.entries()) {
       await source.query(write);
-      expect(await sourceUnchangedSince(source, shape, snapshot!), write).toBe(false);
+      expect(await sourceUnchangedSince(source, shape, snapshot), write).toBe(false);
       await source.query(undo[i]!);
     }
   });
@@ -191,27 +197,7 @@ describe('block-ordered copy', () => {
   });
 
   it('cleanup confirmed by the copy snapshot deletes a span only while no row in it is newer than the snapshot', async () => {
-    // As above, copy until a snapshot is taken with no transaction of another test open (xids are cluster-wide).
-    let snapshot: { xmin: string; tableRows: number } | undefined;
-    let quiet = false;
-    for (let attempt = 0; attempt < 40 && !quiet; attempt++) {
-      if (attempt) await new Promise((r) => setTimeout(r, 50));
-      await source.query(`DELETE FROM shardctl.move_batches WHERE plan_id = $1`, [ID.planId]);
-      await clearBlockCopy(target, shape, ID, HALF);
-      await copyByBlock(source, target, shape, {
-        id: ID,
-        ranges: HALF,
-        digest: 'hash',
-        batchSize: 200,
-        onStart: async (s) => {
-          snapshot = s;
-        },
-        onBatch: async () => true,
-      });
-      quiet = await sourceUnchangedSince(source, shape, snapshot!);
-    }
-    expect(quiet, 'a quiet snapshot was taken').toBe(true);
-    const bySnapshot = { snapshotXmin: snapshot!.xmin };
+    const bySnapshot = { snapshotXmin: (await copyInQuietSnapshot(200)).xmin };
     const batches = await recordedBatches(target, ID, -1);
     expect(batches.length).toBeGreaterThan(3);
     const before = await rangeChecksum(source, shape, HALF, 'hash');
@@ -246,30 +232,8 @@ describe('block-ordered copy', () => {
   });
 
   it("cleanup by the copied ctids deletes exactly the batch's rows while each is as copied and the table keeps its file", async () => {
-    // The tests above deleted rows of the source: its 6000 again.
-    await source.query('TRUNCATE public.messages');
-    await source.query(
-      `INSERT INTO public.messages (room_id, id, body) SELECT r, m, 'message ' || m || repeat('.', (r % 9) * 20) FROM generate_series(1, 20) m, generate_series(1, 300) r`,
-    );
-    let snapshot: { xmin: string; tableRows: number } | undefined;
-    let quiet = false;
-    for (let attempt = 0; attempt < 40 && !quiet; attempt++) {
-      if (attempt) await new Promise((r) => setTimeout(r, 50));
-      await source.query(`DELETE FROM shardctl.move_batches WHERE plan_id = $1`, [ID.planId]);
-      await clearBlockCopy(target, shape, ID, HALF);
-      await copyByBlock(source, target, shape, {
-        id: ID,
-        ranges: HALF,
-        digest: 'hash',
-        batchSize: 100,
-        onStart: async (s) => {
-          snapshot = s;
-        },
-        onBatch: async () => true,
-      });
-      quiet = await sourceUnchangedSince(source, shape, snapshot!);
-    }
-    expect(quiet, 'a quiet snapshot was taken').toBe(true);
+    await refillSource();
+    const snapshot = await copyInQuietSnapshot(100);
     const batches = await recordedBatches(target, ID, -1);
     expect(batches.length).toBeGreaterThan(6);
     const inHalf = `'{[0,2147483647]}'::int8multirange @> shardctl.route_hash(room_id::text)`;
@@ -279,7 +243,7 @@ describe('block-ordered copy', () => {
     const rowsAt = async (b: BlockBatch) => (await source.query<{ room_id: number; id: number }>(
       `SELECT room_id, id FROM public.messages t WHERE t.ctid = ANY ($1::tid[]) ORDER BY room_id, id`, [(await copiedTids(target, ID, [b]))!.tids],
     )).rows;
-    const remove = async (b: BlockBatch[]) => deleteCopiedRows(source, shape, ID, snapshot!.xmin, b, (await copiedTids(target, ID, b))!);
+    const remove = async (b: BlockBatch[]) => deleteCopiedRows(source, shape, ID, snapshot.xmin, b, (await copiedTids(target, ID, b))!);
 
     // The records say where each batch's rows were: exactly the batch's rows, all in the ranges.
     const first = await rowsAt(batches[0]!);
@@ -324,19 +288,8 @@ describe('block-ordered copy', () => {
     const inHalf = `'{[0,2147483647]}'::int8multirange @> shardctl.route_hash(room_id::text)`;
     const count = async (where: string) => (await source.query<{ n: number }>(`SELECT count(*)::int AS n FROM public.messages t WHERE ${where}`)).rows[0]!.n;
     const quietCopy = async (): Promise<string> => {
-      await source.query('TRUNCATE public.messages');
-      await source.query(
-        `INSERT INTO public.messages (room_id, id, body) SELECT r, m, 'message ' || m || repeat('.', (r % 9) * 20) FROM generate_series(1, 20) m, generate_series(1, 300) r`,
-      );
-      let snapshot: { xmin: string; tableRows: number } | undefined;
-      for (let attempt = 0; attempt < 40; attempt++) {
-        if (attempt) await new Promise((r) => setTimeout(r, 50));
-        await source.query(`DELETE FROM shardctl.move_batches WHERE plan_id = $1`, [ID.planId]);
-        await clearBlockCopy(target, shape, ID, HALF);
-        await copyByBlock(source, target, shape, { id: ID, ranges: HALF, digest: 'hash', batchSize: 100, onStart: async (s) => void (snapshot = s), onBatch: async () => true });
-        if (await sourceUnchangedSince(source, shape, snapshot!)) return snapshot!.xmin;
-      }
-      throw new Error('no quiet snapshot');
+      await refillSource();
+      return (await copyInQuietSnapshot(100)).xmin;
     };
     const cleanup = (xmin: string, stopAfter = -1) => {
       let calls = 0;
