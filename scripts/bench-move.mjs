@@ -54,6 +54,8 @@ const GNU_TIME = '/usr/bin/time';
 const IMPLS = new Set((process.env.BENCH_MOVE_IMPLS ?? 'shardctl,online,online-load,pipe-load,limit,limit-seq,pipe,pipe-seq,naive,naive-index').split(','));
 /** Runs of each shardctl mode (offline, online idle, online under load) and of the limit, interleaved; medians reported. */
 const REPEAT = Math.max(1, Number(process.env.BENCH_MOVE_REPEAT ?? 1));
+/** migration.batchSize of the moves (rows per copy batch; cleanup takes five batches a transaction). */
+const BATCH_SIZE = Number(process.env.BENCH_MOVE_BATCH ?? 10_000);
 /** The online run's write load: writes per second, from scripts/bench-move-load.mjs (a process of its own). */
 const LOAD_RATE = Number(process.env.BENCH_MOVE_LOAD_RATE ?? 500);
 /** How long the load runs before the move starts (its "before" latencies), and after the move ends. */
@@ -119,7 +121,7 @@ async function prepareDataset(admin, dbs, dir, rows, tag, suffix) {
     metadata: { url: urlOf(meta) },
     shards: [{ id: 'shard-0', url: urlOf(tmpl[0]) }, { id: 'shard-1', url: urlOf(tmpl[1]) }],
     tables: [{ name: 'public.events', key: 'room_id' }],
-    migration: { batchSize: 10_000, parallel: 2 },
+    migration: { batchSize: BATCH_SIZE, parallel: 2 },
   }));
   await run('node', [BIN, '-c', config, '-q', 'init']);
 
@@ -202,7 +204,7 @@ async function clone(admin, dbs, dir, ds, runTag, { init = false } = {}) {
       metadata: { url: urlOf(meta) },
       shards: [{ id: 'shard-0', url: urls['shard-0'] }, { id: 'shard-1', url: urls['shard-1'] }],
       tables: [{ name: 'public.events', key: 'room_id' }],
-      migration: { batchSize: 10_000, parallel: 2 },
+      migration: { batchSize: BATCH_SIZE, parallel: 2 },
     }));
     await run('node', [BIN, '-c', config, '-q', 'init']);
   }
