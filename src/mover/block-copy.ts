@@ -522,7 +522,7 @@ export async function sourceUnchangedSince(source: PgClient, shape: TableShape, 
  * after the snapshot's xmin, i.e. one the snapshot may not have seen. A frozen
  * xmin's age is the largest there is: old.
  */
-export function snapshotAge(param: string): string {
+function snapshotAge(param: string): string {
   return `age(((${param}::bigint) % 4294967296)::text::xid)`;
 }
 

@@ -4,7 +4,7 @@ import { quoteIdent } from '../postgres/ident.js';
 import { rowsInRanges, stagingTable } from './copy-range.js';
 import { accessSettings, SCAN, type RangeAccess } from './range-access.js';
 import { streamByHash, type HashBatch, type HashStreamResult } from './hash-stream.js';
-import { copiedTids, recordedBatches, snapshotAge, type BlockBatch, type MoveTableId } from './block-copy.js';
+import type { MoveTableId } from './block-copy.js';
 import { columnList, hashExpression, memoHash, rowDigest, type RowDigestKind, type TableShape } from './table-shape.js';
 
 export interface CleanupOptions {
@@ -131,104 +131,3 @@ export async function deleteFencedRows(source: PgClient, shape: TableShape, opti
   return { done: true, rowsDeleted };
 }
 
-/** The source's record of an online cleanup's pass over the rows newer than the copy (batch numbers below 0 are the ctid passes'). */
-const NEWER_ROWS_PASS = -2_000_000_000;
-
-export interface FencedCopyCleanupOptions {
-  ranges: Interval[];
-  id: MoveTableId;
-  /** The snapshot the whole copy read (journaled at its start). */
-  snapshotXmin: string;
-  /** Copy batches a transaction takes at most. */
-  batchesPerTransaction: number;
-  beforeCommit?: () => Promise<void>;
-  /** After each committed transaction: the rows deleted so far in all (from the source's records) and this one's. Return false to stop. */
-  onBatch: (batch: { affected: number; rowsDeleted: number }) => Promise<boolean>;
-}
-
-/**
- * deleteFencedRows without a scan of the table, for an online move whose copy
- * read it in one snapshot: every row of the ranges on the source is then
- * either a version the copy read, still where the copy found it (its ctid,
- * recorded on the target with its batch) with an xmin older than the
- * snapshot, or a version written since, with a newer xmin. So cleanup
- * deletes the first at the batches' ctids (a TID scan, old xmin only: a
- * freed slot may since hold another key's row) and the second in one pass
- * that tests each row's xmin before it hashes its key (only newer rows are
- * hashed). Both hold only while the table keeps the file the copy read
- * (checked under the delete's lock); when it does not, or a record has no
- * ctids, this returns null having deleted only rows the fence holds, and
- * deleteFencedRows finishes the job from the first block. Each transaction
- * is recorded on the source (move_batches, 'removed', batch numbers below
- * zero, no block span), so resuming skips what is done.
- */
-export async function deleteFencedCopy(source: PgClient, target: PgClient, shape: TableShape, options: FencedCopyCleanupOptions): Promise<{ done: boolean; rowsDeleted: number } | null> {
-  const by = [options.id.planId, options.id.moveNo, options.id.table];
-  const { rows: done } = await source.query<{ batch_no: number; rows: number }>(
-    `SELECT batch_no, rows FROM shardctl.move_batches WHERE plan_id = $1 AND move_no = $2 AND table_name = $3 AND kind = 'removed'`,
-    by,
-  );
-  let rowsDeleted = done.reduce((n, r) => n + Number(r.rows), 0);
-  const byCtid = done.filter((r) => r.batch_no < 0 && r.batch_no !== NEWER_ROWS_PASS);
-  // A ctid pass records its group as -(its last batch's number) - 1: the batches up to there are done.
-  const after = byCtid.length ? -Math.min(...byCtid.map((r) => r.batch_no)) - 1 : -1;
-  const pending = await recordedBatches(target, options.id, after);
-  const filenode = async (): Promise<string | null> => (await copiedTids(target, options.id, pending.slice(0, 1)))?.filenode ?? null;
-  const expected = pending.length ? await filenode() : null;
-  if (pending.length && expected === null) return null;
-  /** One transaction that passes the move's own fence; false (rolled back) when the table has a new file. */
-  const inFence = async (work: () => Promise<{ affected: number; record: number }>): Promise<number | false> => {
-    await source.query('BEGIN');
-    try {
-      await source.query(`SELECT set_config('shardctl.mover', $1, true), set_config('jit', 'off', true)`, [options.id.planId]);
-      await source.query(`LOCK TABLE ${shape.sqlName} IN ROW EXCLUSIVE MODE`);
-      if (expected !== null) {
-        const { rows } = await source.query<{ same: boolean }>(`SELECT pg_relation_filenode($1::regclass) = $2::oid AS same`, [shape.sqlName, expected]);
-        if (!rows[0]!.same) {
-          await source.query('ROLLBACK');
-          return false;
-        }
-      }
-      const { affected, record } = await work();
-      await source.query(
-        `INSERT INTO shardctl.move_batches (plan_id, move_no, table_name, batch_no, kind, first_block, last_block, rows, bytes, digest_sum)
-         VALUES ($1, $2, $3, $4::int, 'removed', -1, -1, $5::bigint, 0, 0)`,
-        [...by, record, affected],
-      );
-      await options.beforeCommit?.();
-      await source.query('COMMIT');
-      return affected;
-    } catch (err) {
-      await source.query('ROLLBACK').catch(() => {});
-      throw err;
-    }
-  };
-  while (pending.length) {
-    const group: BlockBatch[] = pending.splice(0, Math.max(1, options.batchesPerTransaction));
-    const where = await copiedTids(target, options.id, group);
-    if (!where || where.filenode !== expected) return null;
-    const affected = await inFence(async () => {
-      // A TID scan: priced as random reads, a batch's ctids look dearer to the planner than scanning the table.
-      await source.query(`SELECT set_config('enable_seqscan', 'off', true)`);
-      const r = await source.query(`DELETE FROM ${shape.sqlName} t WHERE t.ctid = ANY ($1::tid[]) AND age(t.xmin) > ${snapshotAge('$2')}`, [where.tids, options.snapshotXmin]);
-      return { affected: r.rowCount ?? 0, record: -group.at(-1)!.batchNo - 1 };
-    });
-    if (affected === false) return null;
-    rowsDeleted += affected;
-    if (!(await options.onBatch({ affected, rowsDeleted }))) return { done: false, rowsDeleted };
-  }
-  if (!done.some((r) => r.batch_no === NEWER_ROWS_PASS)) {
-    const affected = await inFence(async () => {
-      // The xmin test first, so only rows newer than the copy have their key hashed.
-      const r = await source.query(
-        `DELETE FROM ${shape.sqlName} t WHERE CASE WHEN age(t.xmin) <= ${snapshotAge('$2')} THEN $1::int8multirange @> ${hashExpression(shape, 't')} ELSE false END`,
-        [multirangeLiteral(options.ranges), options.snapshotXmin],
-      );
-      return { affected: r.rowCount ?? 0, record: NEWER_ROWS_PASS };
-    });
-    if (affected === false) return null;
-    rowsDeleted += affected;
-    await options.onBatch({ affected, rowsDeleted });
-  }
-  return { done: true, rowsDeleted };
-}

@@ -13,7 +13,6 @@ import {
   sourceUnchangedSince,
   type BlockBatch,
 } from '../../src/mover/block-copy.js';
-import { deleteFencedCopy } from '../../src/mover/cleanup.js';
 import { describeTable, keysRepeat, type TableShape } from '../../src/mover/table-shape.js';
 import { rangeChecksum } from '../../src/mover/verify.js';
 import { connect, type PgClient } from '../../src/postgres/connect.js';
@@ -282,62 +281,6 @@ describe('block-ordered copy', () => {
     // A record without ctids (written by an earlier version) gives none.
     await target.query(`UPDATE shardctl.move_batches SET source_tids = NULL WHERE plan_id = $1 AND batch_no = $2`, [ID.planId, batches[5]!.batchNo]);
     expect(await copiedTids(target, ID, [batches[5]!])).toBeNull();
-  });
-
-  it('online cleanup by the copy deletes every row of the ranges (copied ones at their ctids, later ones by xmin) and nothing else, resumably; not after a rewrite', async () => {
-    const inHalf = `'{[0,2147483647]}'::int8multirange @> shardctl.route_hash(room_id::text)`;
-    const count = async (where: string) => (await source.query<{ n: number }>(`SELECT count(*)::int AS n FROM public.messages t WHERE ${where}`)).rows[0]!.n;
-    const quietCopy = async (): Promise<string> => {
-      await refillSource();
-      return (await copyInQuietSnapshot(100)).xmin;
-    };
-    const cleanup = (xmin: string, stopAfter = -1) => {
-      let calls = 0;
-      return deleteFencedCopy(source, target, shape, { ranges: HALF, id: ID, snapshotXmin: xmin, batchesPerTransaction: 2, onBatch: async () => ++calls !== stopAfter });
-    };
-
-    const xmin = await quietCopy();
-    // Written since the copy: an update, a delete and an insert in the ranges, inserts outside them.
-    const { rows: inside } = await source.query<{ room_id: number; id: number }>(
-      `SELECT room_id, id FROM public.messages t WHERE ${inHalf} ORDER BY ctid DESC LIMIT 2`,
-    );
-    await source.query(`UPDATE public.messages SET body = 'edited' WHERE room_id = $1 AND id = $2`, [inside[1]!.room_id, inside[1]!.id]);
-    await source.query(`DELETE FROM public.messages WHERE room_id = $1 AND id = $2`, [inside[0]!.room_id, inside[0]!.id]);
-    const { rows: ownRooms } = await source.query<{ r: number }>(
-      `SELECT r FROM generate_series(100000, 100400) r WHERE NOT '{[0,2147483647]}'::int8multirange @> shardctl.route_hash(r::text) LIMIT 5`,
-    );
-    const { rows: movingRooms } = await source.query<{ r: number }>(
-      `SELECT r FROM generate_series(100000, 100400) r WHERE '{[0,2147483647]}'::int8multirange @> shardctl.route_hash(r::text) LIMIT 1`,
-    );
-    for (const { r } of ownRooms) await source.query(`INSERT INTO public.messages (room_id, id, body) VALUES ($1, 1, 'stays')`, [r]);
-    // A freed slot taken by a row outside the ranges (VACUUM frees it when no snapshot anywhere needs the
-    // old row, which a test cannot count on): the record made to name that row's ctid, as if the copy had.
-    const { rows: squatter } = await source.query<{ ctid: string }>(`SELECT ctid::text FROM public.messages WHERE body = 'stays' LIMIT 1`);
-    await target.query(
-      `UPDATE shardctl.move_batches SET source_tids = rtrim(source_tids, '}') || ',"' || $2 || '"}' WHERE plan_id = $1 AND kind = 'copied' AND batch_no = 0`,
-      [ID.planId, squatter[0]!.ctid],
-    );
-    await source.query(`INSERT INTO public.messages (room_id, id, body) VALUES ($1, 1, 'goes')`, [movingRooms[0]!.r]);
-    const outsideBefore = await count(`NOT ${inHalf}`);
-    const insideBefore = await count(inHalf);
-
-    // Stopped after its first transaction, then resumed: it carries on where it stopped.
-    const first = await cleanup(xmin, 1);
-    expect(first).not.toBeNull();
-    expect(first!.done).toBe(false);
-    const rest = await cleanup(xmin);
-    expect(rest).toEqual({ done: true, rowsDeleted: insideBefore });
-    expect(await count(inHalf)).toBe(0);
-    expect(await count(`NOT ${inHalf}`)).toBe(outsideBefore);
-    // Run again, it deletes nothing more.
-    expect(await cleanup(xmin)).toEqual({ done: true, rowsDeleted: insideBefore });
-
-    // A rewrite since the copy: the ctids mean nothing now; nothing is deleted, the span pass takes over.
-    const again = await quietCopy();
-    await source.query('VACUUM FULL public.messages');
-    const before = await count('true');
-    expect(await cleanup(again)).toBeNull();
-    expect(await count('true')).toBe(before);
   });
 
   it('keysRepeat says no for unique keys and for a table without statistics', async () => {

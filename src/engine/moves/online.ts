@@ -18,7 +18,7 @@ import {
   waitForWritersBefore,
 } from '../../mover/capture.js';
 import { addKeys, catchUpRound, compareKeys, keyCount, newTracker, snapshotCompare, type CompareSide, type KeysByTable, type ReplayPair, type ReplayTracker } from '../../mover/catch-up.js';
-import { deleteFencedCopy, deleteFencedRows } from '../../mover/cleanup.js';
+import { deleteFencedRows } from '../../mover/cleanup.js';
 import { rangeAccessFor } from '../../mover/range-access.js';
 import { chooseDigest, describeTable, keysRepeat, relationBytes, type RowDigestKind, type TableShape } from '../../mover/table-shape.js';
 import { withConnections } from './env.js';
@@ -61,8 +61,6 @@ const ROUND_LIMIT = 5000;
 const FENCE_ATTEMPTS = 6;
 /** Heap blocks per cleanup transaction (about 40 MB of heap, as many as five offline cleanup batches of 10,000 rows of ~250 B span): each transaction also journals, so fewer pay. */
 const CLEANUP_BLOCKS = 5000;
-/** Copy batches per cleanup transaction when deleting by the copy's ctids (as offline cleanup groups them). */
-const CLEANUP_COPY_BATCHES = 5;
 
 export interface OnlineSettings {
   fenceTimeoutMs: number;
@@ -436,10 +434,8 @@ async function fenceOne(ctx: MoveContext, plan: PlanRecord, s: FenceSession, ttl
 
 /**
  * After the switch: the capture goes (the fence stays, now permanent), the
- * source's rows of the ranges are deleted (deleteFencedCopy: where the copy
- * found them and by xmin, when it read one snapshot; else span by span,
- * deleteFencedRows), then the fence and every other object of the move.
- * Resumable from the source's records of what it removed.
+ * source's rows of the ranges are deleted span by span (deleteFencedRows),
+ * then the fence and every other object of the move. Resumable by block cursor.
  */
 export async function cleanupOnline(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, settings: OnlineSettings): Promise<Outcome> {
   const { env } = ctx;
@@ -458,41 +454,24 @@ export async function cleanupOnline(ctx: MoveContext, plan: PlanRecord, move: Mo
       const startedAt = Date.now();
       const deletedBefore = progress.rowsDeleted;
       let thisCall = 0;
-      const onBatch = async (batch: { cursor?: number; affected: number; rowsDeleted: number }): Promise<boolean> => {
-        if (batch.cursor !== undefined) progress.cleanupCursor = batch.cursor;
+      const onBatch = async (batch: { cursor: number; affected: number; rowsDeleted: number }): Promise<boolean> => {
+        progress.cleanupCursor = batch.cursor;
         progress.rowsDeleted = batch.rowsDeleted;
         thisCall += batch.affected;
         await env.journal.updateTable(plan.id, move.moveNo, table.name, { cleanupCursor: progress.cleanupCursor, rowsDeleted: progress.rowsDeleted });
         reportProgress(ctx, move, table.name, 'cleanup', { done: progress.rowsDeleted, thisCall, estRows: progress.sourceRows ?? move.estRows, startedAt });
         return ctx.budget.stopReason() === null;
       };
-      const result = await withConnections([env.connect(move.source, 'shard cleanup'), env.connect(move.target, 'shard cleanup')], async (source, target) => {
+      const result = await withConnections([env.connect(move.source, 'shard cleanup')], async (source) => {
         const shape = await env.shapeOn(source!, move.source, table);
-        const id = tableId(plan, move, table.name);
-        // A copy read in one snapshot is deleted where it was found, and what was written since by its xmin;
-        // otherwise (or once the table was rewritten) span by span.
-        const byCopy =
-          progress.copyOrder === 'block' && progress.copySnapshotXmin !== null
-            ? await deleteFencedCopy(source!, target!, shape, {
-                ranges: move.ranges,
-                id,
-                snapshotXmin: progress.copySnapshotXmin,
-                batchesPerTransaction: CLEANUP_COPY_BATCHES,
-                beforeCommit: () => checkLease(ctx),
-                onBatch,
-              })
-            : null;
-        return (
-          byCopy ??
-          deleteFencedRows(source!, shape, {
-            ranges: move.ranges,
-            memo: await keysRepeat(source!, shape),
-            id,
-            blocksPerBatch: CLEANUP_BLOCKS,
-            beforeCommit: () => checkLease(ctx),
-            onBatch,
-          })
-        );
+        return deleteFencedRows(source!, shape, {
+          ranges: move.ranges,
+          memo: await keysRepeat(source!, shape),
+          id: tableId(plan, move, table.name),
+          blocksPerBatch: CLEANUP_BLOCKS,
+          beforeCommit: () => checkLease(ctx),
+          onBatch,
+        });
       });
       if (!result.done) return 'stopped';
       progress.cleanupDone = true;
