@@ -2,7 +2,7 @@ import type { TableConfig } from '../../config/schema.js';
 import type { MoveState } from '../../core/move-state.js';
 import { isLockLost, OperationError } from '../../errors.js';
 import type { MoveRecord, PlanRecord, TableProgress } from '../../metadata/journal.js';
-import { blockCopyState, clearBlockCopy, copiedRowsChecksum, copiedTids, copyByBlock, deleteBatches, deleteCopiedRows, forgetBatches, recordedBatches, removedState, sourceUnchangedSince, supportsBlockCopy, type BlockBatch, type MoveTableId } from '../../mover/block-copy.js';
+import { blockCopyState, clearBlockCopy, copiedRowsChecksum, copiedTids, copyByBlock, deleteBatches, deleteCopiedRows, forgetBatches, recordedBatches, removedState, sourceUnchangedSince, supportsBlockCopy, type BatchConfirmation, type BlockBatch, type MoveTableId } from '../../mover/block-copy.js';
 import { cleanupRange } from '../../mover/cleanup.js';
 import { copyRange } from '../../mover/copy-range.js';
 import { cleanupUsesIndex } from '../../core/range-access.js';
@@ -21,6 +21,12 @@ import type { Budget, Throttle } from './throttle.js';
  * returns an outcome instead of throwing: a failure is journaled as `failed`
  * with the state to resume from.
  */
+
+/** `fn` run at its first call only; later calls get the same promise. */
+function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let result: Promise<T> | null = null;
+  return () => (result ??= fn());
+}
 
 /** lost: the run's lease was lost; the step stopped and journaled nothing more (the fence would refuse it). */
 export type Outcome = 'ok' | 'stopped' | 'failed' | 'lost';
@@ -340,9 +346,7 @@ async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecor
   let deletedThisCall = 0;
   return withConnections([env.connect(move.target, 'shard cleanup'), env.connect(move.source, 'shard cleanup')], async (target, source) => {
     const shape = await env.shapeOn(source!, move.source, table);
-    const digest = await chooseDigest(source!, target!, shape);
     const snapshot = progress.copySnapshotXmin !== null ? { snapshotXmin: progress.copySnapshotXmin } : null;
-    const memo = await keysRepeat(source!, shape);
     // The source's records are the truth for what was removed (the journal may lag them by a batch).
     const removed = await removedState(source!, id);
     const after = Math.max(progress.cleanupBatch, removed.lastBatch);
@@ -353,10 +357,21 @@ async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecor
     const groupRows = env.config.migration.batchSize * CLEANUP_GROUP;
     // By index, each group reads the whole move's index ranges: worth it only for few groups of a small share.
     const pendingRows = pending.reduce((n, b) => n + b.rows, 0);
-    const groups = Math.ceil(pendingRows / groupRows);
-    const fraction = pendingRows / Math.max(1, await tableRowEstimate(source!, shape));
-    const byIndex = await rangeAccessFor(source!, shape, move.ranges);
-    const access = cleanupUsesIndex(byIndex, groups, fraction) ? byIndex : SCAN;
+    // How a span is read and confirmed, asked of the servers only when a span is deleted (not by ctids).
+    const spans = once(async () => {
+      const groups = Math.ceil(pendingRows / groupRows);
+      const fraction = pendingRows / Math.max(1, await tableRowEstimate(source!, shape));
+      const byIndex = await rangeAccessFor(source!, shape, move.ranges);
+      return {
+        access: cleanupUsesIndex(byIndex, groups, fraction) ? byIndex : SCAN,
+        memo: await keysRepeat(source!, shape),
+        digest: await chooseDigest(source!, target!, shape),
+      };
+    });
+    const bySpan = async (group: BlockBatch[], confirm: BatchConfirmation | null) => {
+      const { access, memo, digest } = await spans();
+      return deleteBatches(source!, shape, id, move.ranges, confirm ?? digest, group, memo, access, () => checkLease(ctx));
+    };
     // A copy read in one snapshot is confirmed by it first: its rows are deleted where the copy
     // found them (deleteCopiedRows: no row hashed, none read but them), or, for records without
     // ctids, span by span with an xid test per row. What that cannot confirm (a row newer than the
@@ -365,12 +380,9 @@ async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecor
     const bySnapshot = async (group: BlockBatch[]): Promise<number | null> => {
       if (!snapshot) return null;
       const where = await copiedTids(target!, id, group);
-      return where
-        ? deleteCopiedRows(source!, shape, id, snapshot.snapshotXmin, group, where, () => checkLease(ctx))
-        : deleteBatches(source!, shape, id, move.ranges, snapshot, group, memo, access, () => checkLease(ctx));
+      return where ? deleteCopiedRows(source!, shape, id, snapshot.snapshotXmin, group, where, () => checkLease(ctx)) : bySpan(group, snapshot);
     };
-    const remove = async (group: BlockBatch[]) =>
-      (await bySnapshot(group)) ?? deleteBatches(source!, shape, id, move.ranges, digest, group, memo, access, () => checkLease(ctx));
+    const remove = async (group: BlockBatch[]) => (await bySnapshot(group)) ?? bySpan(group, null);
     while (pending.length) {
       const group = [pending.shift()!];
       while (pending.length && group.reduce((n, b) => n + b.rows, 0) + pending[0]!.rows <= groupRows) group.push(pending.shift()!);
