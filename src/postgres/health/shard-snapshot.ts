@@ -1,6 +1,6 @@
 import type { PgClient } from '../connect.js';
 import { parseQualifiedName, quoteIdent, quoteQualified } from '../ident.js';
-import { parseRangeBound, type PartitionColumnType, type PartitionedTable, type PartitionInfo } from '../partitions/catalog.js';
+import { partitionInfoOf, type PartitionColumnType, type PartitionedTable, type PartitionInfo } from '../partitions/catalog.js';
 import { DEFAULT_ROWS_LIMIT } from './partition-stats.js';
 import { SAMPLE_ROWS, tableSizesSql, type SampledKey, type TableSize } from './sharding-stats.js';
 import { readShardStatsRow, shardStatsColumns, type ShardStats, type ShardStatsRow } from './shard-stats.js';
@@ -154,21 +154,7 @@ function partitionedTableOf(table: string, head: PartitionHead | null, rows: Par
   const strategy = head.strategy ? STRATEGIES[head.strategy] : null;
   const typname = head.typname;
   const columnType: PartitionColumnType | null = typname === null ? null : typname === 'timestamptz' || typname === 'timestamp' || typname === 'date' ? typname : 'other';
-  const partitions: PartitionInfo[] = rows.map((r) => {
-    const values = parseRangeBound(r.bound);
-    return {
-      schema: r.schema,
-      name: r.name,
-      qualifiedName: `${r.schema}.${r.name}`,
-      bound: r.bound,
-      from: values?.from ?? null,
-      to: values?.to ?? null,
-      isDefault: r.bound === 'DEFAULT',
-      detachPending: r.detach_pending,
-      estimatedRows: r.reltuples < 0 ? null : r.reltuples,
-      bytes: Number(r.bytes),
-    };
-  });
+  const partitions: PartitionInfo[] = rows.map(partitionInfoOf);
   partitions.sort((a, b) => Number(a.isDefault) - Number(b.isDefault) || (a.from ?? '').localeCompare(b.from ?? '') || a.name.localeCompare(b.name));
   return {
     table: qualified,

@@ -84,19 +84,7 @@ export async function readPartitions(client: PgClient, table: string, options: {
     );
     const partitions: PartitionInfo[] = [];
     for (const r of rows) {
-      const values = parseRangeBound(r.bound);
-      const partition: PartitionInfo = {
-        schema: r.schema,
-        name: r.name,
-        qualifiedName: `${r.schema}.${r.name}`,
-        bound: r.bound,
-        from: values?.from ?? null,
-        to: values?.to ?? null,
-        isDefault: r.bound === 'DEFAULT',
-        detachPending: r.detach_pending,
-        estimatedRows: r.reltuples < 0 ? null : r.reltuples,
-        bytes: r.bytes,
-      };
+      const partition = partitionInfoOf(r);
       if (options.exact) partition.exactRows = await countRows(client, partition.qualifiedName);
       partitions.push(partition);
     }
@@ -205,3 +193,20 @@ async function columnTypeSql(client: PgClient, table: string, column: string): P
 }
 
 export { requireRange };
+
+/** A partition's catalog row (pg_class, pg_inherits, its bound as pg_get_expr prints it) as PartitionInfo. */
+export function partitionInfoOf(r: { schema: string; name: string; bound: string; detach_pending: boolean; reltuples: number; bytes: number | string }): PartitionInfo {
+  const values = parseRangeBound(r.bound);
+  return {
+    schema: r.schema,
+    name: r.name,
+    qualifiedName: `${r.schema}.${r.name}`,
+    bound: r.bound,
+    from: values?.from ?? null,
+    to: values?.to ?? null,
+    isDefault: r.bound === 'DEFAULT',
+    detachPending: r.detach_pending,
+    estimatedRows: r.reltuples < 0 ? null : r.reltuples,
+    bytes: Number(r.bytes),
+  };
+}
