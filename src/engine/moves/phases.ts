@@ -333,10 +333,11 @@ export async function cleanupMove(ctx: MoveContext, plan: PlanRecord, move: Move
 }
 
 /**
- * Cleanup of a block-ordered copy: batch by batch, the batch's block span is
- * deleted on the source if its rows are still exactly the ones copied
- * (deleteBatches: by the copy's snapshot when it read one, else by digests). Batches that differ are counted; their rows are then
- * confirmed one by one (cleanupRows).
+ * Cleanup of a block-ordered copy: batch by batch, the batch's rows are
+ * deleted on the source if they are still exactly the ones copied (by the
+ * copy's ctids and snapshot when it read one, else by span and digests).
+ * Batches that differ are counted; their rows are then confirmed one by one
+ * (cleanupRows).
  */
 async function cleanupBlocks(ctx: MoveContext, plan: PlanRecord, move: MoveRecord, table: TableConfig, progress: TableProgress): Promise<'ok' | 'stopped'> {
   const { env } = ctx;
