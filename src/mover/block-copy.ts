@@ -240,8 +240,8 @@ export async function copyByBlock(source: PgClient, target: PgClient, shape: Tab
   }
 }
 
-/** Bytes of the next batch's rows held in memory while the batch before it commits. */
-const HOLD_BYTES = 16 * 1024 * 1024;
+/** Bytes of the next batch's rows held in memory while the batch before it commits: ~100 ms of a move's stream here, twice what a commit takes, and per move (at most `migration.parallel` at once). */
+const HOLD_BYTES = 4 * 1024 * 1024;
 
 /**
  * The target's side of a block copy. A batch's commit (the end of its COPY,
