@@ -1,6 +1,6 @@
 import type { PgClient } from '../connect.js';
 import { parseQualifiedName, quoteIdent, quoteQualified } from '../ident.js';
-import { partitionInfoOf, type PartitionColumnType, type PartitionedTable, type PartitionInfo } from '../partitions/catalog.js';
+import { partitionedTableOf, partitionHeadSql, partitionInfoOf, partitionRowsSql, type PartitionedTable, type PartitionHead, type PartitionRow } from '../partitions/catalog.js';
 import { DEFAULT_ROWS_LIMIT } from './partition-stats.js';
 import { SAMPLE_ROWS, tableSizesSql, type SampledKey, type TableSize } from './sharding-stats.js';
 import { readShardStatsRow, shardStatsColumns, type ShardStats, type ShardStatsRow } from './shard-stats.js';
@@ -45,24 +45,6 @@ export interface ShardSnapshot {
   partitions?: Array<{ info: PartitionedTable; defaultRows: number | null }>;
 }
 
-interface PartitionHead {
-  strategy: 'r' | 'l' | 'h' | null;
-  columns: string[] | null;
-  typname: string | null;
-  typschema: string | null;
-}
-
-interface PartitionRow {
-  schema: string;
-  name: string;
-  bound: string;
-  detach_pending: boolean;
-  reltuples: number;
-  bytes: number;
-}
-
-const STRATEGIES = { r: 'range', l: 'list', h: 'hash' } as const;
-
 /** Whether any part is asked for (an empty snapshot needs no statement). */
 export function hasParts(parts: SnapshotParts): boolean {
   return Boolean(parts.stats || parts.tables?.length || parts.partitions?.length);
@@ -98,21 +80,9 @@ export async function readShardSnapshot(client: PgClient, parts: SnapshotParts):
     partitioned.forEach((table, i) => {
       const { schema, name } = parseQualifiedName(table);
       columns.push(`(WITH head AS MATERIALIZED (
-          SELECT c.oid, p.partstrat AS strategy,
-                 (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(p.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
-                    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS columns,
-                 t.typname, tn.nspname AS typschema
-            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            LEFT JOIN pg_partitioned_table p ON p.partrelid = c.oid
-            LEFT JOIN pg_attribute ka ON ka.attrelid = c.oid AND p.partnatts = 1 AND ka.attnum = p.partattrs[0]
-            LEFT JOIN pg_type t ON t.oid = ka.atttypid
-            LEFT JOIN pg_namespace tn ON tn.oid = t.typnamespace
-           WHERE n.nspname = ${param(schema)} AND c.relname = ${param(name)} AND c.relkind IN ('r', 'p')
+          ${partitionHeadSql(param(schema), param(name))}
         ), parts AS MATERIALIZED (
-          SELECT c.oid, n.nspname AS schema, c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound, i.inhdetachpending AS detach_pending,
-                 c.reltuples::float8 AS reltuples, pg_total_relation_size(c.oid) AS bytes
-            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE i.inhparent = (SELECT oid FROM head LIMIT 1) AND c.relkind IN ('r', 'p')
+          ${partitionRowsSql('(SELECT oid FROM head LIMIT 1)')}
         )
         SELECT json_build_array(
           (SELECT json_build_object('strategy', strategy, 'columns', columns, 'typname', typname, 'typschema', typschema) FROM head LIMIT 1),
@@ -140,30 +110,9 @@ export async function readShardSnapshot(client: PgClient, parts: SnapshotParts):
   if (partitioned.length) {
     out.partitions = partitioned.map((table, i) => {
       const [head, partitions, defaultRows] = row[`partitions${i}`] as [PartitionHead | null, PartitionRow[], number | null];
-      return { info: partitionedTableOf(table, head, partitions), defaultRows };
+      return { info: partitionedTableOf(table, head, partitions.map(partitionInfoOf)), defaultRows };
     });
   }
   return out;
 }
 
-/** What readPartitions makes of its two catalog reads, from the same rows. */
-function partitionedTableOf(table: string, head: PartitionHead | null, rows: PartitionRow[]): PartitionedTable {
-  const { schema, name } = parseQualifiedName(table);
-  const qualified = `${schema}.${name}`;
-  if (!head) return { table: qualified, exists: false, rangePartitioned: false, strategy: null, columns: [], columnType: null, columnTypeSql: null, partitions: [] };
-  const strategy = head.strategy ? STRATEGIES[head.strategy] : null;
-  const typname = head.typname;
-  const columnType: PartitionColumnType | null = typname === null ? null : typname === 'timestamptz' || typname === 'timestamp' || typname === 'date' ? typname : 'other';
-  const partitions: PartitionInfo[] = rows.map(partitionInfoOf);
-  partitions.sort((a, b) => Number(a.isDefault) - Number(b.isDefault) || (a.from ?? '').localeCompare(b.from ?? '') || a.name.localeCompare(b.name));
-  return {
-    table: qualified,
-    exists: true,
-    rangePartitioned: strategy === 'range',
-    strategy,
-    columns: head.columns ?? [],
-    columnType,
-    columnTypeSql: typname && head.typschema ? `${quoteIdent(head.typschema)}.${quoteIdent(typname)}` : null,
-    partitions,
-  };
-}

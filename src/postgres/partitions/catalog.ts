@@ -51,55 +51,80 @@ export interface PartitionedTable {
 
 const STRATEGIES = { r: 'range', l: 'list', h: 'hash' } as const;
 
+/** A table's partitioning as the catalog says (partitionHeadSql's row). */
+export interface PartitionHead {
+  oid: number;
+  strategy: 'r' | 'l' | 'h' | null;
+  columns: string[] | null;
+  typname: string | null;
+  typschema: string | null;
+}
+
+/** One partition's catalog row (partitionRowsSql's). */
+export interface PartitionRow {
+  schema: string;
+  name: string;
+  bound: string;
+  detach_pending: boolean;
+  reltuples: number;
+  bytes: number | string;
+}
+
+/** The catalog read of a table's partitioning; `schema` and `name` are SQL expressions (placeholders). */
+export function partitionHeadSql(schema: string, name: string): string {
+  return `SELECT c.oid, p.partstrat AS strategy,
+                 (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(p.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS columns,
+                 t.typname, tn.nspname AS typschema
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            LEFT JOIN pg_partitioned_table p ON p.partrelid = c.oid
+            LEFT JOIN pg_attribute ka ON ka.attrelid = c.oid AND p.partnatts = 1 AND ka.attnum = p.partattrs[0]
+            LEFT JOIN pg_type t ON t.oid = ka.atttypid
+            LEFT JOIN pg_namespace tn ON tn.oid = t.typnamespace
+           WHERE n.nspname = ${schema} AND c.relname = ${name} AND c.relkind IN ('r', 'p')`;
+}
+
+/** The catalog read of a table's partitions; `parent` is an SQL expression for its oid. */
+export function partitionRowsSql(parent: string): string {
+  return `SELECT c.oid, n.nspname AS schema, c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound, i.inhdetachpending AS detach_pending,
+                 c.reltuples::float8 AS reltuples, pg_total_relation_size(c.oid) AS bytes
+            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE i.inhparent = ${parent} AND c.relkind IN ('r', 'p')`;
+}
+
 export async function readPartitions(client: PgClient, table: string, options: { exact?: boolean } = {}): Promise<PartitionedTable> {
   const { schema, name } = parseQualifiedName(table);
   return inTransaction(client, async () => {
     await client.query(`SET LOCAL TimeZone = 'UTC'`);
-    const { rows: found } = await client.query<{ oid: number; strategy: 'r' | 'l' | 'h' | null; columns: string[] | null; typname: string | null; typschema: string | null }>(
-      `SELECT c.oid::int AS oid, p.partstrat AS strategy,
-              (SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(p.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
-                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS columns,
-              t.typname, tn.nspname AS typschema
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         LEFT JOIN pg_partitioned_table p ON p.partrelid = c.oid
-         LEFT JOIN pg_attribute ka ON ka.attrelid = c.oid AND p.partnatts = 1 AND ka.attnum = p.partattrs[0]
-         LEFT JOIN pg_type t ON t.oid = ka.atttypid
-         LEFT JOIN pg_namespace tn ON tn.oid = t.typnamespace
-        WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
-      [schema, name],
-    );
-    const head = found[0];
-    const qualified = `${schema}.${name}`;
-    if (!head) return { table: qualified, exists: false, rangePartitioned: false, strategy: null, columns: [], columnType: null, columnTypeSql: null, partitions: [] };
-    const strategy = head.strategy ? STRATEGIES[head.strategy] : null;
-    const columns = head.columns ?? [];
-    const typname = head.typname;
-    const columnType: PartitionColumnType | null = typname === null ? null : typname === 'timestamptz' || typname === 'timestamp' || typname === 'date' ? typname : 'other';
-    const { rows } = await client.query<{ schema: string; name: string; bound: string; detach_pending: boolean; reltuples: number; bytes: number }>(
-      `SELECT n.nspname AS schema, c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound, i.inhdetachpending AS detach_pending,
-              c.reltuples::float8 AS reltuples, pg_total_relation_size(c.oid) AS bytes
-         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE i.inhparent = $1::oid AND c.relkind IN ('r', 'p')`,
-      [head.oid],
-    );
-    const partitions: PartitionInfo[] = [];
-    for (const r of rows) {
-      const partition = partitionInfoOf(r);
-      if (options.exact) partition.exactRows = await countRows(client, partition.qualifiedName);
-      partitions.push(partition);
-    }
-    partitions.sort((a, b) => Number(a.isDefault) - Number(b.isDefault) || (a.from ?? '').localeCompare(b.from ?? '') || a.name.localeCompare(b.name));
-    return {
-      table: qualified,
-      exists: true,
-      rangePartitioned: strategy === 'range',
-      strategy,
-      columns,
-      columnType,
-      columnTypeSql: typname && head.typschema ? `${quoteIdent(head.typschema)}.${quoteIdent(typname)}` : null,
-      partitions,
-    };
+    const { rows: found } = await client.query<PartitionHead>(partitionHeadSql('$1', '$2'), [schema, name]);
+    const head = found[0] ?? null;
+    if (!head) return partitionedTableOf(table, null, []);
+    const { rows } = await client.query<PartitionRow>(partitionRowsSql('$1::oid'), [head.oid]);
+    const partitions = rows.map(partitionInfoOf);
+    if (options.exact) for (const partition of partitions) partition.exactRows = await countRows(client, partition.qualifiedName);
+    return partitionedTableOf(table, head, partitions);
   });
+}
+
+/** A table's partitioning and its partitions (in bound order, the default last), from the two catalog reads. */
+export function partitionedTableOf(table: string, head: Omit<PartitionHead, 'oid'> | null, partitions: PartitionInfo[]): PartitionedTable {
+  const { schema, name } = parseQualifiedName(table);
+  const qualified = `${schema}.${name}`;
+  if (!head) return { table: qualified, exists: false, rangePartitioned: false, strategy: null, columns: [], columnType: null, columnTypeSql: null, partitions: [] };
+  const strategy = head.strategy ? STRATEGIES[head.strategy] : null;
+  const typname = head.typname;
+  const columnType: PartitionColumnType | null = typname === null ? null : typname === 'timestamptz' || typname === 'timestamp' || typname === 'date' ? typname : 'other';
+  partitions.sort((a, b) => Number(a.isDefault) - Number(b.isDefault) || (a.from ?? '').localeCompare(b.from ?? '') || a.name.localeCompare(b.name));
+  return {
+    table: qualified,
+    exists: true,
+    rangePartitioned: strategy === 'range',
+    strategy,
+    columns: head.columns ?? [],
+    columnType,
+    columnTypeSql: typname && head.typschema ? `${quoteIdent(head.typschema)}.${quoteIdent(typname)}` : null,
+    partitions,
+  };
 }
 
 /**
@@ -195,7 +220,7 @@ async function columnTypeSql(client: PgClient, table: string, column: string): P
 export { requireRange };
 
 /** A partition's catalog row (pg_class, pg_inherits, its bound as pg_get_expr prints it) as PartitionInfo. */
-export function partitionInfoOf(r: { schema: string; name: string; bound: string; detach_pending: boolean; reltuples: number; bytes: number | string }): PartitionInfo {
+export function partitionInfoOf(r: PartitionRow): PartitionInfo {
   const values = parseRangeBound(r.bound);
   return {
     schema: r.schema,
