@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Ring, type RingSpec } from '../../src/core/ring.js';
+import type { RingSpec } from '../../src/core/ring.js';
 import { listCaptures } from '../../src/mover/capture.js';
 import { runCli } from '../support/cli.js';
 import { placement } from '../support/dataset.js';

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Ring, type RingSpec } from '../../src/core/ring.js';
+import type { RingSpec } from '../../src/core/ring.js';
 import { init } from '../../src/engine/init.js';
 import type { ExecutionReport, MoveEvent } from '../../src/engine/moves/execute.js';
 import { shardAbort, shardAdd, shardRebalance, shardRemove } from '../../src/engine/shards/change.js';

@@ -1,5 +1,4 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { UsageError } from '../../errors.js';
 import { action, positiveInt } from '../action.js';
 import { redactCommandLine } from '../context.js';
 import { collectShardId, durationFlag } from '../flags.js';
