@@ -266,7 +266,6 @@ async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord):
         sourceRead = true;
         return rangeChecksum(source!, shape, move.ranges, digest, memo, await rangeAccessFor(source!, shape, move.ranges));
       };
-      const targetAccess = await rangeAccessFor(target!, shape, move.ranges);
       let s: { rows: number; sum: string };
       let t: { rows: number; sum: string };
       if (progress.copyOrder === 'block') {
@@ -284,6 +283,7 @@ async function verifyMove(ctx: MoveContext, plan: PlanRecord, move: MoveRecord):
           s = unchanged ? { rows: read.rows, sum: read.sum.toString() } : await readSource(await keysRepeat(source!, shape));
         }
       } else {
+        const targetAccess = await rangeAccessFor(target!, shape, move.ranges);
         [s, t] = await Promise.all([readSource(false), rangeChecksum(target!, shape, move.ranges, digest, false, targetAccess)]);
       }
       await env.journal.updateTable(plan.id, move.moveNo, table.name, { sourceRows: s.rows, sourceSum: s.sum, targetRows: t.rows, targetSum: t.sum });
