@@ -330,6 +330,47 @@ describe('safe stream trim on a standalone Redis', () => {
     expect(batches).toBeGreaterThan(1);
   });
 
+  it('trims streams in scripts of up to batchSize that share a cut-off: each stream its own result, a missing or wrong-typed key failing alone', async () => {
+    const base = `${prefix}batch:`;
+    const p = redis.pipeline();
+    for (let i = 0; i < 250; i++) {
+      for (let e = 1; e <= 10; e++) p.xadd(`${base}${i}`, `${e}-0`, 'f', 'v');
+    }
+    p.xgroup('CREATE', `${base}7`, 'g', '4-0'); // entries 5.. undelivered: held back at 5-0
+    await p.exec();
+    await redis.set(`${base}string`, 'x');
+    const short = { maxLen: 2 };
+    const long = { maxLen: 8 };
+    const keys = [
+      ...Array.from({ length: 150 }, (_, i) => `${base}${i}`),
+      `${base}string`,
+      `${base}gone`,
+      ...Array.from({ length: 100 }, (_, i) => `${base}${150 + i}`),
+    ];
+    const calls = async () => {
+      const stats = await redis.info('commandstats');
+      return ['evalsha', 'eval'].reduce((n, c) => n + Number(new RegExp(`cmdstat_${c}:calls=(\\d+)`).exec(stats)?.[1] ?? 0), 0);
+    };
+    const before = await calls();
+    const results = new Map<string, StreamTrimResult>();
+    // Keys 200.. under another cut-off: a batch never mixes two.
+    for await (const r of trimStreams(client, keys, (k) => (Number(k.slice(base.length)) >= 200 ? long : short), { batchSize: 100, concurrency: 250 })) {
+      expect(results.has(r.key)).toBe(false);
+      results.set(r.key, r);
+    }
+    // 0..99 | 100..149, string, gone | 150..199 | 200..249: four scripts for 252 keys.
+    expect((await calls()) - before).toBe(4);
+    expect(results.size).toBe(252);
+    expect(results.get(`${base}string`)).toMatchObject({ status: 'error', error: { message: expect.stringMatching(/WRONGTYPE/) } });
+    expect(results.get(`${base}gone`)).toMatchObject({ status: 'missing' });
+    expect(results.get(`${base}7`)).toMatchObject({ status: 'trimmed', heldBack: true, lengthAfter: 6, floor: { id: '5-0', reason: 'undelivered' } });
+    for (let i = 0; i < 250; i++) {
+      if (i === 7) continue;
+      expect(results.get(`${base}${i}`)).toMatchObject({ status: 'trimmed', lengthBefore: 10, lengthAfter: i >= 200 ? 8 : 2 });
+      expect(await redis.xlen(`${base}${i}`)).toBe(i >= 200 ? 8 : 2);
+    }
+  });
+
   it('trims 10,000 streams found by the scan, with groups, in a few seconds; a key of another type is an error for that key only', async () => {
     const base = `${prefix}many:`;
     for (let s = 0; s < 10_000; s += 500) {
@@ -476,6 +517,34 @@ describe('on a 3-master Redis Cluster', () => {
     expect(results.find((r) => r.key === 'room:0')).toMatchObject({ status: 'unchanged', heldBack: true, floor: { group: 'g', reason: 'undelivered' } });
     for (const r of results) expect(r.node).toBe(client.slots[keySlot(r.key)]![0]);
     expect(await client.xlen('room:1')).toBe(1);
+  });
+
+  it('streams of one slot (a hash tag) share a script; streams of other slots never do (no CROSSSLOT)', async () => {
+    const tagged = Array.from({ length: 40 }, (_, i) => `{hot}:s${i}`);
+    const spread = Array.from({ length: 40 }, (_, i) => `cold:s${i}`);
+    for (const key of [...tagged, ...spread]) {
+      await client.xadd(key, '1-0', 'f', 'v');
+      await client.xadd(key, '2-0', 'f', 'v');
+    }
+    const owner = cluster.nodes.find((n) => n.address === client.slots[keySlot('{hot}:s0')]![0])!;
+    const direct = new Redis(`redis://${owner.address}`);
+    const calls = async () => {
+      const stats = await direct.info('commandstats');
+      return ['evalsha', 'eval'].reduce((n, c) => n + Number(new RegExp(`cmdstat_${c}:calls=(\\d+)`).exec(stats)?.[1] ?? 0), 0);
+    };
+    try {
+      const before = await calls();
+      const taggedResults: StreamTrimResult[] = [];
+      for await (const r of trimStreams(client, tagged, () => ({ maxLen: 1 }), { batchSize: 100 })) taggedResults.push(r);
+      expect(taggedResults.map((r) => r.status)).toEqual(tagged.map(() => 'trimmed'));
+      expect((await calls()) - before).toBe(1);
+      const spreadResults: StreamTrimResult[] = [];
+      for await (const r of trimStreams(client, spread, () => ({ maxLen: 1 }), { batchSize: 100 })) spreadResults.push(r);
+      expect(spreadResults.map((r) => r.status)).toEqual(spread.map(() => 'trimmed'));
+      for (const key of [...tagged, ...spread]) expect(await client.xlen(key)).toBe(1);
+    } finally {
+      direct.disconnect();
+    }
   });
 
   it('a master that is down: the scan fails naming it, never a partial list', async () => {

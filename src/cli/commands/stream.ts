@@ -30,7 +30,7 @@ export function registerStreamCommands(program: Command): void {
     .option('--dry-run', 'report what would go, trim nothing', false)
     .option('--force', 'trim to the policy even where a consumer group still needs the entries (asks first; --yes without a terminal)', false)
     .option('--match <pattern>', 'only streams matching this SCAN pattern (still under their policy)')
-    .option('--concurrency <n>', 'trim scripts in flight at once (default 64)', positiveInt('--concurrency'))
+    .option('--concurrency <n>', 'streams in flight at once, in scripts of up to 100 (default 1000)', positiveInt('--concurrency'))
     .addHelpText(
       'after',
       examples('stream trim --dry-run', 'stream trim', 'stream trim --match "messages:{room-42}" --json', '--yes stream trim --force --match "messages:archival"') +

@@ -50,8 +50,12 @@ const LEASE_CHECK_EVERY = 500;
 export async function streamTrim(config: ShardctlConfig, run: RunInfo, options: TrimOptions = {}): Promise<TrimReport> {
   if (!config.streams.length) throw new UsageError('no `streams` policies in the config: add one (match, maxLen and/or maxAge)');
   const nowMs = options.nowMs ?? Date.now();
+  // Redis is connected while the metadata lock is taken (loading ioredis is CPU, the lock
+  // round trips to PostgreSQL are waiting): nothing is sent to it before the lock is held.
+  const connecting = redisOf(config);
+  connecting.catch(() => {}); // awaited in the body; a run refused the lock drops it below
   const body = async (active: RunInfo): Promise<TrimReport> => {
-    const client = await redisOf(config);
+    const client = await connecting;
     try {
       const report: TrimReport = {
         dryRun: !!options.dryRun,
@@ -71,7 +75,12 @@ export async function streamTrim(config: ShardctlConfig, run: RunInfo, options: 
           const cutoff = due.get(key) ?? null;
           due.delete(key);
           return cutoff;
-        }, { ...(options.force ? { force: true } : {}), ...(options.dryRun ? { dryRun: true } : {}), ...(options.concurrency ? { concurrency: options.concurrency } : {}) });
+        }, {
+          countsOnly: true, // the report lists only the streams worth a look, and those come in full
+          ...(options.force ? { force: true } : {}),
+          ...(options.dryRun ? { dryRun: true } : {}),
+          ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+        });
         for await (const r of results) {
           account(report, r);
           if (report.totals.streams % LEASE_CHECK_EVERY === 0) await active.lease?.check();
@@ -90,7 +99,12 @@ export async function streamTrim(config: ShardctlConfig, run: RunInfo, options: 
     }
   };
   if (options.dryRun) return body(run);
-  return withMetadata(config, (store) => runMutation({ store, run, command: 'stream trim', summarize: (r: TrimReport) => r.totals }, body));
+  try {
+    return await withMetadata(config, (store) => runMutation({ store, run, command: 'stream trim', summarize: (r: TrimReport) => r.totals }, body));
+  } finally {
+    // The body disconnects the client it used; one it never reached (the lock refused) goes here.
+    connecting.then((client) => client.disconnect(), () => {});
+  }
 }
 
 /**

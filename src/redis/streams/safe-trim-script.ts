@@ -1,10 +1,14 @@
 /**
  * The consumer-group-safe trim, run by EVALSHA on the node that owns the
- * stream. Computing the floor and trimming in one script is what makes it
+ * streams. Computing the floor and trimming in one script is what makes it
  * safe: Redis runs a script atomically, so no XGROUP CREATE / SETID, XREADGROUP
- * or XACK can land between reading the groups and XTRIM.
+ * or XACK can land between reading a stream's groups and its XTRIM.
  *
- * KEYS[1]  the stream
+ * One script trims a batch of streams under one policy (on a Cluster, streams
+ * of one slot), each as below: a call per stream cost Redis about as much as
+ * the script's own work, and node the same again in commands and replies.
+ *
+ * KEYS     the streams
  * ARGV[1]  policy MINID ('' = none): entries older than it may go
  * ARGV[2]  policy MAXLEN ('' = none): converted here into the id of the first
  *          entry to keep, the N-th from the end (the greater of the two wins),
@@ -12,6 +16,10 @@
  * ARGV[3]  '1' = approximate (`XTRIM … MINID ~ id LIMIT 0`)
  * ARGV[4]  '1' = force: trim to the policy, ignore the groups
  * ARGV[5]  '1' = dry run: compute everything, trim nothing
+ * ARGV[6]  '1' = counts only for a stream trimmed plainly (not held back by
+ *          the floor, not forced past it): { length before, length after,
+ *          dry-run count (12 below, or -1 when unknown) }, as a run that
+ *          reports only the streams worth a look needs no more of it
  *
  * Why LIMIT 0: with `~`, XTRIM stops after 100 × stream-node-max-entries
  * entries by default, so a stream far behind its policy would stay over it
@@ -27,7 +35,9 @@
  * most (one entry when the cut-off is a node boundary), however long the stream
  * and however far behind it is.
  *
- * Returns 'missing' when the key is gone, else an array:
+ * Returns one reply per key, in KEYS order: 'missing' when the key is gone,
+ * { 'error', message } when a command on it failed (WRONGTYPE: the key is
+ * another type now; the batch's other streams go on), else an array:
  *  1 length before  2 length after  3 cut-off id | nil  4 floor id | nil
  *  5 floor group    6 'pending' | 'undelivered'   7 consumer of the oldest
  *  pending entry    8 its idle ms    9 the id trimmed to | nil
@@ -38,9 +48,8 @@
  * doubles and a sequence number can exceed 2^53.
  */
 export const SAFE_TRIM_LUA = `
-local key = KEYS[1]
 local minId, maxLen = ARGV[1], ARGV[2]
-local approximate, force, dryRun = ARGV[3] == '1', ARGV[4] == '1', ARGV[5] == '1'
+local approximate, force, dryRun, countsOnly = ARGV[3] == '1', ARGV[4] == '1', ARGV[5] == '1', ARGV[6] == '1'
 
 -- Both ids canonical (as Redis prints them; ARGV[1] is normalised by the caller): no
 -- leading zeros, so a longer part is a larger number and equal lengths compare as bytes.
@@ -71,7 +80,7 @@ end
 -- The k-th entry from one end, read in pages so memory stays at one page:
 -- from whichever end is nearer the cut-off, so finding it costs at most the
 -- entries XTRIM then removes (and a MAXLEN of 1M reads no million entries).
-local function kth(command, from, to, k)
+local function kth(key, command, from, to, k)
   while true do
     local page = redis.call(command, key, from, to, 'COUNT', math.min(k, 500))
     if k <= #page then return page[k][1] end
@@ -80,6 +89,7 @@ local function kth(command, from, to, k)
   end
 end
 
+local function trimOne(key)
 -- XLEN raises WRONGTYPE for a key of another type; 0 may mean the key is gone.
 local before = redis.call('XLEN', key)
 if before == 0 and redis.call('EXISTS', key) == 0 then return 'missing' end
@@ -144,7 +154,7 @@ if byLength and (force or not floor
     after = before - redis.call('XTRIM', key, 'MAXLEN', n)
   end
   if n > 0 then
-    cutoff = kth('XRANGE', '-', '+', after - n + 1)
+    cutoff = kth(key, 'XRANGE', '-', '+', after - n + 1)
     if after == n then first = cutoff end
   end
   target = cutoff
@@ -170,7 +180,7 @@ elseif byLength and n > 0 then
   else
     -- More than n entries from the floor on: it holds the trim back.
     heldBack = 1
-    if n <= after - n then cutoff = kth('XREVRANGE', '+', '-', n) else cutoff = kth('XRANGE', '-', '+', after - n + 1) end
+    if n <= after - n then cutoff = kth(key, 'XREVRANGE', '+', '-', n) else cutoff = kth(key, 'XRANGE', '-', '+', after - n + 1) end
   end
   target = heldBack == 1 and floor or cutoff
   if approximate then
@@ -192,9 +202,9 @@ else
     if n == 0 then
       id = nextId(lastIdOf())
     elseif n <= before - n then
-      id = kth('XREVRANGE', '+', '-', n)
+      id = kth(key, 'XREVRANGE', '+', '-', n)
     else
-      id = kth('XRANGE', '-', '+', before - n + 1)
+      id = kth(key, 'XRANGE', '-', '+', before - n + 1)
     end
     if not cutoff or cmp(id, cutoff) >= 0 then
       cutoff = id
@@ -219,6 +229,18 @@ if first == nil then
   local e = after > 0 and redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1]
   first = e and e[1] or false
 end
+if countsOnly and heldBack == 0 and not (force and floor and target and cmp(floor, target) < 0) then
+  return { before, after, beforeCutoff or (target and -1 or 0) }
+end
 return { before, after, cutoff, floor, floorGroup, floorReason, floorConsumer, floorIdle,
   target, heldBack, first, beforeCutoff }
+end
+
+local replies = {}
+for i = 1, #KEYS do
+  local ok, reply = pcall(trimOne, KEYS[i])
+  if not ok then reply = { 'error', type(reply) == 'table' and reply.err or tostring(reply) } end
+  replies[i] = reply
+end
+return replies
 `;

@@ -12,10 +12,11 @@ export interface StreamKeyBatch {
  * Every stream whose key matches `pattern`, one SCAN reply at a time:
  * `SCAN cursor MATCH pattern TYPE stream COUNT n` on the standalone server or
  * on every master of a Cluster in turn (never KEYS, which blocks the server
- * for the whole keyspace). Nothing is collected: memory stays at one batch
- * however many streams there are. A Cluster that does not serve every slot is
- * refused before the first key, and a master that fails mid-scan throws a
- * RedisNodeError naming it, so a partial list is never taken for the whole.
+ * for the whole keyspace). Nothing is collected: memory stays at two batches
+ * (the next reply is fetched ahead) however many streams there are. A
+ * Cluster that does not serve every slot is refused before the first key,
+ * and a master that fails mid-scan throws a RedisNodeError naming it, so a
+ * partial list is never taken for the whole.
  * SCAN may return a key twice (across a rehash); callers must tolerate that.
  */
 export async function* scanStreams(
@@ -33,17 +34,27 @@ export async function* scanStreams(
   }
   for (const master of masters) {
     const node = nodeName(master);
-    let cursor = '0';
-    do {
+    const scan = (cursor: string) => {
+      const reply = master.call('SCAN', cursor, 'MATCH', pattern, 'TYPE', 'stream', 'COUNT', count) as Promise<[string, string[]]>;
+      reply.catch(() => {}); // awaited below; a reply nobody reached (the caller stopped) must not go unhandled
+      return reply;
+    };
+    // The next SCAN is sent as soon as a reply is in, before its keys are handed out: the
+    // caller's commands queue behind it, so it is there when they are done, and the server
+    // is never left waiting for a round trip at a batch boundary. Memory: two batches.
+    let pending = scan('0');
+    for (;;) {
       let reply: [string, string[]];
       try {
-        reply = (await master.call('SCAN', cursor, 'MATCH', pattern, 'TYPE', 'stream', 'COUNT', count)) as [string, string[]];
+        reply = await pending;
       } catch (err) {
         throw nodeError(node, err);
       }
-      cursor = reply[0];
-      if (reply[1].length > 0) yield { node, keys: reply[1] };
-    } while (cursor !== '0');
+      const [cursor, keys] = reply;
+      if (cursor !== '0') pending = scan(cursor);
+      if (keys.length > 0) yield { node, keys };
+      if (cursor === '0') break;
+    }
   }
 }
 
