@@ -371,6 +371,23 @@ describe('safe stream trim on a standalone Redis', () => {
     }
   });
 
+  it('a script stops at a stream boundary once it has removed entriesPerScript entries, and the rest of its batch goes again', async () => {
+    const base = `${prefix}budget:`;
+    const p = redis.pipeline();
+    for (let i = 0; i < 10; i++) for (let e = 1; e <= 100; e++) p.xadd(`${base}${i}`, `${e}-0`, 'f', 'v');
+    await p.exec();
+    const keys = Array.from({ length: 10 }, (_, i) => `${base}${i}`);
+    const calls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0) + Number(/cmdstat_eval:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
+    const before = await calls();
+    const results: StreamTrimResult[] = [];
+    // 90 removed per stream: the budget of 150 is reached at the second stream of each script.
+    for await (const r of trimStreams(client, keys, () => ({ maxLen: 10 }), { batchSize: 100, entriesPerScript: 150 })) results.push(r);
+    expect((await calls()) - before).toBe(5);
+    expect(results.map((r) => r.key)).toEqual(keys);
+    for (const r of results) expect(r).toMatchObject({ status: 'trimmed', lengthBefore: 100, lengthAfter: 10, removed: 90 });
+    for (const key of keys) expect(await redis.xlen(key)).toBe(10);
+  });
+
   it('trims 10,000 streams found by the scan, with groups, in a few seconds; a key of another type is an error for that key only', async () => {
     const base = `${prefix}many:`;
     for (let s = 0; s < 10_000; s += 500) {
@@ -425,21 +442,23 @@ describe('failures name the node', () => {
     admin.disconnect();
     try {
       // No ready check: the connection opens and the first command meets NOAUTH, as after a password is set on a live server.
-      const anonymous = new Redis({ host: '127.0.0.1', port: server.port, enableReadyCheck: false, maxRetriesPerRequest: 1, retryStrategy: () => null });
-      anonymous.on('error', () => {});
+      // A client each: a trim script's command has more than 10 arguments, which Redis 7 answers from an
+      // unauthenticated client with a protocol error (named as NOAUTH too) and a closed connection.
       for (const attempt of [
-        () => scanStreams(anonymous, '*').next(),
-        () => streamInfo(anonymous, 'k', 0),
-        () => safeTrimStream(anonymous, 'k', { maxLen: 0 }),
-        async () => {
-          for await (const _ of trimStreams(anonymous, ['k'], () => ({ maxLen: 0 }))) void _;
+        (c: Redis) => scanStreams(c, '*').next(),
+        (c: Redis) => streamInfo(c, 'k', 0),
+        (c: Redis) => safeTrimStream(c, 'k', { maxLen: 0 }),
+        async (c: Redis) => {
+          for await (const _ of trimStreams(c, ['k', 'l', 'm'], () => ({ maxLen: 0 }))) void _;
         },
       ]) {
-        const err = await attempt().then(() => null, (e: unknown) => e);
+        const anonymous = new Redis({ host: '127.0.0.1', port: server.port, enableReadyCheck: false, maxRetriesPerRequest: 1, retryStrategy: () => null });
+        anonymous.on('error', () => {});
+        const err = await attempt(anonymous).then(() => null, (e: unknown) => e);
+        anonymous.disconnect();
         expect(err).toBeInstanceOf(RedisNodeError);
         expect((err as Error).message).toMatch(new RegExp(`^Redis at ${node.replace(/\./g, '\\.')}: it requires a password \\(NOAUTH\\)`));
       }
-      anonymous.disconnect();
       // connectRedis (src/redis/connect.ts) names the node but not why: ioredis' ready check closes the
       // connection and reports only "Connection is closed." The password never appears.
       const wrong = await connectRedis({ url: `redis://:nope@${node}`, prefix: 'x:' }).then(() => null, (e: Error) => e);

@@ -37,7 +37,7 @@ export function nodeOfKey(client: RedisClient, key: string): string | null {
 export function isNodeLevelError(err: unknown): boolean {
   const e = err as { code?: string; message?: string; name?: string };
   const text = `${e?.code ?? ''} ${e?.message ?? ''} ${e?.name ?? ''}`;
-  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|NOAUTH|WRONGPASS|NOPERM|CLUSTERDOWN|Connection is closed|MaxRetriesPerRequest|ClusterAllFailedError|Failed to refresh slots|LOADING|MASTERDOWN|READONLY/i.test(
+  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|NOAUTH|WRONGPASS|NOPERM|CLUSTERDOWN|Connection is closed|MaxRetriesPerRequest|ClusterAllFailedError|Failed to refresh slots|LOADING|MASTERDOWN|READONLY|unauthenticated (multi)?bulk length/i.test(
     text,
   );
 }
@@ -46,6 +46,8 @@ export function isNodeLevelError(err: unknown): boolean {
 export function describeRedisError(err: unknown): string {
   const message = (err as Error)?.message ?? String(err);
   if (/NOAUTH/.test(message)) return `it requires a password (NOAUTH); give one in the redis URL: ${message}`;
+  // Redis 7 answers a command of more than 10 arguments from an unauthenticated client with this instead of NOAUTH.
+  if (/unauthenticated (multi)?bulk length/.test(message)) return `it requires a password (NOAUTH); give one in the redis URL: it refused a command from an unauthenticated client: ${message}`;
   if (/WRONGPASS/.test(message)) return `it refused the user or password (WRONGPASS): ${message}`;
   if (/NOPERM/.test(message)) return `the user lacks a permission this needs (NOPERM): ${message}`;
   if (/CLUSTERDOWN/.test(message)) return `the cluster is down: a slot range has no reachable master (${message})`;

@@ -25,7 +25,16 @@ export interface SafeTrimOptions {
    * that lists only those (stream trim): less for Redis to send and node to read.
    */
   countsOnly?: boolean;
+  /**
+   * Entries one script may remove before it stops at a stream boundary and
+   * the rest of its batch is sent again (default 100,000, ~1 ms of the
+   * server's time): a batch of long streams is never one long block.
+   */
+  entriesPerScript?: number;
 }
+
+/** See SafeTrimOptions.entriesPerScript. */
+const ENTRIES_PER_SCRIPT = 100_000;
 
 /** The entry that holds the floor: a group's oldest pending entry, or the first it has not been delivered. */
 export interface TrimFloor {
@@ -104,6 +113,7 @@ function cutoffArgs(cutoff: TrimCutoff, options: SafeTrimOptions): string[] {
     options.force ? '1' : '0',
     options.dryRun ? '1' : '0',
     options.countsOnly ? '1' : '0',
+    String(options.entriesPerScript ?? ENTRIES_PER_SCRIPT),
   ];
 }
 
@@ -126,7 +136,7 @@ export async function safeTrimStream(
 /**
  * One script over a batch of streams (one policy; on a Cluster, one slot) and
  * their results, in key order; `args` and `nodeOf` come ready made
- * (trimStreams makes them once per run). `durationMs` is the batch's.
+ * (trimStreams makes them once per run). `durationMs` is the script's.
  */
 async function trimBatch(
   client: RedisClient,
@@ -137,15 +147,22 @@ async function trimBatch(
   options: SafeTrimOptions,
   nodeOf: (key: string) => string | null,
 ): Promise<StreamTrimResult[]> {
-  const started = performance.now();
-  let replies: StreamReply[];
-  try {
-    replies = await script.shardctlSafeTrim(keys.length, ...keys, ...args);
-  } catch (err) {
-    throw nodeError(nodeOfKey(client, keys[0]!), err);
+  const results: StreamTrimResult[] = [];
+  // A script that reached its budget of removed entries answers for fewer keys: the rest go again.
+  while (results.length < keys.length) {
+    const rest = results.length === 0 ? keys : keys.slice(results.length);
+    const started = performance.now();
+    let replies: StreamReply[];
+    try {
+      replies = await script.shardctlSafeTrim(rest.length, ...rest, ...args);
+    } catch (err) {
+      throw nodeError(nodeOfKey(client, rest[0]!), err);
+    }
+    if (replies.length === 0) throw nodeError(nodeOfKey(client, rest[0]!), new Error('the trim script answered for no stream'));
+    const durationMs = performance.now() - started;
+    for (let i = 0; i < replies.length; i++) results.push(resultOf(rest[i]!, nodeOf(rest[i]!), replies[i]!, cutoff, options, durationMs));
   }
-  const durationMs = performance.now() - started;
-  return keys.map((key, i) => resultOf(key, nodeOf(key), replies[i]!, cutoff, options, durationMs));
+  return results;
 }
 
 function resultOf(key: string, node: string | null, reply: StreamReply, cutoff: TrimCutoff, options: SafeTrimOptions, durationMs: number): StreamTrimResult {
