@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { redactUrl } from '../config/redact.js';
 import { OperationError } from '../errors.js';
+import { socketForPg } from './socket-reads.js';
 
 export type PgClient = pg.Client;
 
@@ -48,6 +49,8 @@ export interface ConnectOptions {
   label?: string;
   /** More server settings for the startup packet (no round trip): `{ statement_timeout: '5000ms' }`. Names and values are ours, never user text. */
   settings?: Record<string, string>;
+  /** The socket reads into one buffer of its own (socket-reads.ts): for a session whose large result CopyOut reads. */
+  ownReads?: boolean;
 }
 
 /**
@@ -155,6 +158,8 @@ async function open(url: string, options: ConnectOptions, newerSettings: boolean
     // The client side of the same: the OS probes an idle socket after 30 s.
     keepAlive: true,
     keepAliveInitialDelayMillis: 30_000,
+    // pg calls it with its connection settings (ssl among them); @types/pg types it without them.
+    ...(options.ownReads ? { stream: socketForPg } : {}),
   });
   // A server that dies mid-session emits 'error' on the client; the pending query rejects with it.
   client.on('error', () => {});

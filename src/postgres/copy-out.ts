@@ -1,3 +1,5 @@
+import { readFeedOf, type ReadFeed } from './socket-reads.js';
+
 /**
  * One `COPY … TO STDOUT` (text format) read straight off the connection's
  * socket, pulled a chunk at a time: each `read()` gives the whole rows that
@@ -11,9 +13,13 @@
  * NDJSON (2M rows: one take() and one subarray per row, a Buffer.concat per
  * chunk).
  *
- * The socket is paused while nobody reads, so the server waits and memory
- * stays at one socket read. A dead connection or PostgreSQL's error fails the
- * next read (pg reports both through handleError, also while nobody reads).
+ * Reading stops at each read that brought rows, until the reader comes back
+ * for more: the server waits meanwhile, and on a socket that reads into one
+ * buffer (socket-reads.ts) the next read may write where the rows were, so
+ * the run's length allocates nothing. What must outlive a read (a message
+ * the read's end cut) is copied. A dead connection or PostgreSQL's error
+ * fails the next read (pg reports both through handleError, also while
+ * nobody reads).
  */
 
 export interface CopyRows {
@@ -22,23 +28,16 @@ export interface CopyRows {
   rows: number;
 }
 
-interface Socket {
-  read(): Buffer | null;
-  pause(): void;
-  resume(): void;
-  listeners(event: 'data'): Array<(chunk: Buffer) => void>;
-  removeListener(event: string, fn: (...args: never[]) => void): void;
-  addListener(event: 'data', fn: (chunk: Buffer) => void): void;
-  on(event: 'readable', fn: () => void): void;
-}
-
 interface Connection {
-  stream: Socket;
+  /** The socket pg reads (see readFeedOf). */
+  stream: object;
   query(text: string): void;
 }
 
 /** The least memory kept for putting a cut message together with the read that completes it. */
 const ASSEMBLY_BYTES = 256 * 1024;
+/** The least memory kept for a cut message's bytes until the read that completes it. */
+const CUT_BYTES = 64 * 1024;
 
 const COPY_DATA = 0x64; // d
 const COPY_DONE = 0x63; // c
@@ -51,16 +50,18 @@ const NOTIFICATION_RESPONSE = 0x41; // A
 /** A pg Submittable: `client.query(new CopyOut(sql))`, then `read()` until null. */
 export class CopyOut {
   readonly text: string;
-  #connection: Connection | null = null;
-  #pgOnData: ((chunk: Buffer) => void) | null = null;
-  readonly #onReadable = () => this.#wakeUp();
-  /** A message cut by the end of a socket read: its bytes so far, and the total it needs. */
-  #partial: Buffer[] = [];
-  #partialBytes = 0;
-  #partialNeeds = 0;
-  /** Where a cut message and the socket read that completes it are put together (reused: see read()). */
+  #feed: ReadFeed | null = null;
+  /** A message cut by the end of a read: its bytes so far (a copy, in memory kept for it), and the total it needs. */
+  #cut: Buffer = Buffer.alloc(0);
+  #cutBytes = 0;
+  #cutNeeds = 0;
+  /** Where a cut message and the read that completes it are put together (reused: see read()). */
   #assembly: Buffer = Buffer.alloc(0);
-  /** CopyDone seen (or the socket given back to pg at an ErrorResponse or an unexpected message). */
+  /** The rows of the last read, until the reader takes them. */
+  #ready: CopyRows | null = null;
+  /** Reading stopped at the rows of the last read: it goes on once the reader is done with them. */
+  #paused = false;
+  /** CopyDone seen (or the reads given back to pg at an ErrorResponse or an unexpected message). */
   #detached = false;
   #done = false;
   #failure: Error | null = null;
@@ -73,14 +74,9 @@ export class CopyOut {
   // ---- pg's side (Submittable) ----
 
   submit(connection: Connection): void {
-    this.#connection = connection;
-    const socket = connection.stream;
-    const listeners = socket.listeners('data');
-    if (listeners.length !== 1) throw new Error(`COPY: expected one data listener on the connection, found ${listeners.length}`);
-    this.#pgOnData = listeners[0]!;
-    socket.removeListener('data', this.#pgOnData);
-    socket.pause();
-    socket.on('readable', this.#onReadable);
+    const feed = readFeedOf(connection.stream);
+    this.#feed = feed;
+    feed.divertReads((bytes) => this.#take(bytes));
     connection.query(this.text);
   }
 
@@ -105,15 +101,19 @@ export class CopyOut {
    * it may put the next rows in the same memory.
    */
   async read(): Promise<CopyRows | null> {
+    // The rows handed out last are done with: the next read may go where they were.
+    if (this.#paused && !this.#ready) {
+      this.#paused = false;
+      this.#feed!.resumeReads();
+    }
     for (;;) {
+      const rows = this.#ready;
+      if (rows) {
+        this.#ready = null;
+        return rows;
+      }
       if (this.#failure) throw this.#failure;
       if (this.#done) return null;
-      const chunk = this.#detached ? null : this.#connection?.stream.read() ?? null;
-      if (chunk !== null) {
-        const rows = this.#parse(chunk);
-        if (rows) return rows;
-        continue;
-      }
       await new Promise<void>((resolve) => (this.#wake = resolve));
     }
   }
@@ -130,23 +130,36 @@ export class CopyOut {
     wake?.();
   }
 
-  /** The CopyData payloads of one socket read, moved together to the buffer's start; the rest waits or goes to pg. */
+  /** One read's bytes (valid only during this call); false stops reading until the reader has taken the rows they held. */
+  #take(bytes: Buffer): boolean {
+    const rows = this.#parse(bytes);
+    if (rows) {
+      // Once the COPY is over pg reads on, into the same memory maybe: its last rows are copied (once per COPY).
+      this.#ready = this.#detached ? { text: Buffer.from(rows.text), rows: rows.rows } : rows;
+      this.#paused = !this.#detached;
+    }
+    if (rows || this.#done) this.#wakeUp();
+    return !this.#paused;
+  }
+
+  /** The CopyData payloads of one read, moved together to the buffer's start; the rest waits or goes to pg. */
   #parse(chunk: Buffer): CopyRows | null {
     let data = chunk;
-    if (this.#partialNeeds) {
-      this.#partial.push(chunk);
-      this.#partialBytes += chunk.length;
-      // A message longer than a socket read (a wide row) is put together once, not once per read.
-      if (this.#partialBytes < this.#partialNeeds) return null;
-      // Nearly every read completes a row the one before cut: put them together in memory kept for it,
+    if (this.#cutNeeds) {
+      const bytes = this.#cutBytes + chunk.length;
+      // A message longer than a read (a wide row) is put together once, not once per read.
+      if (bytes < this.#cutNeeds) {
+        this.#keepCut(chunk, this.#cutNeeds);
+        return null;
+      }
+      // Nearly every read completes a row the one before cut: they are put together in memory kept for it,
       // not in a new buffer per read (64 KiB each, which only a full GC frees).
-      if (this.#assembly.length < this.#partialBytes) this.#assembly = Buffer.allocUnsafe(Math.max(ASSEMBLY_BYTES, this.#partialBytes));
-      data = this.#assembly.subarray(0, this.#partialBytes);
-      let at = 0;
-      for (const piece of this.#partial) at += piece.copy(data, at);
-      this.#partial = [];
-      this.#partialBytes = 0;
-      this.#partialNeeds = 0;
+      if (this.#assembly.length < bytes) this.#assembly = Buffer.allocUnsafe(Math.max(ASSEMBLY_BYTES, bytes));
+      data = this.#assembly.subarray(0, bytes);
+      this.#cut.copy(data, 0, 0, this.#cutBytes);
+      chunk.copy(data, this.#cutBytes);
+      this.#cutBytes = 0;
+      this.#cutNeeds = 0;
     }
     const end = data.length;
     let at = 0;
@@ -160,12 +173,12 @@ export class CopyOut {
         break;
       }
       if (at + 5 > end) {
-        this.#keepPartial(data.subarray(at), 5);
+        this.#keepCut(data.subarray(at), 5);
         break;
       }
       const next = at + 1 + data.readUInt32BE(at + 1);
       if (next > end) {
-        this.#keepPartial(data.subarray(at), next - at);
+        this.#keepCut(data.subarray(at), next - at);
         break;
       }
       if (code === COPY_DATA) {
@@ -188,23 +201,28 @@ export class CopyOut {
     return rows ? { text: data.subarray(0, out), rows } : null;
   }
 
-  #keepPartial(bytes: Buffer, needs: number): void {
-    // A copy: the rows before it are handed out in the same buffer, and it must outlive them.
-    this.#partial = [Buffer.from(bytes)];
-    this.#partialBytes = bytes.length;
-    this.#partialNeeds = needs;
+  /**
+   * Appends bytes of a cut message to what is kept of it, `needs` bytes in
+   * all making it whole. A copy: they are in a read's memory or the
+   * assembly's, which the next read reuses, and the rows before them are
+   * handed out in the same memory.
+   */
+  #keepCut(bytes: Buffer, needs: number): void {
+    const size = this.#cutBytes + bytes.length;
+    if (this.#cut.length < size) {
+      const grown = Buffer.allocUnsafe(Math.max(CUT_BYTES, needs, size));
+      this.#cut.copy(grown, 0, 0, this.#cutBytes);
+      this.#cut = grown;
+    }
+    bytes.copy(this.#cut, this.#cutBytes);
+    this.#cutBytes = size;
+    this.#cutNeeds = needs;
   }
 
-  /** Gives the socket back to pg, with the bytes read past the COPY's end. */
+  /** Gives the reads back to pg, with the bytes read past the COPY's end. */
   #detach(rest: Buffer): void {
     if (this.#detached) return;
     this.#detached = true;
-    const socket = this.#connection!.stream;
-    const pgOnData = this.#pgOnData!;
-    socket.removeListener('readable', this.#onReadable);
-    socket.addListener('data', pgOnData);
-    if (rest.length) pgOnData(Buffer.from(rest));
-    // As pg-copy-streams does: resume on the next tick, once pg's own handling of `rest` is done.
-    process.nextTick(() => socket.resume());
+    this.#feed!.restoreReads(rest);
   }
 }

@@ -6,6 +6,8 @@ import { init } from '../../src/engine/init.js';
 import { runQuery, type QueryOptions } from '../../src/engine/query/run-query.js';
 import type { QueryColumn, QueryRow, QuerySummary, RowSink } from '../../src/engine/query/types.js';
 import { UsageError } from '../../src/errors.js';
+import { connect } from '../../src/postgres/connect.js';
+import { CopyOut } from '../../src/postgres/copy-out.js';
 import { createDeployment, currentRing, testRun, type TestDeployment } from '../support/deployment.js';
 import { sql } from '../support/migrations.js';
 import { startSecondServer, type SecondServer } from '../support/second-server.js';
@@ -45,6 +47,39 @@ class CollectingSink implements RowSink {
   end(summary: QuerySummary): void {
     this.ended.push(summary);
   }
+}
+
+/**
+ * A sink that takes COPY text (copyRows, as the NDJSON writer does): each
+ * shard's lines and how many reads they came in. It copies
+ * a read's text only when it lets the engine go on (the text is valid until
+ * the shard's next read): after `holdMs`, or the first read once `until` settles.
+ */
+class CopyTextSink implements RowSink {
+  readonly byShard = new Map<string, { lines: string[]; reads: number }>();
+  constructor(private readonly hold: { holdMs?: number; until?: Promise<void> } = {}) {}
+
+  columns(): void {}
+
+  row(): void {
+    throw new Error('row() on a COPY read');
+  }
+
+  copyRows(shard: string, text: Buffer, rows: number): void | Promise<void> {
+    let got = this.byShard.get(shard);
+    if (!got) this.byShard.set(shard, (got = { lines: [], reads: 0 }));
+    got.reads++;
+    const take = () => {
+      const lines = text.toString('utf8').slice(0, -1).split('\n');
+      expect(lines).toHaveLength(rows);
+      got.lines.push(...lines);
+    };
+    const wait = this.hold.until ?? (this.hold.holdMs ? new Promise((resolve) => setTimeout(resolve, this.hold.holdMs)) : null);
+    if (!wait) return take();
+    return wait.then(take);
+  }
+
+  end(): void {}
 }
 
 /** Each shard's rows as `pg` reads them with every value left as text, in a session set like query's. */
@@ -132,6 +167,69 @@ describe('query: one read-only statement on every shard', () => {
     expect([...viaCopy.rows].sort(byJson)).toEqual([...viaCursor.rows].sort(byJson));
     expect(viaCopy.columnCalls).toEqual(viaCursor.columnCalls);
     expect(viaCopy.rows[0]!.values.slice(-3)).toEqual(['tab\there\nline\\back\x01\v"q"', null, '']);
+  });
+
+  it('COPY text read over the session\'s own socket comes whole and once, also when the sink holds each read for a while (the next read may go into the same memory only after)', async () => {
+    const sink = new CopyTextSink({ holdMs: 1 });
+    const summary = await runQuery(d.config, options({ sql: "SELECT g, repeat('x', g % 50) AS pad FROM generate_series(1, 60000) g" }), sink);
+    expect(summary.shards.map((s) => [s.status, s.rows])).toEqual([['ok', 60000], ['ok', 60000], ['ok', 60000]]);
+    for (const shard of ['shard-0', 'shard-1', 'shard-2']) {
+      const got = sink.byShard.get(shard)!;
+      // ~2.6 MB of COPY text a shard: dozens of reads, each held.
+      expect(got.reads).toBeGreaterThan(20);
+      expect(got.lines).toEqual(Array.from({ length: 60000 }, (_, i) => `${i + 1}\t${'x'.repeat((i + 1) % 50)}`));
+    }
+  });
+
+  it('a session connected with ownReads reads a COPY into one buffer, read after read (pg\'s own socket takes a fresh one for every read)', async () => {
+    const select = 'SELECT g, md5(g::text) FROM generate_series(1, 100000) g';
+    type Socket = { divertReads(take: (bytes: Buffer) => boolean): void; prependListener(event: 'data', fn: (bytes: Buffer) => void): void };
+    for (const ownReads of [true, false]) {
+      const client = await connect(d.shardUrls[0]!, { ownReads });
+      try {
+        const socket = (client as unknown as { connection: { stream: Socket } }).connection.stream;
+        // Every read, as the socket hands it over: to CopyOut (ours) or as a 'data' event (pg's).
+        const memory = new Set<ArrayBufferLike>();
+        let reads = 0;
+        const seen = (bytes: Buffer) => (reads++, memory.add(bytes.buffer));
+        if (ownReads) {
+          const divert = socket.divertReads.bind(socket);
+          socket.divertReads = (take) => divert((bytes) => (seen(bytes), take(bytes)));
+          const copy = client.query(new CopyOut(`COPY (${select}) TO STDOUT`) as never) as unknown as CopyOut;
+          let rows = 0;
+          for (let got = await copy.read(); got; got = await copy.read()) rows += got.rows;
+          expect(rows).toBe(100000);
+        } else {
+          socket.prependListener('data', seen);
+          expect((await client.query(select)).rowCount).toBe(100000);
+        }
+        expect(reads, `ownReads ${ownReads}`).toBeGreaterThan(20);
+        expect(memory.size, `ownReads ${ownReads}`).toBe(ownReads ? 1 : reads);
+        // The session goes on through pg as before.
+        expect((await client.query('SELECT 41 + 1 AS n')).rows).toEqual([{ n: 42 }]);
+      } finally {
+        await client.end();
+      }
+    }
+  });
+
+  it('a sink that holds a read holds its shard: the backend waits on the client (ClientWrite), and the rows come whole once the sink takes them', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const sink = new CopyTextSink({ until: held });
+    const running = runQuery(d.config, options({ sql: "SELECT g, repeat('y', 40) AS pad FROM generate_series(1, 300000) g", shards: ['shard-1'] }), sink);
+    const deadline = Date.now() + 10_000;
+    let waiting: unknown[] = [];
+    do {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      waiting = await sql(d.shardUrls[1]!, "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'shardctl[%] query' AND datname = current_database() AND wait_event = 'ClientWrite'");
+    } while (!waiting.length && Date.now() < deadline);
+    expect(waiting).toHaveLength(1);
+    expect(sink.byShard.get('shard-1')!.reads).toBe(1);
+    release();
+    const summary = await running;
+    expect(summary.shards.map((s) => [s.status, s.rows])).toEqual([['ok', 300000]]);
+    expect(sink.byShard.get('shard-1')!.lines).toEqual(Array.from({ length: 300000 }, (_, i) => `${i + 1}\t${'y'.repeat(40)}`));
   });
 
   it('waits for a sink that is full (a promise from row()) and never calls it again before that promise settles', async () => {

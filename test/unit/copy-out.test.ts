@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CopyOut } from '../../src/postgres/copy-out.js';
+import type { ReadFeed } from '../../src/postgres/socket-reads.js';
 
 /*
  * CopyOut's protocol handling without a server: the bytes a COPY TO STDOUT
@@ -18,46 +19,102 @@ const message = (code: string, body: Buffer | string = Buffer.alloc(0)) => {
   return Buffer.concat([head, payload]);
 };
 
-/** A socket as pg leaves it: one 'data' listener (pg's parser), read() in paused mode, 'readable'. */
-class FakeSocket {
-  readonly toPg: Buffer[] = [];
-  readonly #queue: Buffer[] = [];
-  #dataListeners: Array<(chunk: Buffer) => void>;
-  constructor(pg?: (chunk: Buffer) => void) {
-    this.#dataListeners = [pg ?? ((chunk) => this.toPg.push(Buffer.from(chunk)))];
-  }
-  #readable: Array<() => void> = [];
-  sent: string[] = [];
+/** What a test socket feeds the CopyOut and hands pg; `arrive` is one socket read (false: not now, reading is paused). */
+interface TestSocket {
+  readonly toPg: Buffer[];
+  readonly sent: string[];
+  arrive(chunk: Buffer): boolean;
+}
 
-  listeners(): Array<(chunk: Buffer) => void> {
-    return [...this.#dataListeners];
+type PgListener = (chunk: Buffer) => void;
+
+/**
+ * A socket that reads into one buffer of its own, as OwnedReadSocket does
+ * (it is its own ReadFeed): every read lands in the same memory, and the
+ * memory is scribbled over as soon as the next read may go there, so any
+ * byte the CopyOut keeps or hands out without a copy past that point shows up
+ * as corruption.
+ */
+class ReusingSocket implements TestSocket, ReadFeed {
+  readonly toPg: Buffer[] = [];
+  readonly sent: string[] = [];
+  readonly #memory = Buffer.alloc(64 * 1024);
+  readonly #pg: PgListener;
+  #take: ((bytes: Buffer) => boolean) | null = null;
+  #paused = false;
+
+  constructor(pg?: PgListener) {
+    this.#pg = pg ?? ((chunk) => this.toPg.push(Buffer.from(chunk)));
   }
-  removeListener(event: string, fn: unknown): void {
-    if (event === 'data') this.#dataListeners = this.#dataListeners.filter((f) => f !== fn);
-    if (event === 'readable') this.#readable = this.#readable.filter((f) => f !== fn);
+  divertReads(take: (bytes: Buffer) => boolean): void {
+    this.#take = take;
   }
-  addListener(_event: 'data', fn: (chunk: Buffer) => void): void {
-    this.#dataListeners.push(fn);
+  resumeReads(): void {
+    this.#paused = false;
+    this.#memory.fill(0xee);
   }
-  on(_event: 'readable', fn: () => void): void {
-    this.#readable.push(fn);
+  restoreReads(rest: Buffer): void {
+    this.#take = null;
+    if (rest.length) this.#pg(Buffer.from(rest));
   }
-  pause(): void {}
-  resume(): void {
-    // Flowing again: pg's listener gets whatever is still queued.
-    for (const chunk of this.#queue.splice(0)) for (const fn of this.#dataListeners) fn(chunk);
-  }
-  read(): Buffer | null {
-    return this.#queue.shift() ?? null;
-  }
-  /** A socket read arrives. */
-  arrive(chunk: Buffer): void {
-    if (this.#readable.length) {
-      this.#queue.push(chunk);
-      for (const fn of [...this.#readable]) fn();
-    } else for (const fn of this.#dataListeners) fn(chunk);
+  arrive(chunk: Buffer): boolean {
+    if (this.#paused) return false;
+    // pg is given its own copy, as OwnedReadSocket gives it.
+    if (!this.#take) return this.#pg(Buffer.from(chunk)), true;
+    // Longer than the memory: as several reads.
+    for (let at = 0; at < chunk.length; at += this.#memory.length) {
+      if (this.#paused) throw new Error('a read arrived while reading was paused');
+      const n = chunk.copy(this.#memory, 0, at);
+      const take = this.#take;
+      if (!take) this.#pg(Buffer.from(this.#memory.subarray(0, n)));
+      else if (!take(this.#memory.subarray(0, n))) this.#paused = true;
+      if (!this.#paused) this.#memory.fill(0xee);
+    }
+    return true;
   }
 }
+
+/** A socket Node reads itself (a TLSSocket): pg's parser as its one 'data' listener, pause() and resume() of a flowing stream. */
+class DataEventSocket implements TestSocket {
+  readonly toPg: Buffer[] = [];
+  readonly sent: string[] = [];
+  #listeners: PgListener[];
+  #flowing = true;
+  readonly #queue: Buffer[] = [];
+
+  constructor(pg?: PgListener) {
+    this.#listeners = [pg ?? ((chunk) => this.toPg.push(Buffer.from(chunk)))];
+  }
+  listeners(): PgListener[] {
+    return [...this.#listeners];
+  }
+  removeListener(_event: 'data', fn: PgListener): void {
+    this.#listeners = this.#listeners.filter((f) => f !== fn);
+  }
+  on(_event: 'data', fn: PgListener): void {
+    this.#listeners.push(fn);
+  }
+  pause(): void {
+    this.#flowing = false;
+  }
+  resume(): void {
+    this.#flowing = true;
+    while (this.#flowing && this.#queue.length) this.#emit(this.#queue.shift()!);
+  }
+  arrive(chunk: Buffer): boolean {
+    if (this.#flowing) this.#emit(chunk);
+    else this.#queue.push(chunk);
+    return true;
+  }
+  #emit(chunk: Buffer): void {
+    for (const fn of [...this.#listeners]) fn(chunk);
+  }
+}
+
+const SOCKETS = [
+  ['a socket that reads into one reused buffer', (pg?: PgListener) => new ReusingSocket(pg)],
+  ["a socket's 'data' events", (pg?: PgListener) => new DataEventSocket(pg)],
+] as const;
 
 function cutsOf(stream: Buffer, cuts: number[]): Buffer[] {
   const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b);
@@ -70,22 +127,29 @@ function cutsOf(stream: Buffer, cuts: number[]): Buffer[] {
   return pieces;
 }
 
-/** Runs a CopyOut (a fresh one, or `given` already submitted) over `pieces`, feeding the next one whenever the reader waits. */
-async function readAll(pieces: Buffer[], given?: { copy: CopyOut; socket: FakeSocket }): Promise<{ rows: string[]; counts: number[]; socket: FakeSocket; error: Error | null }> {
-  const socket = given?.socket ?? new FakeSocket();
-  const copy = given?.copy ?? new CopyOut('COPY (SELECT 1) TO STDOUT');
-  if (!given) copy.submit({ stream: socket as never, query: (text: string) => socket.sent.push(text) });
+function submitted(socket: TestSocket, text = 'COPY (SELECT 1) TO STDOUT'): CopyOut {
+  const copy = new CopyOut(text);
+  copy.submit({ stream: socket as never, query: (sent: string) => socket.sent.push(sent) });
+  return copy;
+}
+
+/**
+ * Reads `copy` to its end, feeding the next piece whenever the socket takes
+ * it. The reader gives the event loop a turn before it looks at the rows it
+ * got, so the feeder would overwrite them then if reading were not paused.
+ */
+async function readAll(pieces: Buffer[], socket: TestSocket, copy: CopyOut): Promise<{ rows: string[]; counts: number[]; error: Error | null }> {
   const rows: string[] = [];
   const counts: number[] = [];
   let next = 0;
   const feeder = setInterval(() => {
-    if (next < pieces.length) socket.arrive(Buffer.from(pieces[next++]!));
+    if (next < pieces.length && socket.arrive(Buffer.from(pieces[next]!))) next++;
   }, 0);
   try {
     for (;;) {
       const got = await copy.read();
       if (!got) break;
-      // Copied now: the bytes are valid until the next read only.
+      await new Promise((resolve) => setTimeout(resolve, 1));
       const text = got.text.toString('utf8');
       expect(text.endsWith('\n')).toBe(true);
       const lines = text.slice(0, -1).split('\n');
@@ -93,33 +157,34 @@ async function readAll(pieces: Buffer[], given?: { copy: CopyOut; socket: FakeSo
       rows.push(...lines);
       counts.push(got.rows);
     }
-    return { rows, counts, socket, error: null };
+    return { rows, counts, error: null };
   } catch (err) {
-    return { rows, counts, socket, error: err as Error };
+    return { rows, counts, error: err as Error };
   } finally {
     clearInterval(feeder);
-    // What pg would still get after the COPY.
-    while (next < pieces.length) socket.arrive(Buffer.from(pieces[next++]!));
+    // What pg would still get after the COPY: reading goes on for it.
+    for (; next < pieces.length; next++) if (!socket.arrive(Buffer.from(pieces[next]!))) throw new Error('reading stayed paused after the COPY');
   }
 }
 
 const rowText = fc.string({ unit: fc.constantFrom('a', 'é', '😀', '\t', '\\n', '\\\\', 'x'), maxLength: 40 }).map((s) => `${s}\n`);
 const TAIL = Buffer.concat([message('C', 'COPY 3\0'), message('Z', 'I')]);
 
-describe('CopyOut', () => {
+describe.each(SOCKETS)('CopyOut over %s', (_name, socketOf) => {
   it('gives every row once and in order, however socket reads cut the messages, and hands pg what follows CopyDone', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(rowText, { maxLength: 60 }), fc.array(fc.nat(5000), { maxLength: 30 }), fc.boolean(), async (rows, cuts, notice) => {
         const body = rows.map((r, i) => Buffer.concat([notice && i === 1 ? message('N', 'SNOTICE\0\0') : Buffer.alloc(0), message('d', r)]));
         const stream = Buffer.concat([message('H', Buffer.from([0, 0, 1, 0, 0])), ...body, message('c'), TAIL]);
-        const got = await readAll(cutsOf(stream, cuts));
+        const socket = socketOf();
+        const got = await readAll(cutsOf(stream, cuts), socket, submitted(socket));
         expect(got.error).toBeNull();
         expect(got.rows).toEqual(rows.map((r) => r.slice(0, -1)));
         expect(got.counts.reduce((a, b) => a + b, 0)).toBe(rows.length);
-        expect(Buffer.concat(got.socket.toPg).equals(TAIL)).toBe(true);
-        expect(got.socket.sent).toEqual(['COPY (SELECT 1) TO STDOUT']);
+        expect(Buffer.concat(socket.toPg).equals(TAIL)).toBe(true);
+        expect(socket.sent).toEqual(['COPY (SELECT 1) TO STDOUT']);
       }),
-      { numRuns: 300 },
+      { numRuns: 150 },
     );
   });
 
@@ -127,9 +192,10 @@ describe('CopyOut', () => {
     const wide = `${'w'.repeat(300_000)}\n`;
     const stream = Buffer.concat([message('H', Buffer.from([0, 0, 1, 0, 0])), message('d', 'a\n'), message('d', wide), message('d', 'b\n'), message('c'), TAIL]);
     const pieces = cutsOf(stream, Array.from({ length: 40 }, (_, i) => 7 + i * 8191));
-    const got = await readAll(pieces);
+    const socket = socketOf();
+    const got = await readAll(pieces, socket, submitted(socket));
     expect(got.rows).toEqual(['a', wide.slice(0, -1), 'b']);
-    expect(Buffer.concat(got.socket.toPg).equals(TAIL)).toBe(true);
+    expect(Buffer.concat(socket.toPg).equals(TAIL)).toBe(true);
   });
 
   it('an ErrorResponse in the middle goes to pg from its first byte on (the rows before it still come), and fails the read once pg reports it', async () => {
@@ -139,28 +205,43 @@ describe('CopyOut', () => {
         const stream = Buffer.concat([message('H', Buffer.from([0, 0, 1, 0, 0])), ...rows.map((r) => message('d', r)), error]);
         // pg's parser, as far as this goes: once the error's message is whole, the client fails the query (handleError).
         let pgBytes = Buffer.alloc(0);
-        const copy = new CopyOut('COPY (SELECT 1/0) TO STDOUT');
-        const socket = new FakeSocket((chunk) => {
+        let copy: CopyOut | undefined;
+        const socket = socketOf((chunk) => {
           pgBytes = Buffer.concat([pgBytes, chunk]);
-          if (pgBytes.length >= 5 && pgBytes.length >= pgBytes.readUInt32BE(1) + 1) copy.handleError(new Error('division by zero'));
+          if (pgBytes.length >= 5 && pgBytes.length >= pgBytes.readUInt32BE(1) + 1) copy!.handleError(new Error('division by zero'));
         });
-        copy.submit({ stream: socket as never, query: () => {} });
-        const got = await readAll(cutsOf(stream, cuts), { copy, socket });
+        copy = submitted(socket, 'COPY (SELECT 1/0) TO STDOUT');
+        const got = await readAll(cutsOf(stream, cuts), socket, copy);
         expect(got.error?.message).toBe('division by zero');
         expect(got.rows).toEqual(rows.map((r) => r.slice(0, -1)));
-        // pg got the error from its first byte (and, once flowing again, what followed it).
+        // pg got the error from its first byte (and, once reading went on, what followed it).
         expect(error.subarray(0, pgBytes.length).equals(pgBytes.subarray(0, error.length))).toBe(true);
       }),
-      { numRuns: 200 },
+      { numRuns: 100 },
     );
   });
 
   it('fail() ends a read that waits for data', async () => {
-    const socket = new FakeSocket();
-    const copy = new CopyOut('COPY (SELECT 1) TO STDOUT');
-    copy.submit({ stream: socket as never, query: () => {} });
+    const copy = submitted(socketOf());
     const reading = copy.read();
     copy.fail(new Error('deadline'));
     await expect(reading).rejects.toThrow('deadline');
+  });
+});
+
+describe('CopyOut over a socket that reads into one reused buffer', () => {
+  it('stops reading at each read that brought rows until the reader comes back, and goes on then', async () => {
+    const socket = new ReusingSocket();
+    const copy = submitted(socket);
+    expect(socket.arrive(Buffer.concat([message('H', Buffer.from([0, 0, 1, 0, 0])), message('d', 'a\n')]))).toBe(true);
+    // The rows of that read wait for the reader: the next read may not come yet.
+    expect(socket.arrive(message('d', 'b\n'))).toBe(false);
+    const first = await copy.read();
+    expect(first?.text.toString()).toBe('a\n');
+    expect(socket.arrive(message('d', 'b\n'))).toBe(false);
+    // Back for more: the reader is done with 'a', reading goes on.
+    const second = copy.read();
+    expect(socket.arrive(message('d', 'b\n'))).toBe(true);
+    expect((await second)?.text.toString()).toBe('b\n');
   });
 });

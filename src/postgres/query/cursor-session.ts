@@ -180,6 +180,7 @@ export class CursorSession {
         applicationName: 'shardctl query',
         connectTimeoutMs: left,
         label: options.label,
+        ownReads: options.copy === true && params.length === 0,
         settings: {
           statement_timeout: `${Math.max(1, options.deadline - Date.now())}ms`,
           default_transaction_read_only: 'on',
