@@ -14,7 +14,7 @@ export interface TrimOptions {
   match?: string;
   /** The clock of maxAge (tests and rehearsal). */
   nowMs?: number;
-  /** Trim scripts in flight at once. */
+  /** Streams in flight at once (in scripts of up to 100). */
   concurrency?: number;
 }
 
