@@ -336,9 +336,31 @@ async function verifyLoaded(impl, ds, cl, load) {
  * runs LOAD_BEFORE_MS alone (the latencies before the move), is told when the move starts and ends, and
  * stops LOAD_AFTER_MS after it. Resolves with the move's figures and the load's report.
  */
+/**
+ * The average number of the machine's cores busy while `fn` runs (every process: node, the PostgreSQL
+ * backends, the load generator, the kernel), from /proc/stat: what the 2 cores were doing during a
+ * phase, whoever did it.
+ */
+const TICKS = 100; // USER_HZ: /proc/stat counts in 1/100 s on Linux
+function busyTicks() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f;
+  return user + nice + system + irq + softirq + steal;
+}
+function busySince(mark) {
+  const s = Number(process.hrtime.bigint() - mark.at) / 1e9;
+  return +((busyTicks() - mark.ticks) / TICKS / s).toFixed(2);
+}
+const cpuMark = () => ({ at: process.hrtime.bigint(), ticks: busyTicks() });
+async function busyDuring(fn) {
+  const mark = cpuMark();
+  const result = await fn();
+  return { result, busyCores: busySince(mark) };
+}
+
 async function runLoaded(ds, cl) {
-  const { result: sc, load } = await underLoad(ds, cl, () => runShardctl(cl), { afterMs: LOAD_AFTER_MS });
-  return { sc, load };
+  const { result: { result: sc, busyCores }, load } = await underLoad(ds, cl, () => busyDuring(() => runShardctl(cl)), { afterMs: LOAD_AFTER_MS });
+  return { sc: { ...sc, busyCores }, load: { ...load, busyCoresDuringMove: busyCores } };
 }
 
 /**
@@ -423,7 +445,9 @@ async function underLoad(ds, cl, body, { afterMs, finalRing } = {}) {
       });
       exited.then((code) => { clearTimeout(timer); reject(new Error(`load generator exited ${code}: ${err.slice(-2000)}`)); });
     });
+    const before = cpuMark();
     await new Promise((r) => setTimeout(r, LOAD_BEFORE_MS));
+    const busyCoresLoadAlone = busySince(before);
     child.stdin.write(`move-start ${Date.now()}\n`);
     const result = await body();
     child.stdin.write(`move-end ${Date.now()}\n`);
@@ -431,7 +455,7 @@ async function underLoad(ds, cl, body, { afterMs, finalRing } = {}) {
     child.stdin.end('stop\n');
     const code = await exited;
     if (code !== 0) throw new Error(`load generator exited ${code}: ${err.slice(-2000)}`);
-    return { result, load: JSON.parse(Buffer.concat(out).toString()) };
+    return { result, load: { ...JSON.parse(Buffer.concat(out).toString()), busyCoresLoadAlone } };
   } finally {
     if (child.exitCode === null) child.kill('SIGTERM');
   }
@@ -647,7 +671,8 @@ export async function benchMove() {
       }, { init: true });
       if (off) modes.offline.push(off);
       const on = await measure('online', 'shardctl shard add', async (cl) => {
-        const sc = await runShardctl(cl);
+        const { result: sc, busyCores } = await busyDuring(() => runShardctl(cl));
+        sc.busyCores = busyCores;
         copiedAll(sc, 'shard add (online, no writes)');
         await checkNoTriggers('shard add (online, no writes)', cl.urls);
         return { secs: sc.wall, extra: { mode: 'online', ...figures(sc) } };
@@ -768,6 +793,21 @@ export async function benchMove() {
           idleToLimit: toLimit(t.idle), offlineToLimit: toLimit(t.offline), loadedToLimit: toLimit(t.loaded),
         },
         longestFenceMs: { idle: fence(modes.online), loaded: fence(modes.loaded), maxOfAllRuns: longest.length ? Math.max(...longest) : null },
+        // The whole machine's average busy cores (every process, /proc/stat) in each phase, of os.cpus().length.
+        // loadedToIdleCpuFloor: the idle move's work (its seconds × busy cores) on the cores the load alone
+        // leaves free, over the idle move's seconds: the least loadedToIdle can be on this machine before the
+        // move's own extra work under load (capture, catch-up, the comparison of replayed keys).
+        machineCpu: (() => {
+          const cores = os.cpus().length;
+          const idleMove = modes.online.length ? r2(med(modes.online.map((x) => x.sc.busyCores))) : null;
+          const loadAlone = loads.length ? fromLoads((l) => l.busyCoresLoadAlone) : null;
+          return {
+            cores, idleMove, loadAlone,
+            loadedMove: loads.length ? fromLoads((l) => l.busyCoresDuringMove) : null,
+            pipeLoadAlone: pipeLoads.length ? fromPipeLoads((l) => l.busyCoresLoadAlone) : null,
+            loadedToIdleCpuFloor: idleMove !== null && loadAlone !== null ? r2(idleMove / (cores - loadAlone), 3) : null,
+          };
+        })(),
         load: loads.length ? {
           rate: LOAD_RATE, achievedRate: fromLoads((l) => l.achievedRate), insertShare: loads[0].insertShare, poolPerShard: loads[0].pool,
           writes: fromLoads((l) => l.counts.writes), movingKeyWrites: fromLoads((l) => l.counts.movingKeyWrites), movingKeyWritesDuringMove: fromLoads((l) => l.counts.movingKeyWritesDuringMove),
