@@ -63,9 +63,12 @@ export class CopyOut {
   #paused = false;
   /** CopyDone seen (or the reads given back to pg at an ErrorResponse or an unexpected message). */
   #detached = false;
+  /** What of the read being parsed goes to pg. */
+  #rest: Buffer | null = null;
   #done = false;
   #failure: Error | null = null;
-  #wake: (() => void) | null = null;
+  /** The read that waits. */
+  #waiting: { resolve(rows: CopyRows | null): void; reject(err: Error): void } | null = null;
 
   constructor(text: string) {
     this.text = text;
@@ -95,27 +98,27 @@ export class CopyOut {
 
   // ---- the reader's side ----
 
+  /** Every row has been handed out and the COPY is over (read() gives null). */
+  get ended(): boolean {
+    return this.#done && !this.#ready && !this.#failure;
+  }
+
   /**
    * The next whole rows, or null after the last; PostgreSQL's error (or the
    * connection's) otherwise. The rows' bytes are valid until the next read:
-   * it may put the next rows in the same memory.
+   * it may put the next rows in the same memory. (Not an async function: a
+   * read is one promise, the one that waits; a long export makes thousands.)
    */
-  async read(): Promise<CopyRows | null> {
+  read(): Promise<CopyRows | null> {
     // The rows handed out last are done with: the next read may go where they were.
     if (this.#paused && !this.#ready) {
       this.#paused = false;
       this.#feed!.resumeReads();
     }
-    for (;;) {
-      const rows = this.#ready;
-      if (rows) {
-        this.#ready = null;
-        return rows;
-      }
-      if (this.#failure) throw this.#failure;
-      if (this.#done) return null;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
+    return new Promise((resolve, reject) => {
+      this.#waiting = { resolve, reject };
+      this.#wakeUp();
+    });
   }
 
   /** Fails the read in flight and every later one (the deadline, a close). */
@@ -124,19 +127,32 @@ export class CopyOut {
     this.#wakeUp();
   }
 
+  /** Settles the waiting read when there is something to give it: rows, the failure, or the end. */
   #wakeUp(): void {
-    const wake = this.#wake;
-    this.#wake = null;
-    wake?.();
+    const waiting = this.#waiting;
+    if (!waiting) return;
+    const rows = this.#ready;
+    if (rows) this.#ready = null;
+    else if (!this.#failure && !this.#done) return;
+    this.#waiting = null;
+    if (rows) waiting.resolve(rows);
+    else if (this.#failure) waiting.reject(this.#failure);
+    else waiting.resolve(null);
   }
 
   /** One read's bytes (valid only during this call); false stops reading until the reader has taken the rows they held. */
   #take(bytes: Buffer): boolean {
     const rows = this.#parse(bytes);
+    const rest = this.#rest;
     if (rows) {
       // Once the COPY is over pg reads on, into the same memory maybe: its last rows are copied (once per COPY).
-      this.#ready = this.#detached ? { text: Buffer.from(rows.text), rows: rows.rows } : rows;
-      this.#paused = !this.#detached;
+      this.#ready = rest ? { text: Buffer.from(rows.text), rows: rows.rows } : rows;
+      this.#paused = !rest;
+    }
+    if (rest) {
+      // pg may end the query in there (handleReadyForQuery, handleError): the rows before are ready by then.
+      this.#rest = null;
+      this.#feed!.restoreReads(rest);
     }
     if (rows || this.#done) this.#wakeUp();
     return !this.#paused;
@@ -153,8 +169,9 @@ export class CopyOut {
         return null;
       }
       // Nearly every read completes a row the one before cut: they are put together in memory kept for it,
-      // not in a new buffer per read (64 KiB each, which only a full GC frees).
-      if (this.#assembly.length < bytes) this.#assembly = Buffer.allocUnsafe(Math.max(ASSEMBLY_BYTES, bytes));
+      // not in a new buffer per read (which only a GC frees); twice as large as needed, so a read a little
+      // longer than the last one fits too.
+      if (this.#assembly.length < bytes) this.#assembly = Buffer.allocUnsafe(Math.max(ASSEMBLY_BYTES, 2 * bytes));
       data = this.#assembly.subarray(0, bytes);
       this.#cut.copy(data, 0, 0, this.#cutBytes);
       chunk.copy(data, this.#cutBytes);
@@ -219,10 +236,10 @@ export class CopyOut {
     this.#cutNeeds = needs;
   }
 
-  /** Gives the reads back to pg, with the bytes read past the COPY's end. */
+  /** The reads go back to pg, with the bytes read past the COPY's end (once this read's rows are ready: see #take). */
   #detach(rest: Buffer): void {
     if (this.#detached) return;
     this.#detached = true;
-    this.#feed!.restoreReads(rest);
+    this.#rest = rest;
   }
 }

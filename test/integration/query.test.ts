@@ -171,13 +171,13 @@ describe('query: one read-only statement on every shard', () => {
 
   it('COPY text read over the session\'s own socket comes whole and once, also when the sink holds each read for a while (the next read may go into the same memory only after)', async () => {
     const sink = new CopyTextSink({ holdMs: 1 });
-    const summary = await runQuery(d.config, options({ sql: "SELECT g, repeat('x', g % 50) AS pad FROM generate_series(1, 60000) g" }), sink);
-    expect(summary.shards.map((s) => [s.status, s.rows])).toEqual([['ok', 60000], ['ok', 60000], ['ok', 60000]]);
+    const summary = await runQuery(d.config, options({ sql: "SELECT g, repeat('x', g % 50) AS pad FROM generate_series(1, 150000) g" }), sink);
+    expect(summary.shards.map((s) => [s.status, s.rows])).toEqual([['ok', 150000], ['ok', 150000], ['ok', 150000]]);
     for (const shard of ['shard-0', 'shard-1', 'shard-2']) {
       const got = sink.byShard.get(shard)!;
-      // ~2.6 MB of COPY text a shard: dozens of reads, each held.
+      // ~6.6 MB of COPY text a shard: dozens of reads (of up to 256 KiB), each held.
       expect(got.reads).toBeGreaterThan(20);
-      expect(got.lines).toEqual(Array.from({ length: 60000 }, (_, i) => `${i + 1}\t${'x'.repeat((i + 1) % 50)}`));
+      expect(got.lines).toEqual(Array.from({ length: 150000 }, (_, i) => `${i + 1}\t${'x'.repeat((i + 1) % 50)}`));
     }
   });
 

@@ -520,6 +520,32 @@ describe('CopyNdjsonEncoder', () => {
     }
   });
 
+  it('NDJSON copyRows waits (a promise) only while the stream holds bytes it has not handed on, not because a write was larger than its highWaterMark', async () => {
+    const columns = [{ name: 'id', typeOid: 20 }];
+    const rows = Array.from({ length: 2000 }, (_, r) => [String(r)]);
+    for (const delayMs of [0, 1]) {
+      // A small high-water mark: every chunk is larger, so write() returns false each time.
+      const stream = new Writable({
+        highWaterMark: 1024,
+        write(_chunk: Buffer, _enc, done) {
+          if (!delayMs) return done();
+          setTimeout(done, delayMs);
+        },
+      });
+      const writer = createQueryWriter('ndjson', stream, { command: 'query', reuseBuffers: true });
+      await writer.columns(columns);
+      const pending = writer.copyRows!('s1', Buffer.from(copyOf(rows)), rows.length);
+      // Taken at once (as process.stdout takes a write into a pipe): nothing to wait for.
+      if (!delayMs) expect(pending).toBeUndefined();
+      else {
+        expect(pending).toBeInstanceOf(Promise);
+        expect(stream.writableLength).toBeGreaterThan(0);
+        await pending;
+        expect(stream.writableLength).toBe(0);
+      }
+    }
+  });
+
   it('reads the octal and hex escapes COPY FROM syntax allows as the bytes they name', () => {
     const got = new CopyNdjsonEncoder([{ name: 't', typeOid: 25 }]).encode('s', Buffer.from('a\\101\\x42\\x7\\q\n'), 1).toString();
     expect(got).toBe('{"shard":"s","t":"aAB\\u0007q"}\n');

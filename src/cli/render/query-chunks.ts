@@ -62,7 +62,7 @@ export class ChunkedOutput {
     this.#chunk = '';
     if (this.closed) return;
     if (pending) this.#out.write(pending);
-    if (!this.#out.write(bytes)) return drained(this.#out);
+    return this.#wait(this.#out.write(bytes));
   }
 
   /** Writes what is pending; a promise when the stream asks to wait. */
@@ -70,6 +70,17 @@ export class ChunkedOutput {
     const chunk = this.#chunk;
     this.#chunk = '';
     if (!chunk || this.closed) return;
-    if (!this.#out.write(chunk)) return drained(this.#out);
+    return this.#wait(this.#out.write(chunk));
+  }
+
+  /**
+   * A promise only when the stream holds bytes it has not handed on: a write
+   * larger than its highWaterMark returns false even when it went to the OS
+   * at once (process.stdout into a pipe or a file writes synchronously), and
+   * a promise per write would be garbage for nothing (2M rows: ~6,000).
+   */
+  #wait(written: boolean): void | Promise<void> {
+    if (written || this.#out.writableLength === 0) return;
+    return drained(this.#out);
   }
 }

@@ -125,6 +125,8 @@ class QueryRun {
   readonly #sessions = new Set<CursorSession>();
   /** Every sink call is chained here, so the sink sees one caller at a time, columns before rows. */
   #tail: Promise<void> = Promise.resolve();
+  /** Sink calls chained and not yet done: with none, the next one runs at once (see #write). */
+  #inFlight = 0;
   #columns: { shard: string; columns: QueryColumn[] } | null = null;
   #keys: ResolvedMergeKey[] = [];
   readonly stopController = new AbortController();
@@ -207,15 +209,17 @@ class QueryRun {
       const chunk = await session.readCopy();
       if (this.stopped) return part.cancelled(this.stopReason!);
       if (chunk === null) return part.ok();
-      part.rows += await this.#emitCopy(shard, chunk.text, chunk.rows);
+      // Awaited only when the sink is full or another shard's rows are being written: no promise per read otherwise.
+      const written = this.#emitCopy(shard, chunk.text, chunk.rows);
+      part.rows += typeof written === 'number' ? written : await written;
       if (this.stopped) return part.cancelled(this.stopReason!);
     }
   }
 
-  /** Writes `rows` whole rows of COPY text, up to the limit; returns how many were written. */
-  #emitCopy(shard: string, text: Buffer, rows: number): Promise<number> {
+  /** Writes `rows` whole rows of COPY text, up to the limit; returns how many were written (at once when the sink took them at once). */
+  #emitCopy(shard: string, text: Buffer, rows: number): number | Promise<number> {
     let written = 0;
-    return this.#write(async () => {
+    const pending = this.#write(() => {
       if (this.stopped) return;
       const sink = this.#sink;
       const room = this.#settings.limit - this.emitted;
@@ -226,25 +230,37 @@ class QueryRun {
         for (let i = 0; i < room; i++) end = text.indexOf(NEWLINE, end) + 1;
         rows = room;
       }
-      if (sink.copyRows) {
-        const pending = sink.copyRows(shard, end === text.length ? text : text.subarray(0, end), rows);
-        written = rows;
-        this.emitted += rows;
-        if (pending) await pending;
-      } else {
-        const lines = text.toString('utf8', 0, end - 1).split('\n');
-        for (const line of lines) {
-          if (this.stopped) break;
-          const pending = sink.row({ shard, values: copyTextValues(line) });
-          written++;
-          this.emitted++;
-          if (pending) await pending;
-          if ((sink as { closed?: boolean }).closed) break;
-        }
-      }
-      if (this.emitted >= this.#settings.limit) this.stop('limit');
-      else if ((sink as { closed?: boolean }).closed) this.stop('output closed');
-    }).then(() => written);
+      if (!sink.copyRows) return this.#copyAsRows(shard, text, end).then((n) => void (written = n));
+      const taken = sink.copyRows(shard, end === text.length ? text : text.subarray(0, end), rows);
+      written = rows;
+      this.emitted += rows;
+      if (taken) return taken.then(() => this.#stopIfDone());
+      this.#stopIfDone();
+    });
+    return pending ? pending.then(() => written) : written;
+  }
+
+  /** COPY text to a sink that takes only rows: each line's values, one row() at a time. */
+  async #copyAsRows(shard: string, text: Buffer, end: number): Promise<number> {
+    const sink = this.#sink;
+    let written = 0;
+    const lines = text.toString('utf8', 0, end - 1).split('\n');
+    for (const line of lines) {
+      if (this.stopped) break;
+      const pending = sink.row({ shard, values: copyTextValues(line) });
+      written++;
+      this.emitted++;
+      if (pending) await pending;
+      if ((sink as { closed?: boolean }).closed) break;
+    }
+    this.#stopIfDone();
+    return written;
+  }
+
+  /** At the limit, or once the reader has gone, every shard stops. */
+  #stopIfDone(): void {
+    if (this.emitted >= this.#settings.limit) this.stop('limit');
+    else if ((this.#sink as { closed?: boolean }).closed) this.stop('output closed');
   }
 
   // ---- merged: a k-way merge of per-shard ordered streams ----
@@ -375,13 +391,14 @@ class QueryRun {
         throw this.fatal;
       }
     }
-    return this.#write(() => this.#sink.columns(columns));
+    await this.#write(() => this.#sink.columns(columns));
   }
 
   /** Writes rows until the batch ends, the limit is reached or the run stops; returns how many were written. */
   #emitBatch(shard: string, rows: Array<Array<string | null>>): Promise<number> {
     let written = 0;
-    return this.#write(async () => {
+    // An async step: #write returns its promise.
+    const writing = this.#write(async () => {
       const sink = this.#sink;
       for (const values of rows) {
         if (this.stopped) break;
@@ -389,21 +406,48 @@ class QueryRun {
         written++;
         this.emitted++;
         if (pending) await pending;
-        if (this.emitted >= this.#settings.limit) this.stop('limit');
-        else if ((sink as { closed?: boolean }).closed) this.stop('output closed');
+        this.#stopIfDone();
       }
-    }).then(() => written);
+    }) as Promise<void>;
+    return writing.then(() => written);
   }
 
-  #write(step: () => void | Promise<void>): Promise<void> {
-    const done = this.#tail.then(step).catch((err: unknown) => {
-      // The sink itself failed: nothing more can be written; the run ends with this error.
-      this.fatal ??= err instanceof Error ? err : new Error(String(err));
-      this.stop('failed');
-      throw this.fatal;
-    });
+  /**
+   * Runs a sink call after those before it. With none in flight it runs at
+   * once, and returns nothing when the sink took it at once: a stream of
+   * COPY reads into a sink that keeps up then makes no promise per read.
+   */
+  #write(step: () => void | Promise<void>): void | Promise<void> {
+    if (this.#inFlight === 0) {
+      let pending: void | Promise<void>;
+      try {
+        pending = step();
+      } catch (err) {
+        throw this.#sinkFailed(err);
+      }
+      return pending ? this.#chain(pending) : undefined;
+    }
+    return this.#chain(this.#tail.then(step));
+  }
+
+  #chain(step: Promise<void>): Promise<void> {
+    this.#inFlight++;
+    const done = step.then(
+      () => void this.#inFlight--,
+      (err: unknown) => {
+        this.#inFlight--;
+        throw this.#sinkFailed(err);
+      },
+    );
     this.#tail = done.catch(() => {});
     return done;
+  }
+
+  /** The sink itself failed: nothing more can be written; the run ends with this error. */
+  #sinkFailed(err: unknown): Error {
+    this.fatal ??= err instanceof Error ? err : new Error(String(err));
+    this.stop('failed');
+    return this.fatal;
   }
 }
 

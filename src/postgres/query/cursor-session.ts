@@ -148,6 +148,8 @@ export class CursorSession {
     this.#options = options;
     this.columns = columns;
     this.#copy = copy;
+    // A COPY read fails at the deadline or close whenever it is in flight (see readCopy).
+    if (copy) this.#failRead = (err) => copy.fail(err);
     const expire = () => {
       this.#timedOut = true;
       destroySocket(client);
@@ -219,23 +221,18 @@ export class CursorSession {
     return this.#copy !== null;
   }
 
-  /** The next whole rows of COPY text (what one socket read brought; valid until the next call), null after the last. Errors as `read`. */
-  async readCopy(): Promise<CopyRows | null> {
+  /**
+   * The next whole rows of COPY text (what one socket read brought; valid
+   * until the next call), null after the last. Errors as `read` (those of
+   * the session's state thrown at once). Not an async function: a long
+   * export makes thousands of reads, and each would be garbage.
+   */
+  readCopy(): Promise<CopyRows | null> {
     const copy = this.#copy;
     if (!copy) throw new Error(`${this.#options.label}: the result is not read as COPY text`);
     if (this.#closed) throw new Error(`${this.#options.label}: the session is closed`);
-    if (this.#done) return null;
     if (this.#timedOut) throw new DeadlineExceeded(this.#options.label, this.#options.timeoutMs);
-    this.#reading = true;
-    this.#failRead = (err) => copy.fail(err);
-    try {
-      const chunk = await copy.read();
-      if (chunk === null) this.#done = true;
-      return chunk;
-    } finally {
-      this.#failRead = null;
-      this.#reading = false;
-    }
+    return copy.read();
   }
 
   /** Up to `maxRows` rows. PostgreSQL's error of the statement (with its SQLSTATE) or DeadlineExceeded otherwise. */
@@ -277,7 +274,7 @@ export class CursorSession {
     clearTimeout(this.#timer);
     this.#failRead?.(new Error(`${this.#options.label}: the session was closed`));
     // A COPY not read to its end cannot be stopped but by a cancel request: the socket goes instead.
-    if (this.#reading || this.#timedOut || (this.#copy && !this.#done)) {
+    if (this.#reading || this.#timedOut || (this.#copy && !this.#copy.ended)) {
       destroySocket(this.#client);
       return;
     }
