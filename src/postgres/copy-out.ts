@@ -2,9 +2,10 @@ import { readFeedOf, type ReadFeed } from './socket-reads.js';
 
 /**
  * One `COPY … TO STDOUT` (text format) read straight off the connection's
- * socket, pulled a chunk at a time: each `read()` gives the whole rows that
- * came in one socket read, as COPY text (the CopyData framing stripped in
- * place: no copy of a row, no object per row) and how many rows that is.
+ * socket and handed to a consumer a read at a time (`stream()`): the whole
+ * rows that came in one socket read, as COPY text (the CopyData framing
+ * stripped in place: no copy of a row, no object per row) and how many rows
+ * that is, from inside the socket's read callback.
  *
  * pg-copy-streams does the same job as a Readable; this is its
  * protocol handling (take the socket from pg while the COPY runs, hand it
@@ -13,13 +14,15 @@ import { readFeedOf, type ReadFeed } from './socket-reads.js';
  * NDJSON (2M rows: one take() and one subarray per row, a Buffer.concat per
  * chunk).
  *
- * Reading stops at each read that brought rows, until the reader comes back
- * for more: the server waits meanwhile, and on a socket that reads into one
- * buffer (socket-reads.ts) the next read may write where the rows were, so
- * the run's length allocates nothing. What must outlive a read (a message
- * the read's end cut) is copied. A dead connection or PostgreSQL's error
- * fails the next read (pg reports both through handleError, also while
- * nobody reads).
+ * A consumer that takes the rows at once (returns nothing) lets reading go
+ * on, with no promise per read (a long export makes thousands, and their
+ * garbage fills V8's young generation, so RSS, with the run's length). One
+ * that returns a promise stops reading until it settles: the server waits
+ * meanwhile, and on a socket that reads into one buffer (socket-reads.ts) the
+ * next read may write where the rows were. What must outlive a read (a
+ * message the read's end cut) is copied. A dead connection or PostgreSQL's
+ * error ends the stream with it once the consumer is done (pg reports both
+ * through handleError).
  */
 
 export interface CopyRows {
@@ -47,7 +50,7 @@ const NOTICE_RESPONSE = 0x4e; // N
 const PARAMETER_STATUS = 0x53; // S
 const NOTIFICATION_RESPONSE = 0x41; // A
 
-/** A pg Submittable: `client.query(new CopyOut(sql))`, then `read()` until null. */
+/** A pg Submittable: `client.query(new CopyOut(sql))`, then `stream(consumer)` (or `read()` until null). */
 export class CopyOut {
   readonly text: string;
   #feed: ReadFeed | null = null;
@@ -55,11 +58,11 @@ export class CopyOut {
   #cut: Buffer = Buffer.alloc(0);
   #cutBytes = 0;
   #cutNeeds = 0;
-  /** Where a cut message and the read that completes it are put together (reused: see read()). */
+  /** Where a cut message and the read that completes it are put together (reused: see stream()). */
   #assembly: Buffer = Buffer.alloc(0);
-  /** The rows of the last read, until the reader takes them. */
+  /** The rows of the last read, until the consumer takes them. */
   #ready: CopyRows | null = null;
-  /** Reading stopped at the rows of the last read: it goes on once the reader is done with them. */
+  /** Reading stopped at the rows of a read: it goes on once the consumer is done with them. */
   #paused = false;
   /** CopyDone seen (or the reads given back to pg at an ErrorResponse or an unexpected message). */
   #detached = false;
@@ -67,7 +70,14 @@ export class CopyOut {
   #rest: Buffer | null = null;
   #done = false;
   #failure: Error | null = null;
-  /** The read that waits. */
+  #consumer: ((rows: CopyRows) => void | Promise<void>) | null = null;
+  /** The consumer's promise for the rows it holds has not settled. */
+  #consuming = false;
+  /** Inside the socket's read callback (whose return value says whether reading goes on). */
+  #inRead = false;
+  /** The stream's end, once the rows are all taken and the COPY is over. */
+  #streamed: { resolve(): void; reject(err: Error): void } | null = null;
+  /** The read() that waits (reading pulled instead of streamed). */
   #waiting: { resolve(rows: CopyRows | null): void; reject(err: Error): void } | null = null;
 
   constructor(text: string) {
@@ -85,7 +95,7 @@ export class CopyOut {
 
   handleError(err: Error): void {
     this.#failure ??= err;
-    this.#wakeUp();
+    this.#deliver();
   }
 
   handleCommandComplete(): void {}
@@ -93,42 +103,87 @@ export class CopyOut {
   /** The query is over: after CopyDone, or after an error (already reported), or after whatever pg was handed instead. */
   handleReadyForQuery(): void {
     this.#done = true;
-    this.#wakeUp();
+    this.#deliver();
   }
 
-  // ---- the reader's side ----
+  // ---- the consumer's side ----
 
-  /** Every row has been handed out and the COPY is over (read() gives null). */
+  /** Every row has been taken and the COPY is over. */
   get ended(): boolean {
-    return this.#done && !this.#ready && !this.#failure;
+    return this.#done && !this.#ready && !this.#consuming && !this.#failure;
   }
 
   /**
-   * The next whole rows, or null after the last; PostgreSQL's error (or the
-   * connection's) otherwise. The rows' bytes are valid until the next read:
-   * it may put the next rows in the same memory. (Not an async function: a
-   * read is one promise, the one that waits; a long export makes thousands.)
+   * Hands every read's rows to `consumer`, in order, one read at a time. The
+   * rows' bytes are valid until it returns, or until the promise it returns
+   * settles. Resolves once the COPY is over and every row taken; rejects with
+   * PostgreSQL's error, the connection's, fail()'s or the consumer's.
    */
-  read(): Promise<CopyRows | null> {
-    // The rows handed out last are done with: the next read may go where they were.
-    if (this.#paused && !this.#ready) {
-      this.#paused = false;
-      this.#feed!.resumeReads();
-    }
+  stream(consumer: (rows: CopyRows) => void | Promise<void>): Promise<void> {
+    if (this.#consumer) throw new Error('COPY: streamed twice');
+    this.#consumer = consumer;
     return new Promise((resolve, reject) => {
-      this.#waiting = { resolve, reject };
-      this.#wakeUp();
+      this.#streamed = { resolve, reject };
+      this.#deliver();
     });
   }
 
-  /** Fails the read in flight and every later one (the deadline, a close). */
-  fail(err: Error): void {
-    this.#failure ??= err;
-    this.#wakeUp();
+  /**
+   * Pulled instead of streamed: the next whole rows, or null after the last;
+   * PostgreSQL's error (or the connection's) otherwise. The rows' bytes are
+   * valid until the next read: reading stops at them until then.
+   */
+  read(): Promise<CopyRows | null> {
+    if (this.#consumer) throw new Error('COPY: read() while streamed');
+    // The rows handed out last are done with.
+    if (!this.#ready) this.#free();
+    return new Promise((resolve, reject) => {
+      this.#waiting = { resolve, reject };
+      this.#deliver();
+    });
   }
 
-  /** Settles the waiting read when there is something to give it: rows, the failure, or the end. */
-  #wakeUp(): void {
+  /** Fails the stream (the deadline, a close), once the consumer is done with what it holds. */
+  fail(err: Error): void {
+    this.#failure ??= err;
+    this.#deliver();
+  }
+
+  /** Gives the consumer (or the waiting read) the rows that are ready, or the end when there is nothing more to give. */
+  #deliver(): void {
+    if (!this.#consumer) return this.#answerRead();
+    if (this.#consuming) return;
+    const rows = this.#ready;
+    if (rows) {
+      this.#ready = null;
+      let taken: void | Promise<void>;
+      try {
+        taken = this.#consumer(rows);
+      } catch (err) {
+        this.#failure ??= err instanceof Error ? err : new Error(String(err));
+        taken = undefined;
+      }
+      if (taken) {
+        this.#consuming = true;
+        taken.then(
+          () => this.#consumed(),
+          (err: unknown) => {
+            this.#failure ??= err instanceof Error ? err : new Error(String(err));
+            this.#consumed();
+          },
+        );
+        return;
+      }
+      this.#free();
+    }
+    const streamed = this.#streamed;
+    if (!streamed || (!this.#failure && !this.#done)) return;
+    this.#streamed = null;
+    if (this.#failure) streamed.reject(this.#failure);
+    else streamed.resolve();
+  }
+
+  #answerRead(): void {
     const waiting = this.#waiting;
     if (!waiting) return;
     const rows = this.#ready;
@@ -140,21 +195,40 @@ export class CopyOut {
     else waiting.resolve(null);
   }
 
-  /** One read's bytes (valid only during this call); false stops reading until the reader has taken the rows they held. */
+  #consumed(): void {
+    this.#consuming = false;
+    this.#free();
+    this.#deliver();
+  }
+
+  /** The consumer is done with the rows: the next read may go where they were. */
+  #free(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    // Inside the read callback its return value says so; otherwise reading is started again.
+    if (!this.#inRead && !this.#failure) this.#feed!.resumeReads();
+  }
+
+  /** One read's bytes (valid only during this call); false stops reading until the consumer is done with their rows. */
   #take(bytes: Buffer): boolean {
-    const rows = this.#parse(bytes);
-    const rest = this.#rest;
-    if (rows) {
-      // Once the COPY is over pg reads on, into the same memory maybe: its last rows are copied (once per COPY).
-      this.#ready = rest ? { text: Buffer.from(rows.text), rows: rows.rows } : rows;
-      this.#paused = !rest;
+    this.#inRead = true;
+    try {
+      const rows = this.#parse(bytes);
+      const rest = this.#rest;
+      if (rows) {
+        // Once the COPY is over pg reads on, into the same memory maybe: its last rows are copied (once per COPY).
+        this.#ready = rest ? { text: Buffer.from(rows.text), rows: rows.rows } : rows;
+        this.#paused = !rest;
+      }
+      if (rest) {
+        // pg may end the query in there (handleReadyForQuery, handleError): the rows before are ready by then.
+        this.#rest = null;
+        this.#feed!.restoreReads(rest);
+      }
+      this.#deliver();
+    } finally {
+      this.#inRead = false;
     }
-    if (rest) {
-      // pg may end the query in there (handleReadyForQuery, handleError): the rows before are ready by then.
-      this.#rest = null;
-      this.#feed!.restoreReads(rest);
-    }
-    if (rows || this.#done) this.#wakeUp();
     return !this.#paused;
   }
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CopyOut } from '../../src/postgres/copy-out.js';
+import { CopyOut, type CopyRows } from '../../src/postgres/copy-out.js';
 import type { ReadFeed } from '../../src/postgres/socket-reads.js';
 
 /*
@@ -153,30 +153,38 @@ function submitted(socket: TestSocket, text = 'COPY (SELECT 1) TO STDOUT'): Copy
   return copy;
 }
 
+type Mode = 'streamed' | 'pulled';
+
 /**
- * Reads `copy` to its end, feeding the next piece whenever the socket takes
- * it. A `lingering` reader gives the event loop a turn before it looks at the
- * rows it got, so the feeder would overwrite them then if reading were not
- * paused; otherwise the reader is back waiting before the next piece comes.
+ * Reads `copy` to its end, streamed (a consumer) or pulled (read() until
+ * null), feeding the next piece whenever the socket takes it. A `lingering`
+ * reader gives the event loop a turn before it looks at the rows it got (a
+ * streamed one returns a promise meanwhile), so the feeder would overwrite
+ * them then if reading were not stopped; otherwise it takes them at once.
  */
-async function readAll(pieces: Buffer[], socket: TestSocket, copy: CopyOut, lingering = true): Promise<{ rows: string[]; counts: number[]; error: Error | null }> {
+async function readAll(pieces: Buffer[], socket: TestSocket, copy: CopyOut, lingering: boolean, mode: Mode): Promise<{ rows: string[]; counts: number[]; error: Error | null }> {
   const rows: string[] = [];
   const counts: number[] = [];
+  const take = (got: CopyRows) => {
+    const text = got.text.toString('utf8');
+    expect(text.endsWith('\n')).toBe(true);
+    const lines = text.slice(0, -1).split('\n');
+    expect(lines).toHaveLength(got.rows);
+    rows.push(...lines);
+    counts.push(got.rows);
+  };
+  const linger = () => new Promise((resolve) => setTimeout(resolve, 1));
   let next = 0;
   const feeder = setInterval(() => {
     if (next < pieces.length && socket.arrive(Buffer.from(pieces[next]!))) next++;
   }, 0);
   try {
-    for (;;) {
-      const got = await copy.read();
-      if (!got) break;
-      if (lingering) await new Promise((resolve) => setTimeout(resolve, 1));
-      const text = got.text.toString('utf8');
-      expect(text.endsWith('\n')).toBe(true);
-      const lines = text.slice(0, -1).split('\n');
-      expect(lines).toHaveLength(got.rows);
-      rows.push(...lines);
-      counts.push(got.rows);
+    if (mode === 'streamed') await copy.stream((got) => (lingering ? linger().then(() => take(got)) : take(got)));
+    else {
+      for (let got = await copy.read(); got; got = await copy.read()) {
+        if (lingering) await linger();
+        take(got);
+      }
     }
     return { rows, counts, error: null };
   } catch (err) {
@@ -191,14 +199,16 @@ async function readAll(pieces: Buffer[], socket: TestSocket, copy: CopyOut, ling
 const rowText = fc.string({ unit: fc.constantFrom('a', 'é', '😀', '\t', '\\n', '\\\\', 'x'), maxLength: 40 }).map((s) => `${s}\n`);
 const TAIL = Buffer.concat([message('C', 'COPY 3\0'), message('Z', 'I')]);
 
-describe.each(SOCKETS)('CopyOut over %s', (_name, socketOf) => {
+const CASES = SOCKETS.flatMap(([name, socketOf]) => (['streamed', 'pulled'] as const).map((mode) => [mode, name, socketOf] as const));
+
+describe.each(CASES)('CopyOut %s over %s', (mode, _name, socketOf) => {
   it('gives every row once and in order, however socket reads cut the messages, and hands pg what follows CopyDone', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(rowText, { maxLength: 60 }), fc.array(fc.nat(5000), { maxLength: 30 }), fc.boolean(), fc.boolean(), async (rows, cuts, notice, lingering) => {
         const body = rows.map((r, i) => Buffer.concat([notice && i === 1 ? message('N', 'SNOTICE\0\0') : Buffer.alloc(0), message('d', r)]));
         const stream = Buffer.concat([message('H', Buffer.from([0, 0, 1, 0, 0])), ...body, message('c'), TAIL]);
         const socket = socketOf();
-        const got = await readAll(cutsOf(stream, cuts), socket, submitted(socket), lingering);
+        const got = await readAll(cutsOf(stream, cuts), socket, submitted(socket), lingering, mode);
         expect(got.error).toBeNull();
         expect(got.rows).toEqual(rows.map((r) => r.slice(0, -1)));
         expect(got.counts.reduce((a, b) => a + b, 0)).toBe(rows.length);
@@ -214,7 +224,7 @@ describe.each(SOCKETS)('CopyOut over %s', (_name, socketOf) => {
     const stream = Buffer.concat([message('H', Buffer.from([0, 0, 1, 0, 0])), message('d', 'a\n'), message('d', wide), message('d', 'b\n'), message('c'), TAIL]);
     const pieces = cutsOf(stream, Array.from({ length: 40 }, (_, i) => 7 + i * 8191));
     const socket = socketOf();
-    const got = await readAll(pieces, socket, submitted(socket));
+    const got = await readAll(pieces, socket, submitted(socket), true, mode);
     expect(got.rows).toEqual(['a', wide.slice(0, -1), 'b']);
     expect(Buffer.concat(socket.pg.bytes).equals(TAIL)).toBe(true);
   });
@@ -225,7 +235,7 @@ describe.each(SOCKETS)('CopyOut over %s', (_name, socketOf) => {
         const error = Buffer.concat([message('E', 'SERROR\0C22012\0Mdivision by zero\0\0'), message('Z', 'E')]);
         const stream = Buffer.concat([message('H', Buffer.from([0, 0, 1, 0, 0])), ...rows.map((r) => message('d', r)), error]);
         const socket = socketOf();
-        const got = await readAll(cutsOf(stream, cuts), socket, submitted(socket, 'COPY (SELECT 1/0) TO STDOUT'), lingering);
+        const got = await readAll(cutsOf(stream, cuts), socket, submitted(socket, 'COPY (SELECT 1/0) TO STDOUT'), lingering, mode);
         expect(got.error?.message).toBe('division by zero');
         expect(got.rows).toEqual(rows.map((r) => r.slice(0, -1)));
         // pg got the error from its first byte on.
@@ -237,14 +247,40 @@ describe.each(SOCKETS)('CopyOut over %s', (_name, socketOf) => {
 
   it('fail() ends a read that waits for data', async () => {
     const copy = submitted(socketOf());
-    const reading = copy.read();
+    const reading = mode === 'streamed' ? copy.stream(() => {}) : copy.read();
     copy.fail(new Error('deadline'));
     await expect(reading).rejects.toThrow('deadline');
   });
 });
 
 describe('CopyOut over a socket that reads into one reused buffer', () => {
-  it('stops reading at each read that brought rows until the reader comes back, and goes on then', async () => {
+  it('streamed: reading goes on while the consumer takes each read at once, and stops while it holds one (a promise) until that settles', async () => {
+    const socket = new ReusingSocket(new PgModel());
+    const copy = submitted(socket);
+    const got: string[] = [];
+    let hold: Promise<void> | null = null;
+    let release!: () => void;
+    const streaming = copy.stream((rows) => {
+      got.push(rows.text.toString());
+      if (hold) return hold.then(() => void got.push(`after ${rows.text.toString()}`));
+    });
+    expect(socket.arrive(Buffer.concat([message('H', Buffer.from([0, 0, 1, 0, 0])), message('d', 'a\n')]))).toBe(true);
+    expect(socket.arrive(message('d', 'b\n'))).toBe(true);
+    hold = new Promise<void>((resolve) => (release = resolve));
+    expect(socket.arrive(message('d', 'c\n'))).toBe(true);
+    // The consumer holds 'c': no read may come, and its bytes stay as they were.
+    expect(socket.arrive(message('d', 'd\n'))).toBe(false);
+    hold = null;
+    release();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(got).toEqual(['a\n', 'b\n', 'c\n', 'after c\n']);
+    expect(socket.arrive(Buffer.concat([message('d', 'd\n'), message('c'), TAIL]))).toBe(true);
+    await streaming;
+    expect(got).toEqual(['a\n', 'b\n', 'c\n', 'after c\n', 'd\n']);
+  });
+
+
+  it('pulled: stops reading at each read that brought rows until the reader comes back, and goes on then', async () => {
     const socket = new ReusingSocket(new PgModel());
     const copy = submitted(socket);
     expect(socket.arrive(Buffer.concat([message('H', Buffer.from([0, 0, 1, 0, 0])), message('d', 'a\n')]))).toBe(true);

@@ -202,18 +202,22 @@ class QueryRun {
     }
   }
 
-  /** A shard's result as COPY text: the whole rows of each socket read go to the sink together. */
+  /**
+   * A shard's result as COPY text: the whole rows of each socket read go to
+   * the sink together, from inside the read. Reading waits only while the
+   * sink is full or another shard's rows are being written: no promise per
+   * read otherwise.
+   */
   async #readCopy(shard: string, session: CursorSession, part: ShardPart): Promise<ShardOutcome> {
     await this.#acceptColumns(shard, session.columns);
-    for (;;) {
-      const chunk = await session.readCopy();
-      if (this.stopped) return part.cancelled(this.stopReason!);
-      if (chunk === null) return part.ok();
-      // Awaited only when the sink is full or another shard's rows are being written: no promise per read otherwise.
+    await session.streamCopy((chunk) => {
+      // Stopping: the session's socket is going, which ends the stream.
+      if (this.stopped) return;
       const written = this.#emitCopy(shard, chunk.text, chunk.rows);
-      part.rows += typeof written === 'number' ? written : await written;
-      if (this.stopped) return part.cancelled(this.stopReason!);
-    }
+      if (typeof written === 'number') part.rows += written;
+      else return written.then((n) => void (part.rows += n));
+    });
+    return this.stopped ? part.cancelled(this.stopReason!) : part.ok();
   }
 
   /** Writes `rows` whole rows of COPY text, up to the limit; returns how many were written (at once when the sink took them at once). */

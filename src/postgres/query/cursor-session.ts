@@ -128,7 +128,7 @@ export class CursorSession {
   readonly #timer: NodeJS.Timeout;
   /** The result's columns, as described before the first row. */
   readonly columns: QueryColumn[];
-  /** Set when the result is read as COPY text (readCopy), not through the cursor (read). */
+  /** Set when the result is read as COPY text (streamCopy), not through the cursor (read). */
   readonly #copy: CopyOut | null;
   /**
    * Fails the read in flight (at the deadline, or when the session is
@@ -148,7 +148,7 @@ export class CursorSession {
     this.#options = options;
     this.columns = columns;
     this.#copy = copy;
-    // A COPY read fails at the deadline or close whenever it is in flight (see readCopy).
+    // A COPY being streamed fails at the deadline or close (see streamCopy).
     if (copy) this.#failRead = (err) => copy.fail(err);
     const expire = () => {
       this.#timedOut = true;
@@ -216,23 +216,23 @@ export class CursorSession {
     return this.#timedOut;
   }
 
-  /** The result is read with readCopy, not read. */
+  /** The result is read with streamCopy, not read. */
   get copying(): boolean {
     return this.#copy !== null;
   }
 
   /**
-   * The next whole rows of COPY text (what one socket read brought; valid
-   * until the next call), null after the last. Errors as `read` (those of
-   * the session's state thrown at once). Not an async function: a long
-   * export makes thousands of reads, and each would be garbage.
+   * The result as COPY text, handed to `consumer` a socket read at a time
+   * (see CopyOut.stream: the bytes are valid until it returns or its promise
+   * settles). Resolves at the end; errors as `read` (those of the session's
+   * state thrown at once).
    */
-  readCopy(): Promise<CopyRows | null> {
+  streamCopy(consumer: (rows: CopyRows) => void | Promise<void>): Promise<void> {
     const copy = this.#copy;
     if (!copy) throw new Error(`${this.#options.label}: the result is not read as COPY text`);
     if (this.#closed) throw new Error(`${this.#options.label}: the session is closed`);
     if (this.#timedOut) throw new DeadlineExceeded(this.#options.label, this.#options.timeoutMs);
-    return copy.read();
+    return copy.stream(consumer);
   }
 
   /** Up to `maxRows` rows. PostgreSQL's error of the statement (with its SQLSTATE) or DeadlineExceeded otherwise. */
