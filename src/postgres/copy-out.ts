@@ -235,6 +235,7 @@ export class CopyOut {
   /** The CopyData payloads of one read, moved together to the buffer's start; the rest waits or goes to pg. */
   #parse(chunk: Buffer): CopyRows | null {
     let data = chunk;
+    let end = chunk.length;
     if (this.#cutNeeds) {
       const bytes = this.#cutBytes + chunk.length;
       // A message longer than a read (a wide row) is put together once, not once per read.
@@ -246,13 +247,13 @@ export class CopyOut {
       // not in a new buffer per read (which only a GC frees); twice as large as needed, so a read a little
       // longer than the last one fits too.
       if (this.#assembly.length < bytes) this.#assembly = Buffer.allocUnsafe(Math.max(ASSEMBLY_BYTES, 2 * bytes));
-      data = this.#assembly.subarray(0, bytes);
+      data = this.#assembly;
+      end = bytes;
       this.#cut.copy(data, 0, 0, this.#cutBytes);
       chunk.copy(data, this.#cutBytes);
       this.#cutBytes = 0;
       this.#cutNeeds = 0;
     }
-    const end = data.length;
     let at = 0;
     let out = 0;
     let rows = 0;
@@ -260,16 +261,16 @@ export class CopyOut {
       const code = data[at]!;
       if (code === ERROR_RESPONSE) {
         // pg parses the error (and the ReadyForQuery after it) and fails the query through handleError.
-        this.#detach(data.subarray(at));
+        this.#detach(data.subarray(at, end));
         break;
       }
       if (at + 5 > end) {
-        this.#keepCut(data.subarray(at), 5);
+        this.#keepCut(data.subarray(at, end), 5);
         break;
       }
       const next = at + 1 + data.readUInt32BE(at + 1);
       if (next > end) {
-        this.#keepCut(data.subarray(at), next - at);
+        this.#keepCut(data.subarray(at, end), next - at);
         break;
       }
       if (code === COPY_DATA) {
@@ -279,12 +280,12 @@ export class CopyOut {
         rows++;
       } else if (code === COPY_DONE) {
         this.#done = true;
-        this.#detach(data.subarray(next));
+        this.#detach(data.subarray(next, end));
         break;
       } else if (code !== COPY_OUT_RESPONSE && code !== NOTICE_RESPONSE && code !== PARAMETER_STATUS && code !== NOTIFICATION_RESPONSE) {
         // Not part of a COPY's output (the statement did not start one): pg makes sense of it.
         this.#done = true;
-        this.#detach(data.subarray(at));
+        this.#detach(data.subarray(at, end));
         break;
       }
       at = next;

@@ -37,8 +37,10 @@ export class CopyNdjsonEncoder {
   #slab: Buffer = Buffer.allocUnsafe(0);
   #slabView: DataView = new DataView(new ArrayBuffer(0));
   #slabAt = 0;
-  #shard: string | null = null;
-  #head: Words = words('');
+  #dataBuffer: ArrayBufferLike | null = null;
+  #dataView: DataView = new DataView(new ArrayBuffer(0));
+  /** Each shard's `{"shard":"…"`, made once: chunks of the shards come interleaved. */
+  readonly #heads = new Map<string, Words>();
 
   constructor(columns: readonly QueryColumn[]) {
     const names = fieldNames(columns).slice(1);
@@ -58,11 +60,8 @@ export class CopyNdjsonEncoder {
   encode(shard: string, data: Buffer, rows: number): Buffer {
     if (data.length === 0) return Buffer.alloc(0);
     if (data[data.length - 1] !== NEWLINE) throw new Error('COPY text does not end with a whole row');
-    if (shard !== this.#shard) {
-      this.#shard = shard;
-      this.#head = words(`{"shard":${JSON.stringify(shard)}`);
-    }
-    const head = this.#head;
+    let head = this.#heads.get(shard);
+    if (!head) this.#heads.set(shard, (head = words(`{"shard":${JSON.stringify(shard)}`)));
     // A byte of COPY text becomes at most 6 ("\u0001"); a row adds its head, keys, quotes and braces.
     const bound = data.length * 6 + rows * (head.length + 3 + this.#rowOverhead);
     if (this.#slab.length - this.#slabAt < bound) {
@@ -74,7 +73,13 @@ export class CopyNdjsonEncoder {
     }
     const out = this.#slab;
     const outWords = this.#slabView;
-    const dataWords = new DataView(data.buffer, data.byteOffset, data.length);
+    // One view of the input's memory for as long as chunks come in it (a session's read buffer): not one per chunk.
+    if (data.buffer !== this.#dataBuffer) {
+      this.#dataBuffer = data.buffer;
+      this.#dataView = new DataView(data.buffer);
+    }
+    const dataWords = this.#dataView;
+    const base = data.byteOffset;
     const start = this.#slabAt;
     const keys = this.#keys;
     const kinds = this.#kinds;
@@ -102,7 +107,7 @@ export class CopyNdjsonEncoder {
           for (;;) {
             // Four bytes at once while none of them is a control character (a tab or newline: the end), `"` or `\`.
             if (i + 4 <= end) {
-              const w = dataWords.getInt32(i, true);
+              const w = dataWords.getInt32(base + i, true);
               if (plainWord(w)) {
                 outWords.setInt32(p, w, true);
                 i += 4;

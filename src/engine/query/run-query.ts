@@ -223,25 +223,43 @@ class QueryRun {
   /** Writes `rows` whole rows of COPY text, up to the limit; returns how many were written (at once when the sink took them at once). */
   #emitCopy(shard: string, text: Buffer, rows: number): number | Promise<number> {
     let written = 0;
-    const pending = this.#write(() => {
-      if (this.stopped) return;
-      const sink = this.#sink;
-      const room = this.#settings.limit - this.emitted;
-      let end = text.length;
-      if (rows > room) {
-        // Cut after the room-th row.
-        end = 0;
-        for (let i = 0; i < room; i++) end = text.indexOf(NEWLINE, end) + 1;
-        rows = room;
+    if (this.#inFlight === 0) {
+      // Nothing before it: written now, with no closure or promise made for it (see #write).
+      let now: number | Promise<number>;
+      try {
+        now = this.#copyToSink(shard, text, rows);
+      } catch (err) {
+        throw this.#sinkFailed(err);
       }
-      if (!sink.copyRows) return this.#copyAsRows(shard, text, end).then((n) => void (written = n));
-      const taken = sink.copyRows(shard, end === text.length ? text : text.subarray(0, end), rows);
-      written = rows;
-      this.emitted += rows;
-      if (taken) return taken.then(() => this.#stopIfDone());
-      this.#stopIfDone();
-    });
-    return pending ? pending.then(() => written) : written;
+      if (typeof now === 'number') return now;
+      return this.#chain(now.then((n) => void (written = n))).then(() => written);
+    }
+    const queued = this.#write(() => {
+      const now = this.#copyToSink(shard, text, rows);
+      if (typeof now === 'number') written = now;
+      else return now.then((n) => void (written = n));
+    }) as Promise<void>;
+    return queued.then(() => written);
+  }
+
+  /** #emitCopy's sink call: the rows written, or a promise of them while the sink is full. */
+  #copyToSink(shard: string, text: Buffer, rows: number): number | Promise<number> {
+    if (this.stopped) return 0;
+    const sink = this.#sink;
+    const room = this.#settings.limit - this.emitted;
+    let end = text.length;
+    if (rows > room) {
+      // Cut after the room-th row.
+      end = 0;
+      for (let i = 0; i < room; i++) end = text.indexOf(NEWLINE, end) + 1;
+      rows = room;
+    }
+    if (!sink.copyRows) return this.#copyAsRows(shard, text, end);
+    const taken = sink.copyRows(shard, end === text.length ? text : text.subarray(0, end), rows);
+    this.emitted += rows;
+    if (taken) return taken.then(() => (this.#stopIfDone(), rows));
+    this.#stopIfDone();
+    return rows;
   }
 
   /** COPY text to a sink that takes only rows: each line's values, one row() at a time. */
