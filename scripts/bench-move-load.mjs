@@ -303,6 +303,18 @@ const out = {
   // Latency from when the write was due to its commit (retries included), in ms.
   nonMovingLatency: { before: stats(nonMoving.before), during: stats(nonMoving.during), after: stats(nonMoving.after) },
   movingLatency: { before: stats(movingW.before), during: stats(movingW.during), after: stats(movingW.after) },
+  // Non-moving writes during the move, per second from its start (by when each was due; epoch ms of the
+  // start given): when the slow ones came, to hold against the move's phases.
+  nonMovingTimeline: moveStart === null ? [] : (() => {
+    const buckets = [];
+    for (const e of nonMoving.during) (buckets[Math.floor((e.due - moveStart) / 1000)] ??= []).push(e);
+    return Array.from(buckets, (b, second) => {
+      const ok = (b ?? []).filter((e) => e.ok);
+      const lat = ok.map((e) => e.end - e.due);
+      return { second, writes: (b ?? []).length, p50Ms: pct(lat, 50), p99Ms: pct(lat, 99), maxMs: lat.length ? +Math.max(...lat).toFixed(1) : null, over50Ms: lat.filter((x) => x > 50).length };
+    });
+  })(),
+  moveStartEpochMs: moveStart,
   // How late the generator itself started writes (its own event loop): large values mean it could not keep the rate.
   dispatchLagMs: { p99: pct(lag, 99), max: lag.length ? +Math.max(...lag).toFixed(2) : null },
   maxInFlight,

@@ -56,6 +56,12 @@ const IMPLS = new Set((process.env.BENCH_MOVE_IMPLS ?? 'shardctl,online,online-l
 const REPEAT = Math.max(1, Number(process.env.BENCH_MOVE_REPEAT ?? 1));
 /** migration.batchSize of the moves (rows per copy batch; cleanup takes five batches a transaction). */
 const BATCH_SIZE = Number(process.env.BENCH_MOVE_BATCH ?? 10_000);
+/**
+ * BENCH_MOVE_PARALLEL (moves at once, migration.parallel; default 2) and BENCH_MOVE_MAX_RATE
+ * (migration.maxRowsPerSecond; default 0, unpaced): a paced move, to see what the writes' latency
+ * does when the move leaves the machine some room.
+ */
+const MIGRATION = { batchSize: BATCH_SIZE, parallel: Number(process.env.BENCH_MOVE_PARALLEL ?? 2), maxRowsPerSecond: Number(process.env.BENCH_MOVE_MAX_RATE ?? 0) };
 /** The online run's write load: writes per second, from scripts/bench-move-load.mjs (a process of its own). */
 const LOAD_RATE = Number(process.env.BENCH_MOVE_LOAD_RATE ?? 500);
 /** How long the load runs before the move starts (its "before" latencies), and after the move ends. */
@@ -121,7 +127,7 @@ async function prepareDataset(admin, dbs, dir, rows, tag, suffix) {
     metadata: { url: urlOf(meta) },
     shards: [{ id: 'shard-0', url: urlOf(tmpl[0]) }, { id: 'shard-1', url: urlOf(tmpl[1]) }],
     tables: [{ name: 'public.events', key: 'room_id' }],
-    migration: { batchSize: BATCH_SIZE, parallel: 2 },
+    migration: MIGRATION,
   }));
   await run('node', [BIN, '-c', config, '-q', 'init']);
 
@@ -204,7 +210,7 @@ async function clone(admin, dbs, dir, ds, runTag, { init = false } = {}) {
       metadata: { url: urlOf(meta) },
       shards: [{ id: 'shard-0', url: urls['shard-0'] }, { id: 'shard-1', url: urls['shard-1'] }],
       tables: [{ name: 'public.events', key: 'room_id' }],
-      migration: { batchSize: BATCH_SIZE, parallel: 2 },
+      migration: MIGRATION,
     }));
     await run('node', [BIN, '-c', config, '-q', 'init']);
   }
@@ -863,6 +869,8 @@ export async function benchMove() {
           ...(x.load ? {
             nonMovingP99Ms: { before: x.load.nonMovingLatency.before.p99Ms, during: x.load.nonMovingLatency.during.p99Ms },
             fencedWrites: x.load.counts.fencedWrites, achievedRate: x.load.achievedRate, rowsVerified: x.load.verify.rowsChecked, ring: x.load.ring,
+            // Per second of the move: the non-moving writes' p99 and max, and how many took over 50 ms.
+            nonMovingTimeline: x.load.nonMovingTimeline,
           } : {}),
           moves: x.sc.execution.moves.map((m) => ({ source: m.source, target: m.target, seconds: m.seconds, online: m.online })),
         })),
