@@ -32,6 +32,12 @@ import { prng } from '../support/prng.js';
 
 const pick = (rand: () => number, n: number) => Math.floor(rand() * n);
 
+/** Scripts the server has run (EVALSHA and EVAL, from INFO commandstats): how many scripts a trim took. */
+async function scriptCalls(redis: Redis): Promise<number> {
+  const stats = await redis.info('commandstats');
+  return ['evalsha', 'eval'].reduce((n, c) => n + Number(new RegExp(`cmdstat_${c}:calls=(\\d+)`).exec(stats)?.[1] ?? 0), 0);
+}
+
 async function addEntries(redis: Redis, key: string, ids: string[]): Promise<void> {
   for (let i = 0; i < ids.length; i += 5_000) {
     const p = redis.pipeline();
@@ -347,10 +353,7 @@ describe('safe stream trim on a standalone Redis', () => {
       `${base}gone`,
       ...Array.from({ length: 100 }, (_, i) => `${base}${150 + i}`),
     ];
-    const calls = async () => {
-      const stats = await redis.info('commandstats');
-      return ['evalsha', 'eval'].reduce((n, c) => n + Number(new RegExp(`cmdstat_${c}:calls=(\\d+)`).exec(stats)?.[1] ?? 0), 0);
-    };
+    const calls = () => scriptCalls(redis);
     const before = await calls();
     const results = new Map<string, StreamTrimResult>();
     // Keys 200.. under another cut-off: a batch never mixes two.
@@ -377,7 +380,7 @@ describe('safe stream trim on a standalone Redis', () => {
     for (let i = 0; i < 10; i++) for (let e = 1; e <= 100; e++) p.xadd(`${base}${i}`, `${e}-0`, 'f', 'v');
     await p.exec();
     const keys = Array.from({ length: 10 }, (_, i) => `${base}${i}`);
-    const calls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0) + Number(/cmdstat_eval:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
+    const calls = () => scriptCalls(redis);
     const before = await calls();
     const results: StreamTrimResult[] = [];
     // 90 removed per stream: the budget of 150 is reached at the second stream of each script.
@@ -547,10 +550,7 @@ describe('on a 3-master Redis Cluster', () => {
     }
     const owner = cluster.nodes.find((n) => n.address === client.slots[keySlot('{hot}:s0')]![0])!;
     const direct = new Redis(`redis://${owner.address}`);
-    const calls = async () => {
-      const stats = await direct.info('commandstats');
-      return ['evalsha', 'eval'].reduce((n, c) => n + Number(new RegExp(`cmdstat_${c}:calls=(\\d+)`).exec(stats)?.[1] ?? 0), 0);
-    };
+    const calls = () => scriptCalls(direct);
     try {
       const before = await calls();
       const taggedResults: StreamTrimResult[] = [];

@@ -223,23 +223,12 @@ class QueryRun {
   /** Writes `rows` whole rows of COPY text, up to the limit; returns how many were written (at once when the sink took them at once). */
   #emitCopy(shard: string, text: Buffer, rows: number): number | Promise<number> {
     let written = 0;
-    if (this.#inFlight === 0) {
-      // Nothing before it: written now, with no closure or promise made for it (see #write).
-      let now: number | Promise<number>;
-      try {
-        now = this.#copyToSink(shard, text, rows);
-      } catch (err) {
-        throw this.#sinkFailed(err);
-      }
-      if (typeof now === 'number') return now;
-      return this.#chain(now.then((n) => void (written = n))).then(() => written);
-    }
-    const queued = this.#write(() => {
+    const pending = this.#write(() => {
       const now = this.#copyToSink(shard, text, rows);
       if (typeof now === 'number') written = now;
       else return now.then((n) => void (written = n));
-    }) as Promise<void>;
-    return queued.then(() => written);
+    });
+    return pending ? pending.then(() => written) : written;
   }
 
   /** #emitCopy's sink call: the rows written, or a promise of them while the sink is full. */

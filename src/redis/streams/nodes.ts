@@ -45,9 +45,9 @@ export function isNodeLevelError(err: unknown): boolean {
 /** A sentence for the usual ways a server refuses, with the server's own words after it. */
 export function describeRedisError(err: unknown): string {
   const message = (err as Error)?.message ?? String(err);
-  if (/NOAUTH/.test(message)) return `it requires a password (NOAUTH); give one in the redis URL: ${message}`;
-  // Redis 7 answers a command of more than 10 arguments from an unauthenticated client with this instead of NOAUTH.
-  if (/unauthenticated (multi)?bulk length/.test(message)) return `it requires a password (NOAUTH); give one in the redis URL: it refused a command from an unauthenticated client: ${message}`;
+  // Redis 7 answers a command of more than 10 arguments from an unauthenticated client with
+  // 'Protocol error: unauthenticated multibulk length' instead of NOAUTH.
+  if (/NOAUTH|unauthenticated (multi)?bulk length/.test(message)) return `it requires a password (NOAUTH); give one in the redis URL: ${message}`;
   if (/WRONGPASS/.test(message)) return `it refused the user or password (WRONGPASS): ${message}`;
   if (/NOPERM/.test(message)) return `the user lacks a permission this needs (NOPERM): ${message}`;
   if (/CLUSTERDOWN/.test(message)) return `the cluster is down: a slot range has no reachable master (${message})`;

@@ -176,7 +176,7 @@ function resultOf(key: string, node: string | null, reply: StreamReply, cutoff: 
   if (reply.length === 3) {
     const [before, after, dryCount] = reply;
     return {
-      key, node, status: options.dryRun ? 'dry-run' : before === after ? 'unchanged' : 'trimmed',
+      key, node, status: statusOf(before, after, options),
       lengthBefore: before, lengthAfter: after,
       removed: options.dryRun ? (cutoff.approximate || dryCount < 0 ? null : dryCount) : before - after,
       cutoffId: null, floor: null, trimmedToId: null, heldBack: false, firstIdAfter: null, durationMs,
@@ -187,7 +187,7 @@ function resultOf(key: string, node: string | null, reply: StreamReply, cutoff: 
   return {
     key,
     node,
-    status: options.dryRun ? 'dry-run' : before === after ? 'unchanged' : 'trimmed',
+    status: statusOf(before, after, options),
     lengthBefore: before,
     lengthAfter: after,
     removed,
@@ -200,6 +200,10 @@ function resultOf(key: string, node: string | null, reply: StreamReply, cutoff: 
     firstIdAfter,
     durationMs,
   };
+}
+
+function statusOf(before: number, after: number, options: SafeTrimOptions): StreamTrimStatus {
+  return options.dryRun ? 'dry-run' : before === after ? 'unchanged' : 'trimmed';
 }
 
 export interface TrimStreamsOptions extends SafeTrimOptions {
