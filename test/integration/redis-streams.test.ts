@@ -81,7 +81,7 @@ describe('safe stream trim on a standalone Redis', () => {
 
   it('keeps every entry pending or undelivered for some group and removes every older one (seeded random streams, exact and approximate)', async () => {
     const trials = 150;
-    const seen = { heldBackByPending: 0, heldBackByUndelivered: 0, forced: 0, approximate: 0, policyMet: 0 };
+    const seen = { heldBackByPending: 0, heldBackByUndelivered: 0, forced: 0, approximate: 0, policyMet: 0, alignedPastFloor: 0 };
     for (let seed = 1; seed <= trials; seed++) {
       const rand = prng(seed);
       const key = `${prefix}rand:${seed}`;
@@ -105,12 +105,17 @@ describe('safe stream trim on a standalone Redis', () => {
         if (rand() < 0.2 && delivered > 0) await redis.xgroup('SETID', key, group, ids[pick(rand, delivered)]!);
       }
       const useMaxLen = rand() < 0.5;
-      const cutoff = useMaxLen ? { maxLen: pick(rand, n + 20) } : { minId: ids[pick(rand, n)]! };
+      // Nodes hold 100 entries from the first: a maxLen of n - 100k leaves exactly maxLen after whole nodes go.
+      const aligned = useMaxLen && n >= 100 && rand() < 0.3;
+      const cutoff = useMaxLen ? { maxLen: aligned ? n - 100 * (1 + pick(rand, Math.floor(n / 100))) : pick(rand, n + 20) } : { minId: ids[pick(rand, n)]! };
       const approximate = rand() < 0.3;
       const force = rand() < 0.15;
 
       const before = await allIds(redis, key);
       const needed = await neededIds(redis, key, before);
+      // The same stream, groups and all, for the counts-only run below.
+      const copy = `${key}:counts`;
+      await redis.copy(key, copy);
       const policyCut = 'maxLen' in cutoff ? (cutoff.maxLen! < n ? before[n - cutoff.maxLen!] ?? null : null) : cutoff.minId!;
       const floor = minId(needed);
       const target = policyCut === null ? null : !force && floor && compareStreamIds(floor, policyCut) < 0 ? floor : policyCut;
@@ -133,10 +138,20 @@ describe('safe stream trim on a standalone Redis', () => {
         expect(after, context).toEqual(kept);
       }
       if (!force) for (const id of needed) expect(after, `${context} lost ${id}`).toContain(id);
+      // Counts only (what stream trim asks for): the same entries go; a stream trimmed plainly
+      // answers with its counts alone, one held back or forced past the floor in full.
+      const counted = await safeTrimStream(client, copy, { ...cutoff, approximate }, { force, countsOnly: true });
+      expect(await allIds(redis, copy), context).toEqual(after);
+      expect([counted.lengthBefore, counted.lengthAfter, counted.removed], context).toEqual([result.lengthBefore, result.lengthAfter, result.removed]);
+      const full = result.heldBack || (force && floor !== null && target !== null && compareStreamIds(floor, target) < 0);
+      expect(counted.cutoffId, context).toBe(full ? result.cutoffId : null);
+      expect(counted.floor?.id ?? null, context).toBe(full ? floor : null);
+      await redis.unlink(copy);
       if (result.heldBack) seen[result.floor!.reason === 'pending' ? 'heldBackByPending' : 'heldBackByUndelivered']++;
       else if (policyCut !== null) seen.policyMet++;
       if (force) seen.forced++;
       if (approximate) seen.approximate++;
+      if (aligned && floor !== null && !force && !result.heldBack) seen.alignedPastFloor++;
       await redis.unlink(key);
     }
     // The seeds cover every way a trim can go.

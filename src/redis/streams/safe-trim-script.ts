@@ -159,6 +159,8 @@ if byLength and (force or not floor
   else
     after = before - redis.call('XTRIM', key, 'MAXLEN', n)
   end
+  -- No floor: plainly trimmed, and a run that asks for counts only needs no cut-off id.
+  if countsOnly and not floor then return { before, after, -1 } end
   if n > 0 then
     cutoff = kth(key, 'XRANGE', '-', '+', after - n + 1)
     if after == n then first = cutoff end
@@ -172,34 +174,44 @@ elseif byLength and n > 0 then
   -- removes only entries older than both the floor and the cut-off, and stops at a node
   -- that holds the floor or the cut-off: what is left to decide lies within that first node.
   after = before - redis.call('XTRIM', key, 'MINID', '~', floor, 'LIMIT', before - n)
-  -- The cut-off is now the (after - n + 1)-th entry: it is no later than the floor exactly
-  -- when the first after - n entries are older than the floor. Read up to the floor only: at
-  -- most the first node, however far back the floor is.
-  local want = after - n + 1
-  local head = redis.call('XRANGE', key, '-', floor, 'COUNT', want)
-  local k = #head
-  if k == want then
-    cutoff = head[k][1]
-  elseif k == after - n and (k == 0 or head[k][1] ~= floor) then
-    -- The floor is no entry (a pending entry deleted) and the cut-off the first entry after it.
-    cutoff = redis.call('XRANGE', key, floor, '+', 'COUNT', 1)[1][1]
+  if after == n then
+    -- n entries left (LIMIT keeps at least n): the cut-off is the first of them and nothing is
+    -- older than it, so nothing more goes and the floor holds nothing back (all it protects is
+    -- still there). The usual case when the groups are near the end: a run that asks for
+    -- counts only is done without reading an entry.
+    if countsOnly then return { before, after, -1 } end
+    cutoff = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)[1][1]
+    target, first = cutoff, cutoff
   else
-    -- More than n entries from the floor on: it holds the trim back.
-    heldBack = 1
-    if n <= after - n then cutoff = kth(key, 'XREVRANGE', '+', '-', n) else cutoff = kth(key, 'XRANGE', '-', '+', after - n + 1) end
-  end
-  target = heldBack == 1 and floor or cutoff
-  if approximate then
-    -- What XTRIM MAXLEN ~ n would also remove: whole nodes while n entries stay (all older than
-    -- the floor, as the floor is not held back). Held back, MINID ~ floor was all of it.
-    if heldBack == 0 and after > n then
-      after = after - redis.call('XTRIM', key, 'MAXLEN', '~', n, 'LIMIT', 0)
-    elseif heldBack == 0 then
-      first = cutoff
+    -- The cut-off is now the (after - n + 1)-th entry: it is no later than the floor exactly
+    -- when the first after - n entries are older than the floor. Read up to the floor only: at
+    -- most the first node, however far back the floor is.
+    local want = after - n + 1
+    local head = redis.call('XRANGE', key, '-', floor, 'COUNT', want)
+    local k = #head
+    if k == want then
+      cutoff = head[k][1]
+    elseif k == after - n and (k == 0 or head[k][1] ~= floor) then
+      -- The floor is no entry (a pending entry deleted) and the cut-off the first entry after it.
+      cutoff = redis.call('XRANGE', key, floor, '+', 'COUNT', 1)[1][1]
+    else
+      -- More than n entries from the floor on: it holds the trim back.
+      heldBack = 1
+      if n <= after - n then cutoff = kth(key, 'XREVRANGE', '+', '-', n) else cutoff = kth(key, 'XRANGE', '-', '+', after - n + 1) end
     end
-  else
-    if k > 0 and cmp(head[1][1], target) < 0 then after = after - redis.call('XTRIM', key, 'MINID', target) end
-    if heldBack == 0 then first = cutoff end
+    target = heldBack == 1 and floor or cutoff
+    if approximate then
+      -- What XTRIM MAXLEN ~ n would also remove: whole nodes while n entries stay (all older than
+      -- the floor, as the floor is not held back). Held back, MINID ~ floor was all of it.
+      if heldBack == 0 and after > n then
+        after = after - redis.call('XTRIM', key, 'MAXLEN', '~', n, 'LIMIT', 0)
+      elseif heldBack == 0 then
+        first = cutoff
+      end
+    else
+      if k > 0 and cmp(head[1][1], target) < 0 then after = after - redis.call('XTRIM', key, 'MINID', target) end
+      if heldBack == 0 then first = cutoff end
+    end
   end
 else
   if minId ~= '' then cutoff = minId end
