@@ -162,9 +162,12 @@ async function benchStream(admin) {
         bench: 'query.stream', impl: 'shardctl query --format ndjson | wc -l', shards: STREAM_SHARDS, rows, runs: STREAM_ROUNDS,
         seconds: r2(ours.seconds), rowsPerSecond: Math.round(rows / ours.seconds), peakRssMiB: r2(rss / 1024),
         psqlCopySeconds: r2(peer.seconds), psqlRowsPerSecond: Math.round(rows / peer.seconds), vsPsql: r2(peer.seconds / ours.seconds),
-        goal: '>= 0.5x psql \\copy rate; peak RSS < 150 MB and no higher at 2M than at 200k',
-        ...(rows === SMALL_ROWS ? {} : { peakRssMiBAtSmall: r2(smallRss / 1024), rssFlat: flat }),
-        met: peer.seconds / ours.seconds >= 0.5 && rss / 1024 < 150 && flat,
+        // The goal is judged at 2M rows; the 200k run is its RSS baseline (its rate is mostly start-up).
+        ...(rows === SMALL_ROWS ? { role: 'RSS baseline for the 2M run' } : {
+          goal: '>= 0.5x psql \\copy rate; peak RSS < 150 MB and no higher at 2M than at 200k',
+          peakRssMiBAtSmall: r2(smallRss / 1024), rssFlat: flat,
+          met: peer.seconds / ours.seconds >= 0.5 && rss / 1024 < 150 && flat,
+        }),
       }));
     }
   } finally {
