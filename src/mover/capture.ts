@@ -146,11 +146,15 @@ function tableTriggers(tag: string, planId: string, shape: TableShape, ranges: I
     ['f_upd', `BEFORE UPDATE ON ${t} FOR EACH ROW WHEN (${others} AND (${inRanges(shape, ranges, 'OLD')} OR ${inRanges(shape, ranges, 'NEW')})) EXECUTE FUNCTION ${fence}()`],
     ['f_del', `BEFORE DELETE ON ${t} FOR EACH ROW WHEN (${oldIn}) EXECUTE FUNCTION ${fence}()`],
   ];
-  return defs.flatMap(([what, def]) => [
-    `DROP TRIGGER IF EXISTS ${triggerName(tag, what)} ON ${t}`,
-    `CREATE TRIGGER ${triggerName(tag, what)} ${def}`,
-    `ALTER TABLE ${t} ENABLE ALWAYS TRIGGER ${triggerName(tag, what)}`,
-  ]);
+  // CREATE OR REPLACE (PostgreSQL 14, as online moves need anyway) takes SHARE ROW EXCLUSIVE,
+  // as ENABLE ALWAYS does; a DROP TRIGGER, even IF EXISTS of none, would take ACCESS EXCLUSIVE
+  // and hold up the table's readers too until the commit.
+  // One ALTER TABLE for all seven: each statement on the table rebuilds its relcache entry
+  // (every trigger's WHEN with the ranges), while the application's writes wait.
+  return [
+    ...defs.map(([what, def]) => `CREATE OR REPLACE TRIGGER ${triggerName(tag, what)} ${def}`),
+    `ALTER TABLE ${t} ${defs.map(([what]) => `ENABLE ALWAYS TRIGGER ${triggerName(tag, what)}`).join(', ')}`,
+  ];
 }
 
 export interface LockOptions {
@@ -158,11 +162,24 @@ export interface LockOptions {
   retries?: number;
 }
 
-/** Runs statements as one transaction under lock_timeout, retried on a lock timeout (SPEC invariant 5). */
-async function ddl(client: PgClient, what: string, relations: string[], statements: string[], lock: LockOptions, beforeCommit?: () => Promise<void>): Promise<void> {
+/**
+ * Runs statements as one transaction under lock_timeout, retried on a lock
+ * timeout (SPEC invariant 5). `relations` are the application's tables the
+ * statements lock in `mode` (named when the lock cannot be had): every write
+ * to them waits until the commit, so such a transaction holds nothing else.
+ */
+async function ddl(
+  client: PgClient,
+  what: string,
+  relations: string[],
+  mode: 'SHARE ROW EXCLUSIVE' | 'ACCESS EXCLUSIVE',
+  statements: string[],
+  lock: LockOptions,
+  beforeCommit?: () => Promise<void>,
+): Promise<void> {
   await withLockRetries(
     client,
-    { what, lockTimeoutMs: lock.lockTimeoutMs, retries: lock.retries ?? 5, locks: relations.map((relation) => ({ relation, mode: 'SHARE ROW EXCLUSIVE' as const })) },
+    { what, lockTimeoutMs: lock.lockTimeoutMs, retries: lock.retries ?? 5, locks: relations.map((relation) => ({ relation, mode })) },
     async () => {
       await client.query('BEGIN');
       try {
@@ -190,14 +207,18 @@ export async function assertOnlineSupported(client: PgClient, shard: string): Pr
 
 /**
  * Creates (or re-creates, idempotently) the move's change table, fence
- * sequence, functions and triggers on the source, in one transaction. When it
- * commits, every later change to a moving row is recorded: a snapshot taken
- * after it misses nothing that the change table does not hold.
+ * sequence, functions and triggers on the source. When the triggers commit,
+ * every later change to a moving row is recorded: a snapshot taken after it
+ * misses nothing that the change table does not hold. Two transactions: the
+ * objects the triggers use first, which lock none of the application's
+ * tables, then the triggers alone, so the application's writes wait only for
+ * the trigger DDL (and `beforeCommit`). A crash between them leaves the
+ * registry row, by which `shard verify` names the rest and abort removes it.
  */
 export async function installCapture(client: PgClient, move: CaptureTarget, lock: LockOptions, beforeCommit?: () => Promise<void>): Promise<void> {
   const tag = moveTag(move.planId, move.moveNo);
   const seq = fenceSequence(tag);
-  const statements = [
+  await ddl(client, `change capture objects for move ${move.moveNo}`, [], 'SHARE ROW EXCLUSIVE', [
     `INSERT INTO shardctl.move_captures (tag, plan_id, move_no, tables) VALUES (${quoteLiteral(tag)}, ${quoteLiteral(move.planId)}, ${Math.trunc(move.moveNo)}, ARRAY[${move.shapes.map((s) => quoteLiteral(s.name)).join(', ')}]::text[]) ON CONFLICT (tag) DO NOTHING`,
     `CREATE TABLE IF NOT EXISTS ${changesTable(tag)} (id bigserial PRIMARY KEY, table_name text NOT NULL, pk jsonb)`,
     `CREATE SEQUENCE IF NOT EXISTS ${seq} MINVALUE 0 START 0`,
@@ -205,9 +226,9 @@ export async function installCapture(client: PgClient, move: CaptureTarget, lock
     truncateFunction(tag),
     fenceFunction(tag, move.planId, move.moveNo),
     ...move.shapes.map((s, i) => captureFunction(tag, s, i)),
-    ...move.shapes.flatMap((s, i) => tableTriggers(tag, move.planId, s, move.ranges, i)),
-  ];
-  await ddl(client, `change capture for move ${move.moveNo}`, move.shapes.map((x) => x.name), statements, lock, beforeCommit);
+  ], lock);
+  const triggers = move.shapes.flatMap((s, i) => tableTriggers(tag, move.planId, s, move.ranges, i));
+  await ddl(client, `change capture for move ${move.moveNo}`, move.shapes.map((x) => x.name), 'SHARE ROW EXCLUSIVE', triggers, lock, beforeCommit);
 }
 
 /** Which of the move's triggers are missing or not ENABLE ALWAYS (empty: capture and fence are intact). */
@@ -243,8 +264,11 @@ export async function removeCapture(client: PgClient, move: { planId: string; mo
   const present = rows.filter((r) => r.rel !== null).map((r) => r.name);
   const quoted = (name: string) => name.split('.').map((p) => quoteIdent(p)).join('.');
   const whats = all ? [...CAPTURE_TRIGGERS, ...FENCE_TRIGGERS] : CAPTURE_TRIGGERS;
+  // DROP TRIGGER takes ACCESS EXCLUSIVE (reads wait too): that transaction drops the triggers
+  // and nothing else; the functions and the change table go in the next, locking no table.
+  const drops = present.flatMap((t) => whats.map((w) => `DROP TRIGGER IF EXISTS ${triggerName(tag, w)} ON ${quoted(t)}`));
+  if (drops.length) await ddl(client, `removing the change capture of move ${move.moveNo}`, present, 'ACCESS EXCLUSIVE', drops, lock);
   const statements = [
-    ...present.flatMap((t) => whats.map((w) => `DROP TRIGGER IF EXISTS ${triggerName(tag, w)} ON ${quoted(t)}`)),
     ...move.tables.map((_, i) => `DROP FUNCTION IF EXISTS ${fn(tag, `capture_${i}`)}()`),
     `DROP FUNCTION IF EXISTS ${fn(tag, 'truncated')}()`,
     `DROP TABLE IF EXISTS ${changesTable(tag)}`,
@@ -256,7 +280,7 @@ export async function removeCapture(client: PgClient, move: { planId: string; mo
         ]
       : []),
   ];
-  await ddl(client, `removing the change capture of move ${move.moveNo}`, present, statements, lock);
+  await ddl(client, `removing the change capture objects of move ${move.moveNo}`, [], 'ACCESS EXCLUSIVE', statements, lock);
 }
 
 export interface ChangeRecord {
