@@ -429,6 +429,33 @@ async function verifyPipeLoaded(impl, ds, cl, load) {
 }
 
 /**
+ * What the load's sessions (application_name bench-move-load) are waiting on, sampled from
+ * pg_stat_activity every 20 ms until stopped: counts by wait event ("LWLock:WALWrite",
+ * "Lock:relation", "CPU" for an active session waiting on nothing). Where a slow write's time goes.
+ */
+function sampleLoadWaits(url) {
+  const counts = {};
+  let samples = 0;
+  let stopped = false;
+  const client = new pg.Client({ connectionString: url, application_name: 'bench-move-sampler' });
+  const done = (async () => {
+    await client.connect();
+    while (!stopped) {
+      const { rows } = await client.query(`SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS w FROM pg_stat_activity WHERE application_name = 'bench-move-load' AND state = 'active'`);
+      samples++;
+      for (const { w } of rows) counts[w] = (counts[w] ?? 0) + 1;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await client.end();
+  })();
+  return async () => {
+    stopped = true;
+    await done;
+    return { samples, sessionsWaiting: Object.fromEntries(Object.entries(counts).sort((a, b) => b[1] - a[1])) };
+  };
+}
+
+/**
  * `body` (a move) while scripts/bench-move-load.mjs writes at LOAD_RATE/s against the clone: LOAD_BEFORE_MS
  * of load alone, move-start and move-end marks around `body`, then `afterMs` more and stop.
  * Resolves with the body's result and the load's report.
@@ -452,16 +479,20 @@ async function underLoad(ds, cl, body, { afterMs, finalRing } = {}) {
       exited.then((code) => { clearTimeout(timer); reject(new Error(`load generator exited ${code}: ${err.slice(-2000)}`)); });
     });
     const before = cpuMark();
+    const stopBefore = sampleLoadWaits(cl.metaUrl);
     await new Promise((r) => setTimeout(r, LOAD_BEFORE_MS));
     const busyCoresLoadAlone = busySince(before);
+    const waitsBefore = await stopBefore();
     child.stdin.write(`move-start ${Date.now()}\n`);
+    const stopDuring = sampleLoadWaits(cl.metaUrl);
     const result = await body();
     child.stdin.write(`move-end ${Date.now()}\n`);
+    const waitsDuring = await stopDuring();
     if (afterMs > 0) await new Promise((r) => setTimeout(r, afterMs));
     child.stdin.end('stop\n');
     const code = await exited;
     if (code !== 0) throw new Error(`load generator exited ${code}: ${err.slice(-2000)}`);
-    return { result, load: { ...JSON.parse(Buffer.concat(out).toString()), busyCoresLoadAlone } };
+    return { result, load: { ...JSON.parse(Buffer.concat(out).toString()), busyCoresLoadAlone, waits: { before: waitsBefore, during: waitsDuring } } };
   } finally {
     if (child.exitCode === null) child.kill('SIGTERM');
   }
@@ -871,6 +902,8 @@ export async function benchMove() {
             fencedWrites: x.load.counts.fencedWrites, achievedRate: x.load.achievedRate, rowsVerified: x.load.verify.rowsChecked, ring: x.load.ring,
             // Per second of the move: the non-moving writes' p99 and max, and how many took over 50 ms.
             nonMovingTimeline: x.load.nonMovingTimeline,
+            // What the load's sessions waited on, sampled every 20 ms, before and during the move.
+            loadWaits: x.load.waits,
           } : {}),
           moves: x.sc.execution.moves.map((m) => ({ source: m.source, target: m.target, seconds: m.seconds, online: m.online })),
         })),
@@ -883,6 +916,7 @@ export async function benchMove() {
           movingLatencyDuringMs: { p50: x.load.movingLatency.during.p50Ms, p99: x.load.movingLatency.during.p99Ms, max: x.load.movingLatency.during.maxMs },
           nonMovingMaxDuringMs: x.load.nonMovingLatency.during.maxMs, maxInFlight: x.load.maxInFlight,
           otherErrors: x.load.counts.otherErrors, updatesFoundNoRow: x.load.counts.updateNoRow, verifyByClass: x.load.verify.byClass,
+          loadWaits: x.load.waits,
         })),
       };
       console.log(JSON.stringify(line));
