@@ -93,7 +93,8 @@ async function holdFences(b: Bench, child: ReturnType<typeof startCli>, staying:
   let exited = false;
   void child.finally(() => (exited = true));
   const probe = await connect(b.urls['shard-0']!);
-  const tag = await waitFor('the capture on shard-0', async () => (await listCaptures(probe)).find((c) => c.objects.some((o) => o.startsWith('sequence')))?.tag, { everyMs: 2, unless: () => exited });
+  // The triggers, not the sequence: the capture's objects commit first, its triggers after them.
+  const tag = await waitFor('the capture on shard-0', async () => (await listCaptures(probe)).find((c) => c.objects.some((o) => o.startsWith('trigger ')))?.tag, { everyMs: 2, unless: () => exited });
   expect(tag, `the add ended before its capture was seen: ${exited ? (await child).stderr : ''}`).toBeTruthy();
   const holder = await connect(b.urls['shard-0']!);
   await holder.query('BEGIN');

@@ -102,7 +102,8 @@ async function holdBeforeFence(e: Env, start: (onEvent: (x: MoveEvent) => void) 
   await waitFor('the plan', async () => locked, { timeoutMs: 30_000, unless: () => finished });
   await locked;
   const probe = await connect(e.urls['shard-0']!);
-  const tag = await waitFor('the capture on shard-0', async () => (await listCaptures(probe)).find((c) => c.objects.some((o) => o.startsWith('sequence')))?.tag, { timeoutMs: 30_000, unless: () => finished });
+  // The triggers, not the sequence: the capture's objects commit first, its triggers after them.
+  const tag = await waitFor('the capture on shard-0', async () => (await listCaptures(probe)).find((c) => c.objects.some((o) => o.startsWith('trigger ')))?.tag, { timeoutMs: 30_000, unless: () => finished });
   expect(tag, 'the plan ended before its capture was seen').toBeTruthy();
   const holder = await connect(url);
   await holder.query('BEGIN');
