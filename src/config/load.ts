@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { formatPath, interpolateEnv } from './interpolate.js';
-import { configSchema, duplicateProblems, type ShardctlConfig } from './schema.js';
+import { configSchema, duplicateProblems, UNLESS_UNKNOWN_KEYS, type ShardctlConfig } from './schema.js';
 import { knownKeysAt, unknownKeyMessage } from './unknown-keys.js';
 
 export interface LoadedConfig {
@@ -65,7 +65,10 @@ export function parseConfig(raw: unknown, filepath: string, env: NodeJS.ProcessE
   const result = configSchema.safeParse(value);
   const problems = [...missing];
   if (!result.success) {
-    for (const issue of result.error.issues) {
+    const issues = result.error.issues;
+    const unknownAt = new Set(issues.filter((i) => i.code === 'unrecognized_keys').map((i) => formatPath(i.path)));
+    for (const issue of issues) {
+      if (issue.code === 'custom' && issue.params?.[UNLESS_UNKNOWN_KEYS] && unknownAt.has(formatPath(issue.path))) continue;
       if (issue.code === 'unrecognized_keys') {
         const known = knownKeysAt(configSchema, issue.path);
         for (const key of issue.keys) problems.push(`${formatPath([...issue.path, key])}: ${unknownKeyMessage(key, known)}`);

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from 'zod/v3';
 import { isTimeZoneName } from '../core/time-zone.js';
 import { BYTE_SIZE_PATTERN } from '../core/partition-growth.js';
 import { DURATION_PATTERN } from './duration.js';
@@ -11,7 +11,11 @@ import { IDENTIFIER_PATTERN as IDENTIFIER, QUALIFIED_NAME_PATTERN as QUALIFIED_N
  * Every object is strict: a misspelt key (`redis.uri`, `shards[0].wieght`)
  * would otherwise be dropped in silence and its default used instead, so it
  * is a problem like any other. A section left out gets the defaults of its
- * keys through `prefault({})`, so each default is written once, on its key.
+ * keys through `default({})`, which zod parses like a value given, so each
+ * default is written once, on its key.
+ *
+ * zod's v3 API (`zod/v3`, in the zod 4 package): importing it takes ~10 ms
+ * against ~50 ms for zod 4's, which every command would pay at start-up.
  */
 
 export { SHARD_ID_PATTERN };
@@ -43,6 +47,21 @@ const threshold = z.strictObject({
   critical: z.union([z.number(), z.string(), z.null()]).optional(),
 });
 
+/** An issue so marked is left out when its object also has unknown keys (the likelier mistake). */
+export const UNLESS_UNKNOWN_KEYS = 'unlessUnknownKeys';
+
+/** One stream trim policy (src/core/trim-floor.ts). */
+const streamPolicyShape = {
+  /** A Redis glob as SCAN MATCH reads it (`*`, `?`, `[a-z]`, `[^a]`, `\\` escapes; braces are literal). */
+  match: z.string().min(1, 'expected a key pattern such as messages:*'),
+  /** Keep at most this many entries. */
+  maxLen: z.number().int().min(0).optional(),
+  /** Drop entries whose id is stamped longer ago than this (MINID from the entry id's milliseconds). */
+  maxAge: duration.optional(),
+  /** `~`: Redis trims whole radix-tree nodes only, keeping up to one node more, for a much cheaper trim. */
+  approximate: z.boolean().default(true),
+};
+
 export const configSchema = z.strictObject({
   metadata: z.strictObject({
     url: postgresUrl,
@@ -61,7 +80,7 @@ export const configSchema = z.strictObject({
   ring: z
     // Unset means "not configured" (init and rebalance tell it from a chosen value); effectiveConfig shows the default.
     .strictObject({ vnodes: z.number().int().min(1).max(100_000).optional() })
-    .prefault({}),
+    .default({}),
   shards: z.array(shard).default([]),
   tables: z.array(z.strictObject({ name: qualifiedName, key: identifier })).default([]),
   migration: z
@@ -78,7 +97,7 @@ export const configSchema = z.strictObject({
       /** lock_timeout of the trigger DDL an online move runs on a source (retried a few times). */
       lockTimeout: duration.default('1s'),
     })
-    .prefault({}),
+    .default({}),
   partitions: z
     .array(
       z.strictObject({
@@ -92,7 +111,7 @@ export const configSchema = z.strictObject({
         /** The zone whose local midnights / month starts the bounds fall on (a DST day's partition spans 23 or 25 h). */
         timezone: z
           .string()
-          .refine(isTimeZoneName, { error: (issue) => `unknown time zone ${JSON.stringify(issue.input)} (expected an IANA name such as UTC or Europe/Berlin)` })
+          .refine(isTimeZoneName, (zone) => ({ message: `unknown time zone ${JSON.stringify(zone)} (expected an IANA name such as UTC or Europe/Berlin)` }))
           .default('UTC'),
         /** lock_timeout of every DDL statement of rotate: an application query never waits longer than this behind it. */
         lockTimeout: duration.default('1s'),
@@ -108,22 +127,12 @@ export const configSchema = z.strictObject({
   /** Trim policies; the first whose `match` fits a key governs that stream (src/core/trim-floor.ts). */
   streams: z
     .array(
-      z
-        .strictObject({
-          /** A Redis glob as SCAN MATCH reads it (`*`, `?`, `[a-z]`, `[^a]`, `\\` escapes; braces are literal). */
-          match: z.string().min(1, 'expected a key pattern such as messages:*'),
-          /** Keep at most this many entries. */
-          maxLen: z.number().int().min(0).optional(),
-          /** Drop entries whose id is stamped longer ago than this (MINID from the entry id's milliseconds). */
-          maxAge: duration.optional(),
-          /** `~`: Redis trims whole radix-tree nodes only, keeping up to one node more, for a much cheaper trim. */
-          approximate: z.boolean().default(true),
-        })
-        .refine((p) => p.maxLen !== undefined || p.maxAge !== undefined, {
-          message: 'a stream policy needs maxLen or maxAge',
-          // A misspelt `maxlen` is already named as an unknown key, with the spelling it resembles; say it once.
-          when: ({ value, issues }) => typeof value === 'object' && value !== null && !issues.some((i) => i.code === 'unrecognized_keys'),
-        }),
+      z.strictObject(streamPolicyShape).superRefine((p, ctx) => {
+        if (p.maxLen !== undefined || p.maxAge !== undefined) return;
+        // A misspelt `maxlen` is already named as an unknown key, with the spelling it
+        // resembles: parseConfig says it once (UNLESS_UNKNOWN_KEYS).
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'a stream policy needs maxLen or maxAge', params: { [UNLESS_UNKNOWN_KEYS]: true } });
+      }),
     )
     .default([]),
   health: z
@@ -133,7 +142,7 @@ export const configSchema = z.strictObject({
       /** How long `health --record` keeps samples in the metadata database. */
       retention: duration.default('30d'),
     })
-    .prefault({}),
+    .default({}),
   migrate: z
     .strictObject({
       dir: z.string().min(1).default('./db/migrations'),
@@ -141,7 +150,7 @@ export const configSchema = z.strictObject({
       parallel: z.number().int().min(1).max(64).default(4),
       lockTimeout: duration.default('5s'),
     })
-    .prefault({}),
+    .default({}),
 });
 
 /**

@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import type { z } from 'zod/v3';
 
 /**
  * Naming an unknown key in the config: the keys its object accepts are read
@@ -7,17 +7,16 @@ import type { z } from 'zod';
  */
 
 /** The keys the object schema at `path` (as zod reports it: names and array indexes) accepts. */
-export function knownKeysAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): string[] {
-  let node: Def | undefined = defOf(schema);
+export function knownKeysAt(schema: z.ZodTypeAny, path: ReadonlyArray<PropertyKey>): string[] {
+  let node: Def | undefined = unwrap(defOf(schema));
   for (const segment of path) {
-    node = unwrap(node);
-    if (node?.type === 'object') node = node.shape?.[String(segment)] && defOf(node.shape[String(segment)]!);
-    else if (node?.type === 'array') node = node.element && defOf(node.element);
-    else if (node?.type === 'record') node = node.valueType && defOf(node.valueType);
+    if (node?.typeName === 'ZodObject') node = node.shape && defOfOptional(node.shape()[String(segment)]);
+    else if (node?.typeName === 'ZodArray') node = node.type && defOf(node.type);
+    else if (node?.typeName === 'ZodRecord') node = node.valueType && defOf(node.valueType);
     else return [];
+    node = unwrap(node);
   }
-  node = unwrap(node);
-  return node?.type === 'object' && node.shape ? Object.keys(node.shape) : [];
+  return node?.typeName === 'ZodObject' && node.shape ? Object.keys(node.shape()) : [];
 }
 
 /** `unknown key`, with `(did you mean "url"?)` when one known key is close enough to be the intended one. */
@@ -55,24 +54,31 @@ export function editDistance(a: string, b: string): number {
   return d[a.length]![b.length]!;
 }
 
-/** The parts of zod's schema definitions that lead from one object to the next. */
+/** The parts of zod's (v3) schema definitions that lead from one object to the next. */
 interface Def {
-  type: string;
-  shape?: Record<string, z.ZodType>;
-  element?: z.ZodType;
-  valueType?: z.ZodType;
-  innerType?: z.ZodType;
-  in?: z.ZodType;
+  typeName: string;
+  shape?: () => Record<string, z.ZodTypeAny>;
+  /** An array's element. */
+  type?: z.ZodTypeAny;
+  valueType?: z.ZodTypeAny;
+  /** Optional, default, nullable. */
+  innerType?: z.ZodTypeAny;
+  /** Refinements and transforms (ZodEffects). */
+  schema?: z.ZodTypeAny;
 }
 
-function defOf(schema: z.ZodType): Def {
-  return (schema as unknown as { _zod: { def: Def } })._zod.def;
+function defOf(schema: z.ZodTypeAny): Def {
+  return schema._def as Def;
 }
 
-/** Through optional, default, prefault, nullable and pipes to the schema that holds the keys. */
+function defOfOptional(schema: z.ZodTypeAny | undefined): Def | undefined {
+  return schema && defOf(schema);
+}
+
+/** Through optional, default, nullable and refinements to the schema that holds the keys. */
 function unwrap(node: Def | undefined): Def | undefined {
   while (node) {
-    const inner = node.innerType ?? (node.type === 'pipe' ? node.in : undefined);
+    const inner = node.innerType ?? (node.typeName === 'ZodEffects' ? node.schema : undefined);
     if (!inner) return node;
     node = defOf(inner);
   }
