@@ -15,6 +15,7 @@ export { streamInfo, type StreamInfo, type StreamGroupInfo, type StreamConsumerI
 export {
   safeTrimStream,
   trimStreams,
+  trimStreamBatches,
   type TrimCutoff,
   type SafeTrimOptions,
   type TrimStreamsOptions,

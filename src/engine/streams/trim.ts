@@ -2,7 +2,7 @@ import type { ShardctlConfig } from '../../config/schema.js';
 import { OperationError, UsageError } from '../../errors.js';
 import { runMutation } from '../../metadata/mutation.js';
 import type { RunInfo } from '../../metadata/run-info.js';
-import { compareStreamIds, scanStreamKeys, trimStreams, type StreamTrimResult, type TrimCutoff } from '../../redis/streams.js';
+import { compareStreamIds, scanStreams, trimStreamBatches, type StreamKeyBatch, type StreamTrimResult, type TrimCutoff } from '../../redis/streams.js';
 import { withMetadata } from '../metadata-session.js';
 import { cutoffOf, policyOf, redisOf, type StreamPolicyConfig } from './policies.js';
 
@@ -70,8 +70,8 @@ export async function streamTrim(config: ShardctlConfig, run: RunInfo, options: 
       const cutoffs = new Map(config.streams.map((policy) => [policy, cutoffOf(policy, nowMs)]));
       const due = new Map<string, TrimCutoff>();
       for (const pattern of patterns) {
-        const keys = keysOf(scanStreamKeys(client, pattern), pattern, config, options.match !== undefined, (key, policy) => due.set(key, cutoffs.get(policy)!));
-        const results = trimStreams(client, keys, (key) => {
+        const keys = keysOf(scanStreams(client, pattern), pattern, config, options.match !== undefined, (key, policy) => due.set(key, cutoffs.get(policy)!));
+        const batches = trimStreamBatches(client, keys, (key) => {
           const cutoff = due.get(key) ?? null;
           due.delete(key);
           return cutoff;
@@ -81,9 +81,11 @@ export async function streamTrim(config: ShardctlConfig, run: RunInfo, options: 
           ...(options.dryRun ? { dryRun: true } : {}),
           ...(options.concurrency ? { concurrency: options.concurrency } : {}),
         });
-        for await (const r of results) {
-          account(report, r);
-          if (report.totals.streams % LEASE_CHECK_EVERY === 0) await active.lease?.check();
+        for await (const results of batches) {
+          for (const r of results) {
+            account(report, r);
+            if (report.totals.streams % LEASE_CHECK_EVERY === 0) await active.lease?.check();
+          }
           if (active.signal?.aborted) break;
         }
       }
@@ -108,22 +110,27 @@ export async function streamTrim(config: ShardctlConfig, run: RunInfo, options: 
 }
 
 /**
- * The keys of one pattern's scan that it owns: a key matched by an earlier
- * policy's pattern belongs to that policy and is trimmed under it (once).
+ * The keys of one pattern's scan that it owns, a SCAN reply at a time: a key
+ * matched by an earlier policy's pattern belongs to that policy and is
+ * trimmed under it (once).
  */
 async function* keysOf(
-  scan: AsyncIterable<{ key: string }>,
+  scan: AsyncIterable<StreamKeyBatch>,
   pattern: string,
   config: ShardctlConfig,
   explicit: boolean,
   onKey: (key: string, policy: StreamPolicyConfig) => void,
-): AsyncGenerator<string> {
-  for await (const { key } of scan) {
-    const policy = policyOf(config, key);
-    if (!policy) continue;
-    if (!explicit && policy.match !== pattern) continue;
-    onKey(key, policy);
-    yield key;
+): AsyncGenerator<string[]> {
+  for await (const { keys } of scan) {
+    const owned: string[] = [];
+    for (const key of keys) {
+      const policy = policyOf(config, key);
+      if (!policy) continue;
+      if (!explicit && policy.match !== pattern) continue;
+      onKey(key, policy);
+      owned.push(key);
+    }
+    if (owned.length) yield owned;
   }
 }
 

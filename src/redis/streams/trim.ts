@@ -230,6 +230,25 @@ export async function* trimStreams(
   cutoffFor: (key: string) => TrimCutoff | null,
   options: TrimStreamsOptions = {},
 ): AsyncGenerator<StreamTrimResult> {
+  for await (const results of trimStreamBatches(client, oneByOne(keys), cutoffFor, options)) yield* results;
+}
+
+async function* oneByOne<T>(items: AsyncIterable<T> | Iterable<T>): AsyncGenerator<T[]> {
+  for await (const item of items) yield [item];
+}
+
+/**
+ * trimStreams for keys that come in batches (a SCAN reply's streams), with
+ * each script's results yielded together: per stream, no promise of its own
+ * between the scan, the scripts and the caller (10,000 streams: ~50 ms less
+ * of node's time, which on 2 cores is time taken from Redis).
+ */
+export async function* trimStreamBatches(
+  client: RedisClient,
+  keyBatches: AsyncIterable<Iterable<string | { key: string }>> | Iterable<Iterable<string | { key: string }>>,
+  cutoffFor: (key: string) => TrimCutoff | null,
+  options: TrimStreamsOptions = {},
+): AsyncGenerator<StreamTrimResult[]> {
   const concurrency = Math.max(1, options.concurrency ?? 1_000);
   const batchSize = Math.max(1, Math.min(options.batchSize ?? 100, concurrency));
   // Settled batches queue here; one waiter is woken per settlement (no Promise.race over
@@ -290,32 +309,36 @@ export async function* trimStreams(
     if (batch.length > 0) start(batch, batchCutoff!, batchArgs!);
     batch = [];
   };
-  for await (const item of keys) {
-    const key = typeof item === 'string' ? item : item.key;
-    const cutoff = cutoffFor(key);
-    if (!cutoff) continue;
-    let args: string[] | Error;
-    try {
-      args = argsFor(cutoff);
-    } catch (err) {
-      args = err as Error;
+  scan: for await (const items of keyBatches) {
+    for (const item of items) {
+      const key = typeof item === 'string' ? item : item.key;
+      const cutoff = cutoffFor(key);
+      if (!cutoff) continue;
+      let args: string[] | Error;
+      try {
+        args = argsFor(cutoff);
+      } catch (err) {
+        args = err as Error;
+      }
+      const slot = cluster ? keySlot(key) : 0;
+      if (batch.length > 0 && (args !== batchArgs || slot !== batchSlot)) flush();
+      batch.push(key);
+      batchCutoff = cutoff;
+      batchArgs = args;
+      batchSlot = slot;
+      if (batch.length >= batchSize) flush();
+      while (inFlight + batch.length >= concurrency || settled.length > 0) {
+        if (inFlight === 0 && settled.length === 0) flush(); // the batch alone fills the window
+        const results = await next();
+        if (results.length) yield results;
+      }
+      if (fatal) break scan;
     }
-    const slot = cluster ? keySlot(key) : 0;
-    if (batch.length > 0 && (args !== batchArgs || slot !== batchSlot)) flush();
-    batch.push(key);
-    batchCutoff = cutoff;
-    batchArgs = args;
-    batchSlot = slot;
-    if (batch.length >= batchSize) flush();
-    while (inFlight + batch.length >= concurrency || settled.length > 0) {
-      if (inFlight === 0 && settled.length === 0) flush(); // the batch alone fills the window
-      for (const result of await next()) yield result;
-    }
-    if (fatal) break;
   }
   if (!fatal) flush();
   while (inFlight > 0 || settled.length > 0) {
-    for (const result of await next()) yield result;
+    const results = await next();
+    if (results.length) yield results;
   }
   if (fatal) throw fatal;
 }
