@@ -173,6 +173,26 @@ describe('safe stream trim on a standalone Redis', () => {
     expect(await allIds(redis, key)).toEqual(ids.slice(150));
   });
 
+  it('ids compare as numbers inside the script, not as text: 9-9 < 9-10 < 9-(past 2^53) < 10-0', async () => {
+    const key = `${prefix}idorder`;
+    const ids = ['9-1', '9-9', '9-10', '9-9007199254740993', '10-0', '10-5'];
+    await addEntries(redis, key, ids);
+    // g1: 9-10 pending (9-1 and 9-9 acknowledged); g2: 9-9 pending. As text, "9-10" < "9-9".
+    await redis.xgroup('CREATE', key, 'g1', '0');
+    await redis.xreadgroup('GROUP', 'g1', 'c1', 'COUNT', 3, 'STREAMS', key, '>');
+    await redis.xack(key, 'g1', '9-1', '9-9');
+    await redis.xgroup('CREATE', key, 'g2', '9-1');
+    await redis.xreadgroup('GROUP', 'g2', 'c2', 'COUNT', 1, 'STREAMS', key, '>');
+    for (const countsOnly of [false, true]) {
+      const copy = `${key}:${countsOnly}`;
+      await redis.copy(key, copy);
+      const result = await safeTrimStream(client, copy, { maxLen: 0 }, { countsOnly });
+      expect(result.floor).toMatchObject({ id: '9-9', group: 'g2', reason: 'pending', consumer: 'c2' });
+      expect(result).toMatchObject({ heldBack: true, trimmedToId: '9-9', removed: 1 });
+      expect(await allIds(redis, copy)).toEqual(ids.slice(1));
+    }
+  });
+
   it('maxAge: entries older than the cut-off by their id timestamp go, newer ones stay (exact)', async () => {
     const key = `${prefix}age`;
     const nowMs = Date.now();

@@ -59,15 +59,16 @@ local approximate, force, dryRun, countsOnly = ARGV[3] == '1', ARGV[4] == '1', A
 
 -- Both ids canonical (as Redis prints them; ARGV[1] is normalised by the caller): no
 -- leading zeros, so a longer part is a larger number and equal lengths compare as bytes.
+local find, sub = string.find, string.sub
 local function cmp(a, b)
   if a == b then return 0 end
-  local ad, bd = string.find(a, '-', 1, true), string.find(b, '-', 1, true)
+  local ad, bd = find(a, '-', 1, true), find(b, '-', 1, true)
   if ad ~= bd then return ad < bd and -1 or 1 end
-  local am, bm = string.sub(a, 1, ad - 1), string.sub(b, 1, bd - 1)
+  -- Milliseconds of one length: with the sequences of one length too, bytes compare as numbers.
+  if #a == #b then return a < b and -1 or 1 end
+  local am, bm = sub(a, 1, ad - 1), sub(b, 1, bd - 1)
   if am ~= bm then return am < bm and -1 or 1 end
-  local as, bs = string.sub(a, ad + 1), string.sub(b, bd + 1)
-  if #as ~= #bs then return #as < #bs and -1 or 1 end
-  return as < bs and -1 or 1
+  return #a < #b and -1 or 1
 end
 local function incdec(s)
   for i = #s, 1, -1 do
@@ -95,19 +96,15 @@ local function kth(key, command, from, to, k)
   end
 end
 
+local function lastIdOf(key)
+  local e = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+  return e and e[1] or false
+end
+
 local function trimOne(key)
 -- XLEN raises WRONGTYPE for a key of another type; 0 may mean the key is gone.
 local before = redis.call('XLEN', key)
 if before == 0 and redis.call('EXISTS', key) == 0 then return 'missing' end
-local lastId = nil
-local function lastIdOf()
-  if lastId == nil then
-    local e = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
-    lastId = e and e[1] or false
-  end
-  return lastId
-end
-
 -- The floor: per group, its oldest pending entry and the first entry after its
 -- last-delivered-id (none when it has read up to the last entry); the smallest wins, the
 -- first group on a tie. First every group's oldest pending entry (XPENDING), then, in group
@@ -118,11 +115,16 @@ local floor, floorGroup, floorReason, floorConsumer, floorIdle = false, false, f
 local groups, low = {}, false
 for i, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
   local name, pending, delivered
-  for j = 1, #g, 2 do
-    local field = g[j]
-    if field == 'name' then name = g[j + 1]
-    elseif field == 'pending' then pending = g[j + 1]
-    elseif field == 'last-delivered-id' then delivered = g[j + 1] end
+  if g[1] == 'name' and g[5] == 'pending' and g[7] == 'last-delivered-id' then
+    -- Redis 7's order (name, consumers, pending, last-delivered-id, entries-read, lag).
+    name, pending, delivered = g[2], g[6], g[8]
+  else
+    for j = 1, #g, 2 do
+      local field = g[j]
+      if field == 'name' then name = g[j + 1]
+      elseif field == 'pending' then pending = g[j + 1]
+      elseif field == 'last-delivered-id' then delivered = g[j + 1] end
+    end
   end
   local oldest = pending > 0 and redis.call('XPENDING', key, name, '-', '+', 1)[1] or false
   if oldest and (not low or cmp(oldest[1], low) < 0) then low = oldest[1] end
@@ -153,7 +155,7 @@ if byLength and (force or not floor
   -- No group needs anything (or --force, or maxLen 0 with nothing from the floor on): a
   -- bare XTRIM MAXLEN, and the cut-off read afterwards from the head, where it now is (in
   -- the first node with ~), instead of walking n entries to find it first.
-  if n == 0 then cutoff = nextId(lastIdOf()) end
+  if n == 0 then cutoff = nextId(lastIdOf(key)) end
   if approximate then
     after = before - redis.call('XTRIM', key, 'MAXLEN', '~', n, 'LIMIT', 0)
   else
@@ -218,7 +220,7 @@ else
   if n and before > n then
     local id
     if n == 0 then
-      id = nextId(lastIdOf())
+      id = nextId(lastIdOf(key))
     elseif n <= before - n then
       id = kth(key, 'XREVRANGE', '+', '-', n)
     else
