@@ -381,6 +381,46 @@ describe('round trips', () => {
   });
 });
 
+describe('the --json document from COPY text (copyRows)', () => {
+  const columns = [
+    { name: 'id', typeOid: 20 },
+    { name: 'body', typeOid: 25 },
+    { name: 'ok', typeOid: 16 },
+  ];
+  const copyEscape = (v: string | null) => (v === null ? '\\N' : v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n'));
+  const copyOf = (rows: Array<Array<string | null>>) => Buffer.from(rows.map((r) => r.map(copyEscape).join('\t') + '\n').join(''));
+  const a: Array<Array<string | null>> = [['1', 'x, "y"\n', 't'], ['2', '', null]];
+  const b: Array<Array<string | null>> = [['3', null, 'f']];
+  const c: Array<Array<string | null>> = [['4', 'tab\there', 't'], ['9007199254740993', 'é', 'f']];
+
+  it('is byte for byte the document row() writes, for chunks of two shards and a row() between them', async () => {
+    const byRows = await run('json', columns, [
+      ...a.map((values) => ({ shard: 's1', values })),
+      ...b.map((values) => ({ shard: 's2', values })),
+      ...c.map((values) => ({ shard: 's1', values })),
+    ], summaryOf([ok('s1', 4), ok('s2', 1)], 5));
+    const out = collector();
+    const writer = createQueryWriter('json', out.stream, { command: 'query' });
+    await writer.columns(columns);
+    await writer.copyRows!('s1', copyOf(a), a.length);
+    await writer.row({ shard: 's2', values: b[0]! });
+    await writer.copyRows!('s1', copyOf(c), c.length);
+    await writer.end(summaryOf([ok('s1', 4), ok('s2', 1)], 5));
+    expect(out.text()).toBe(byRows);
+    expect(JSON.parse(out.text()).data.rows.map((r: { id: unknown }) => r.id)).toEqual([1, 2, 3, 4, '9007199254740993']);
+  });
+
+  it('a first chunk from COPY opens the rows as row() would, and an empty chunk writes nothing', async () => {
+    const out = collector();
+    const writer = createQueryWriter('json', out.stream, { command: 'query' });
+    await writer.columns(columns);
+    await writer.copyRows!('s1', Buffer.alloc(0), 0);
+    await writer.copyRows!('s1', copyOf(b), 1);
+    await writer.end(summaryOf([ok('s1', 1)], 1));
+    expect(out.text()).toBe(await run('json', columns, [{ shard: 's1', values: b[0]! }], summaryOf([ok('s1', 1)], 1)));
+  });
+});
+
 describe('CopyNdjsonEncoder', () => {
   it('turns COPY text into the bytes RowJsonEncoder writes for the same values, NULL apart from ""', () => {
     const columns = [

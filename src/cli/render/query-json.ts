@@ -2,6 +2,8 @@ import { pgTypeName } from '../../core/pg-values.js';
 import type { QueryColumn, QueryRow, QuerySummary, RowSink } from '../../engine/query/types.js';
 import { ChunkedOutput } from './query-chunks.js';
 import { fieldNames } from './query-keys.js';
+import { CopyNdjsonEncoder } from './query-ndjson-copy.js';
+import { writeEncoded } from './query-ndjson.js';
 import { RowJsonEncoder } from './query-row-json.js';
 import { failedShards, failureLines, slowestShard } from './query-verdict.js';
 
@@ -33,13 +35,17 @@ export interface QueryAbort {
 export class JsonDocumentWriter implements RowSink {
   readonly #output: ChunkedOutput;
   readonly #command: string;
+  readonly #reuseBuffers: boolean;
   #encoder: RowJsonEncoder | null = null;
+  #copyEncoder: CopyNdjsonEncoder | null = null;
   #rowSeparator = '\n';
   #finished = false;
 
-  constructor(out: NodeJS.WritableStream, command: string) {
+  /** `reuseBuffers`: as NdjsonWriter's (default: only for process.stdout). */
+  constructor(out: NodeJS.WritableStream, command: string, options: { reuseBuffers?: boolean } = {}) {
     this.#output = new ChunkedOutput(out);
     this.#command = command;
+    this.#reuseBuffers = options.reuseBuffers ?? out === process.stdout;
   }
 
   get closed(): boolean {
@@ -49,6 +55,7 @@ export class JsonDocumentWriter implements RowSink {
   columns(columns: QueryColumn[]): void | Promise<void> {
     if (this.#encoder) return;
     this.#encoder = new RowJsonEncoder(columns);
+    this.#copyEncoder = new CopyNdjsonEncoder(columns, 'items');
     const names = fieldNames(columns);
     const described = [
       { name: 'shard', key: 'shard', type: 'text', typeOid: 25 },
@@ -64,6 +71,18 @@ export class JsonDocumentWriter implements RowSink {
     const text = this.#rowSeparator + this.#encoder.encode(row);
     this.#rowSeparator = ',\n';
     return this.#output.append(text);
+  }
+
+  /** COPY text straight to the document's rows (the same objects as row() writes): `,\n{…}` each. */
+  copyRows(shard: string, text: Buffer, rows: number): void | Promise<void> {
+    const encoder = this.#copyEncoder;
+    if (!encoder) throw new Error('query writer: copyRows() before columns()');
+    let bytes = encoder.encode(shard, text, rows);
+    if (bytes.length === 0) return;
+    // The document's first row has no comma before it (row() writes "\n" first, ",\n" later).
+    if (this.#rowSeparator === '\n') bytes = bytes.subarray(1);
+    this.#rowSeparator = ',\n';
+    return writeEncoded(this.#output, encoder, bytes, this.#reuseBuffers);
   }
 
   end(summary: QuerySummary): void | Promise<void> {

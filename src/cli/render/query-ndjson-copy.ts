@@ -42,19 +42,23 @@ export class CopyNdjsonEncoder {
   /** Each shard's `{"shard":"…"`, made once: chunks of the shards come interleaved. */
   readonly #heads = new Map<string, Words>();
 
-  constructor(columns: readonly QueryColumn[]) {
+  /** `items`: each row as `,\n{…}` (an item of a JSON array that is already open) instead of `{…}\n`. */
+  readonly #items: boolean;
+
+  constructor(columns: readonly QueryColumn[], layout: 'lines' | 'items' = 'lines') {
+    this.#items = layout === 'items';
     const names = fieldNames(columns).slice(1);
     this.#kinds = Uint8Array.from(columns, (c) => kindOf(c.typeOid));
     this.#nullKeys = names.map((name) => words(`,${JSON.stringify(name)}:`));
     this.#keys = names.map((name, i) => words(`,${JSON.stringify(name)}:${this.#kinds[i] === TEXT ? '"' : ''}`));
     this.#encoders = columns.map((c) => pgJsonEncoder(c.typeOid));
-    // A key (and 3 bytes past it), `null` or two quotes, and `}\n`.
-    this.#rowOverhead = this.#nullKeys.reduce((n, k) => n + k.length + 8, 2 + 3);
+    // A key (and 3 bytes past it), `null` or two quotes, and `}\n` (or `,\n` and `}`).
+    this.#rowOverhead = this.#nullKeys.reduce((n, k) => n + k.length + 8, 3 + 3);
   }
 
   /**
    * `rows` whole rows of COPY text (each ending in "\n") from `shard`, as
-   * NDJSON lines. The bytes returned are a view into a large buffer that
+   * NDJSON lines (or JSON array items, see the constructor). The bytes returned are a view into a large buffer that
    * later calls do not write again, until `recycle()`.
    */
   encode(shard: string, data: Buffer, rows: number): Buffer {
@@ -85,9 +89,14 @@ export class CopyNdjsonEncoder {
     const kinds = this.#kinds;
     const columns = kinds.length;
     const end = data.length;
+    const items = this.#items;
     let p = start;
     let i = 0;
     while (i < end) {
+      if (items) {
+        out[p++] = 0x2c; // ,
+        out[p++] = NEWLINE;
+      }
       p = head.write(outWords, p);
       for (let col = 0; col < columns; col++) {
         // NULL: `\N` and the field's end (a value that starts with a backslash has it escaped, `\\`).
@@ -184,7 +193,7 @@ export class CopyNdjsonEncoder {
         i = stop + 1;
       }
       out[p++] = 0x7d; // }
-      out[p++] = NEWLINE;
+      if (!items) out[p++] = NEWLINE;
     }
     this.#slabAt = p;
     return out.subarray(start, p);

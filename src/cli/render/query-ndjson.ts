@@ -36,15 +36,7 @@ export class NdjsonWriter implements RowSink {
   copyRows(shard: string, text: Buffer, rows: number): void | Promise<void> {
     const encoder = this.#copyEncoder;
     if (!encoder) throw new Error('query writer: copyRows() before columns()');
-    const pending = this.#output.writeBytes(encoder.encode(shard, text, rows));
-    if (!this.#reuseBuffers) return pending;
-    if (!pending) {
-      if (this.#output.settled) encoder.recycle();
-      return;
-    }
-    return pending.then(() => {
-      if (this.#output.settled) encoder.recycle();
-    });
+    return writeEncoded(this.#output, encoder, encoder.encode(shard, text, rows), this.#reuseBuffers);
   }
 
   row(row: QueryRow): void | Promise<void> {
@@ -59,4 +51,21 @@ export class NdjsonWriter implements RowSink {
   abort(): void | Promise<void> {
     return this.#output.flush();
   }
+}
+
+/**
+ * Writes what a CopyNdjsonEncoder made; with `reuseBuffers` (the stream keeps
+ * no reference to written bytes once settled), lets the encoder write over
+ * its buffers again once everything is out.
+ */
+export function writeEncoded(output: ChunkedOutput, encoder: CopyNdjsonEncoder, bytes: Buffer, reuseBuffers: boolean): void | Promise<void> {
+  const pending = output.writeBytes(bytes);
+  if (!reuseBuffers) return pending;
+  if (!pending) {
+    if (output.settled) encoder.recycle();
+    return;
+  }
+  return pending.then(() => {
+    if (output.settled) encoder.recycle();
+  });
 }

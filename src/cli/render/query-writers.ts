@@ -15,7 +15,7 @@ export interface QueryWriterOptions {
   color?: boolean;
   /** Rows the table shows before it only counts the rest (default 1,000). */
   tableMaxRows?: number;
-  /** NDJSON: `out` keeps no reference to written bytes once settled (default: out is process.stdout); see NdjsonWriter. */
+  /** NDJSON and JSON: `out` keeps no reference to written bytes once settled (default: out is process.stdout); see NdjsonWriter. */
   reuseBuffers?: boolean;
 }
 
@@ -38,7 +38,7 @@ export interface QueryWriter extends RowSink {
 export function createQueryWriter(format: QueryFormat, out: NodeJS.WritableStream, options: QueryWriterOptions): QueryWriter {
   switch (format) {
     case 'json':
-      return new JsonDocumentWriter(out, options.command);
+      return new JsonDocumentWriter(out, options.command, { reuseBuffers: options.reuseBuffers });
     case 'ndjson':
       return new NdjsonWriter(out, { reuseBuffers: options.reuseBuffers });
     case 'csv':
