@@ -381,6 +381,47 @@ describe('round trips', () => {
   });
 });
 
+describe('--format csv from COPY text (copyRows)', () => {
+  const copyEscape = (v: string | null) =>
+    v === null ? '\\N' : v.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\v/g, '\\v').replace(/\x08/g, '\\b').replace(/\f/g, '\\f');
+  const copyOf = (rows: Array<Array<string | null>>) => Buffer.from(rows.map((r) => r.map(copyEscape).join('\t') + '\n').join(''));
+  const viaCopy = async (columns: QueryColumn[], chunks: Array<{ shard: string; rows: Array<Array<string | null>> }>) => {
+    const out = collector();
+    const writer = createQueryWriter('csv', out.stream, { command: 'query' });
+    await writer.columns(columns);
+    for (const chunk of chunks) await writer.copyRows!(chunk.shard, copyOf(chunk.rows), chunk.rows.length);
+    await writer.end(summaryOf([], 0));
+    return out.text();
+  };
+  const viaRows = (columns: QueryColumn[], chunks: Array<{ shard: string; rows: Array<Array<string | null>> }>) =>
+    run('csv', columns, chunks.flatMap((c) => c.rows.map((values) => ({ shard: c.shard, values }))), summaryOf([], 0));
+
+  it('writes what row() writes through csv-stringify: commas, quotes, CR, LF, tabs, backslashes, empty strings and NULLs', async () => {
+    const columns = [{ name: 'a', typeOid: 25 }, { name: 'b', typeOid: 25 }, { name: 'n', typeOid: 20 }];
+    const chunks = [
+      { shard: 's1', rows: [['x, "y"', 'line\r\nnext', '1'], ['', null, null], ['tab\there \\ back', 'é 😀 漢字', '9007199254740993']] },
+      { shard: 's2', rows: [[null, '', '-2'], ['"', ',', '3'], ['\v\b\f', '\n', '4']] },
+    ];
+    const got = await viaCopy(columns, chunks);
+    expect(got).toBe(await viaRows(columns, chunks));
+    const parsed = parseCsv(got, { relax_column_count: false }) as string[][];
+    expect(parsed[0]).toEqual(['shard', 'a', 'b', 'n']);
+    expect(parsed[1]).toEqual(['s1', 'x, "y"', 'line\r\nnext', '1']);
+  });
+
+  it('equals the row() output for any values (property)', async () => {
+    const value = fc.oneof(fc.constant(null), fc.string({ unit: fc.constantFrom('a', ',', '"', '\r', '\n', '\t', '\\', ' ', 'é', '😀', '\v', 'N') }));
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(value, value), { minLength: 1, maxLength: 6 }), fc.constantFrom('s1', 'shard-2'), async (rows, shard) => {
+        const columns = [{ name: 'a', typeOid: 25 }, { name: 'b', typeOid: 25 }];
+        const chunks = [{ shard, rows: rows.map((r) => [...r]) }];
+        expect(await viaCopy(columns, chunks)).toBe(await viaRows(columns, chunks));
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
 describe('the --json document from COPY text (copyRows)', () => {
   const columns = [
     { name: 'id', typeOid: 20 },

@@ -1,7 +1,9 @@
 import { stringify, type Options } from 'csv-stringify/sync';
 import type { QueryColumn, QueryRow, QuerySummary, RowSink } from '../../engine/query/types.js';
 import { CHUNK_CHARS, ChunkedOutput } from './query-chunks.js';
+import { CopyCsvEncoder } from './query-csv-copy.js';
 import { fieldNames } from './query-keys.js';
+import { writeEncoded } from './query-ndjson.js';
 
 /**
  * `--format csv`, RFC 4180 as csv-stringify writes it: a header once
@@ -24,12 +26,16 @@ const CSV_OPTIONS: Options = {
 /** Rows are stringified a batch at a time (one csv-stringify call per ~64 KiB), not one call per row. */
 export class CsvWriter implements RowSink {
   readonly #output: ChunkedOutput;
+  readonly #reuseBuffers: boolean;
+  readonly #copyEncoder = new CopyCsvEncoder();
   #batch: Array<Array<string | null>> = [];
   #batchChars = 0;
   #width = -1;
 
-  constructor(out: NodeJS.WritableStream) {
+  /** `reuseBuffers`: as NdjsonWriter's (default: only for process.stdout). */
+  constructor(out: NodeJS.WritableStream, options: { reuseBuffers?: boolean } = {}) {
     this.#output = new ChunkedOutput(out);
+    this.#reuseBuffers = options.reuseBuffers ?? out === process.stdout;
   }
 
   get closed(): boolean {
@@ -55,6 +61,14 @@ export class CsvWriter implements RowSink {
     this.#batch.push(record);
     this.#batchChars += chars;
     if (this.#batchChars >= CHUNK_CHARS) return this.#flush();
+  }
+
+  /** COPY text straight to CSV records (CopyCsvEncoder), after whatever row() has batched (the header first). */
+  copyRows(shard: string, text: Buffer, rows: number): void | Promise<void> {
+    if (this.#width < 0) throw new Error('query writer: copyRows() before columns()');
+    const pending = this.#batch.length ? this.#flush() : undefined;
+    const write = () => writeEncoded(this.#output, this.#copyEncoder, this.#copyEncoder.encode(shard, text, rows), this.#reuseBuffers);
+    return pending ? pending.then(write) : write();
   }
 
   end(_summary: QuerySummary): void | Promise<void> {

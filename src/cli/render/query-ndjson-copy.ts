@@ -302,7 +302,7 @@ SHORT_ESCAPES[0x0a] = 0x6e;
 SHORT_ESCAPES[0x0c] = 0x66;
 SHORT_ESCAPES[0x0d] = 0x72;
 /** COPY's letter escapes, by letter, as the byte they stand for (0xff: not one). */
-const COPY_LETTERS = new Uint8Array(256).fill(0xff);
+export const COPY_LETTERS = new Uint8Array(256).fill(0xff);
 COPY_LETTERS[0x62] = 0x08;
 COPY_LETTERS[0x66] = 0x0c;
 COPY_LETTERS[0x6e] = 0x0a;
@@ -354,10 +354,10 @@ function unescapeInto(data: Buffer, start: number, stop: number, out: Buffer, p:
   return p;
 }
 
-function isHex(c: number): boolean {
+export function isHex(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
 }
 
-function hexValue(c: number): number {
+export function hexValue(c: number): number {
   return c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x57;
 }

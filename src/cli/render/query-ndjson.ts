@@ -54,11 +54,11 @@ export class NdjsonWriter implements RowSink {
 }
 
 /**
- * Writes what a CopyNdjsonEncoder made; with `reuseBuffers` (the stream keeps
+ * Writes what a COPY encoder (NDJSON, CSV) made; with `reuseBuffers` (the stream keeps
  * no reference to written bytes once settled), lets the encoder write over
  * its buffers again once everything is out.
  */
-export function writeEncoded(output: ChunkedOutput, encoder: CopyNdjsonEncoder, bytes: Buffer, reuseBuffers: boolean): void | Promise<void> {
+export function writeEncoded(output: ChunkedOutput, encoder: { recycle(): void }, bytes: Buffer, reuseBuffers: boolean): void | Promise<void> {
   const pending = output.writeBytes(bytes);
   if (!reuseBuffers) return pending;
   if (!pending) {

@@ -15,7 +15,7 @@ export interface QueryWriterOptions {
   color?: boolean;
   /** Rows the table shows before it only counts the rest (default 1,000). */
   tableMaxRows?: number;
-  /** NDJSON and JSON: `out` keeps no reference to written bytes once settled (default: out is process.stdout); see NdjsonWriter. */
+  /** NDJSON, JSON and CSV: `out` keeps no reference to written bytes once settled (default: out is process.stdout); see NdjsonWriter. */
   reuseBuffers?: boolean;
 }
 
@@ -42,7 +42,7 @@ export function createQueryWriter(format: QueryFormat, out: NodeJS.WritableStrea
     case 'ndjson':
       return new NdjsonWriter(out, { reuseBuffers: options.reuseBuffers });
     case 'csv':
-      return new CsvWriter(out);
+      return new CsvWriter(out, { reuseBuffers: options.reuseBuffers });
     case 'table':
       return new TableWriter(out, { maxRows: options.tableMaxRows, color: options.color === true });
   }
