@@ -25,6 +25,12 @@ export interface ReadFeed {
  * at 256 KiB; the kernel seldom holds more).
  */
 const READ_BYTES = 256 * 1024;
+/**
+ * Bytes of a session's first reads: most sessions (a count, a describe, a
+ * short result) never fill them, and 32 shards' 256 KiB buffers cost node
+ * ~14 ms to allocate. A read that fills it moves the session to READ_BYTES.
+ */
+const FIRST_READ_BYTES = 16 * 1024;
 
 /**
  * A TCP socket for pg whose reads all land in one buffer of its own.
@@ -47,15 +53,47 @@ const READ_BYTES = 256 * 1024;
  */
 export class OwnedReadSocket extends net.Socket implements ReadFeed {
   #take: ((bytes: Buffer) => boolean) | null = null;
+  #corked = false;
 
   constructor() {
-    const buffer = Buffer.allocUnsafe(READ_BYTES);
+    let buffer = Buffer.allocUnsafe(FIRST_READ_BYTES);
     // Set right after super(): the callback runs only for reads, which come later.
     let self: OwnedReadSocket | undefined;
     // `onread` is an option of the constructor too (Node 20's lib/net.js), though @types/node lists it only for connect().
-    const options: net.SocketConstructorOpts & net.ConnectOpts = { onread: { buffer, callback: (length) => self!.#arrived(buffer.subarray(0, length)) } };
+    // Its `buffer` may be a function, asked for the buffer of each read.
+    const options: net.SocketConstructorOpts & net.ConnectOpts = {
+      onread: {
+        buffer: () => buffer,
+        callback: (length: number, read: Uint8Array) => {
+          const bytes = Buffer.from(read.buffer, read.byteOffset, length);
+          // The next read goes to the larger buffer; these bytes stay valid until the consumer is done.
+          if (length === read.length && read.length < READ_BYTES) buffer = Buffer.allocUnsafe(READ_BYTES);
+          return self!.#arrived(bytes);
+        },
+      },
+    };
     super(options);
     self = this;
+  }
+
+  /**
+   * pg writes each protocol message by itself (Parse, Bind, Describe,
+   * Execute, Flush: five writes for one query): the messages written in one
+   * tick go out as one (cork until the next tick), half the system calls
+   * of a query session.
+   */
+  override write(buffer: Uint8Array | string, cb?: (err?: Error | null) => void): boolean;
+  override write(str: Uint8Array | string, encoding?: BufferEncoding, cb?: (err?: Error | null) => void): boolean;
+  override write(...args: unknown[]): boolean {
+    if (!this.#corked) {
+      this.#corked = true;
+      this.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.uncork();
+      });
+    }
+    return (super.write as (...a: unknown[]) => boolean)(...args);
   }
 
   /** A read came in `bytes` (the buffer's start); false pauses the socket (Node's onread contract). */
