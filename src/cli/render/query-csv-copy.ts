@@ -1,4 +1,4 @@
-import { COPY_LETTERS, hexValue, isHex } from './query-ndjson-copy.js';
+import { copyEscape } from './query-ndjson-copy.js';
 
 /**
  * COPY text rows (tab-separated fields, `\N` for NULL, COPY's backslash
@@ -10,10 +10,16 @@ import { COPY_LETTERS, hexValue, isHex } from './query-ndjson-copy.js';
  * as CSV are one pass over the bytes instead of ~8 s of strings.
  */
 export class CopyCsvEncoder {
+  readonly #field: (value: string) => string;
   #slab: Buffer = Buffer.allocUnsafe(0);
   #slabAt = 0;
   /** Each shard's first field and its comma, made once: chunks of the shards come interleaved. */
   readonly #heads = new Map<string, Buffer>();
+
+  /** `field`: one value as a CSV field, quoted as CsvWriter quotes (for the shard id). */
+  constructor(field: (value: string) => string) {
+    this.#field = field;
+  }
 
   /**
    * `rows` whole rows of COPY text (each ending in "\n") from `shard`, as CSV
@@ -24,7 +30,7 @@ export class CopyCsvEncoder {
     if (data.length === 0) return Buffer.alloc(0);
     if (data[data.length - 1] !== NEWLINE) throw new Error('COPY text does not end with a whole row');
     let head = this.#heads.get(shard);
-    if (!head) this.#heads.set(shard, (head = Buffer.from(`${csvField(shard)},`)));
+    if (!head) this.#heads.set(shard, (head = Buffer.from(`${this.#field(shard)},`)));
     // A byte becomes at most 2 (a quote doubled; an escape is 2 bytes for 1); a field adds 2
     // quotes, and a row its head and CRLF. Fields per row are at most the row's bytes.
     const bound = data.length * 4 + rows * (head.length + 2);
@@ -54,7 +60,7 @@ export class CopyCsvEncoder {
           stop++;
           if (c === COMMA || c === QUOTE) quote = true;
           else if (c === BACKSLASH && stop < end && data[stop] !== TAB && data[stop] !== NEWLINE) {
-            const b = escaped(data, stop, end);
+            const b = copyEscape(data, stop, end);
             if (b.value === CR || b.value === NEWLINE || b.value === COMMA || b.value === QUOTE) quote = true;
             stop = b.next;
           }
@@ -64,7 +70,7 @@ export class CopyCsvEncoder {
         while (i < stop) {
           let c = data[i++]!;
           if (c === BACKSLASH && i < stop) {
-            const b = escaped(data, i, stop);
+            const b = copyEscape(data, i, stop);
             c = b.value;
             i = b.next;
           }
@@ -86,31 +92,6 @@ export class CopyCsvEncoder {
   recycle(): void {
     this.#slabAt = 0;
   }
-}
-
-/** The byte a backslash escape stands for, the letter (or digits) after the backslash at `at`, and where it ends. */
-const decoded = { value: 0, next: 0 };
-function escaped(data: Buffer, at: number, stop: number): { value: number; next: number } {
-  let i = at;
-  let c = data[i++]!;
-  const letter = COPY_LETTERS[c]!;
-  if (letter !== 0xff) c = letter;
-  else if (c >= 0x30 && c <= 0x37) {
-    // \NNN: up to three octal digits (COPY FROM syntax; COPY TO does not write it for UTF-8).
-    c -= 0x30;
-    for (let k = 0; k < 2 && i < stop && data[i]! >= 0x30 && data[i]! <= 0x37; k++) c = ((c << 3) | (data[i++]! - 0x30)) & 0xff;
-  } else if (c === 0x78 && i < stop && isHex(data[i]!)) {
-    c = hexValue(data[i++]!);
-    if (i < stop && isHex(data[i]!)) c = (c << 4) | hexValue(data[i++]!);
-  }
-  decoded.value = c;
-  decoded.next = i;
-  return decoded;
-}
-
-/** A field as CsvWriter quotes it (used for the shard id). */
-function csvField(value: string): string {
-  return value === '' || /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
 }
 
 const TAB = 0x09;

@@ -27,7 +27,7 @@ const CSV_OPTIONS: Options = {
 export class CsvWriter implements RowSink {
   readonly #output: ChunkedOutput;
   readonly #reuseBuffers: boolean;
-  readonly #copyEncoder = new CopyCsvEncoder();
+  readonly #copyEncoder = new CopyCsvEncoder((value) => stringify([[value]], { ...CSV_OPTIONS, eof: false }));
   #batch: Array<Array<string | null>> = [];
   #batchChars = 0;
   #width = -1;

@@ -302,7 +302,7 @@ SHORT_ESCAPES[0x0a] = 0x6e;
 SHORT_ESCAPES[0x0c] = 0x66;
 SHORT_ESCAPES[0x0d] = 0x72;
 /** COPY's letter escapes, by letter, as the byte they stand for (0xff: not one). */
-export const COPY_LETTERS = new Uint8Array(256).fill(0xff);
+const COPY_LETTERS = new Uint8Array(256).fill(0xff);
 COPY_LETTERS[0x62] = 0x08;
 COPY_LETTERS[0x66] = 0x0c;
 COPY_LETTERS[0x6e] = 0x0a;
@@ -338,26 +338,45 @@ function unescapeInto(data: Buffer, start: number, stop: number, out: Buffer, p:
   while (i < stop) {
     let c = data[i++]!;
     if (c === BACKSLASH && i < stop) {
-      c = data[i++]!;
-      const letter = COPY_LETTERS[c]!;
-      if (letter !== 0xff) c = letter;
-      else if (c >= 0x30 && c <= 0x37) {
-        c -= 0x30;
-        for (let k = 0; k < 2 && i < stop && data[i]! >= 0x30 && data[i]! <= 0x37; k++) c = ((c << 3) | (data[i++]! - 0x30)) & 0xff;
-      } else if (c === 0x78 && i < stop && isHex(data[i]!)) {
-        c = hexValue(data[i++]!);
-        if (i < stop && isHex(data[i]!)) c = (c << 4) | hexValue(data[i++]!);
-      }
+      const e = copyEscape(data, i, stop);
+      c = e.value;
+      i = e.next;
     }
     out[p++] = lineBreaksAsSpaces && (c === NEWLINE || c === 0x0d) ? 0x20 : c;
   }
   return p;
 }
 
-export function isHex(c: number): boolean {
+const escaped = { value: 0, next: 0 };
+
+/**
+ * The byte the escape after a backslash stands for (`at`: the byte after
+ * it, `stop`: the field's end) and where the escape ends: COPY's letters,
+ * and the octal and hex forms COPY FROM also reads (COPY TO does not write
+ * them for UTF-8); any other byte stands for itself. One object, reused: read
+ * it before the next call.
+ */
+export function copyEscape(data: Buffer, at: number, stop: number): { value: number; next: number } {
+  let i = at;
+  let c = data[i++]!;
+  const letter = COPY_LETTERS[c]!;
+  if (letter !== 0xff) c = letter;
+  else if (c >= 0x30 && c <= 0x37) {
+    c -= 0x30;
+    for (let k = 0; k < 2 && i < stop && data[i]! >= 0x30 && data[i]! <= 0x37; k++) c = ((c << 3) | (data[i++]! - 0x30)) & 0xff;
+  } else if (c === 0x78 && i < stop && isHex(data[i]!)) {
+    c = hexValue(data[i++]!);
+    if (i < stop && isHex(data[i]!)) c = (c << 4) | hexValue(data[i++]!);
+  }
+  escaped.value = c;
+  escaped.next = i;
+  return escaped;
+}
+
+function isHex(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
 }
 
-export function hexValue(c: number): number {
+function hexValue(c: number): number {
   return c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x57;
 }
