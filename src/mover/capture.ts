@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { multirangeLiteral, type Interval } from '../core/move-plan.js';
 import type { PgClient } from '../postgres/connect.js';
 import { quoteIdent, quoteLiteral } from '../postgres/ident.js';
-import { withLockRetries, lockTimeoutStatement } from '../postgres/partitions/lock-retries.js';
+import { withLockRetries, lockTimeoutStatement, type LockNeed } from '../postgres/partitions/lock-retries.js';
 import { OperationError } from '../errors.js';
 import { hashExpression, type TableShape } from './table-shape.js';
 
@@ -164,22 +164,14 @@ export interface LockOptions {
 
 /**
  * Runs statements as one transaction under lock_timeout, retried on a lock
- * timeout (SPEC invariant 5). `relations` are the application's tables the
- * statements lock in `mode` (named when the lock cannot be had): every write
- * to them waits until the commit, so such a transaction holds nothing else.
+ * timeout (SPEC invariant 5). `locks` are the application's tables the
+ * statements lock (named when a lock cannot be had): every write to them
+ * waits until the commit, so such a transaction holds nothing else.
  */
-async function ddl(
-  client: PgClient,
-  what: string,
-  relations: string[],
-  mode: 'SHARE ROW EXCLUSIVE' | 'ACCESS EXCLUSIVE',
-  statements: string[],
-  lock: LockOptions,
-  beforeCommit?: () => Promise<void>,
-): Promise<void> {
+async function ddl(client: PgClient, what: string, locks: LockNeed[], statements: string[], lock: LockOptions, beforeCommit?: () => Promise<void>): Promise<void> {
   await withLockRetries(
     client,
-    { what, lockTimeoutMs: lock.lockTimeoutMs, retries: lock.retries ?? 5, locks: relations.map((relation) => ({ relation, mode })) },
+    { what, lockTimeoutMs: lock.lockTimeoutMs, retries: lock.retries ?? 5, locks },
     async () => {
       await client.query('BEGIN');
       try {
@@ -218,7 +210,7 @@ export async function assertOnlineSupported(client: PgClient, shard: string): Pr
 export async function installCapture(client: PgClient, move: CaptureTarget, lock: LockOptions, beforeCommit?: () => Promise<void>): Promise<void> {
   const tag = moveTag(move.planId, move.moveNo);
   const seq = fenceSequence(tag);
-  await ddl(client, `change capture objects for move ${move.moveNo}`, [], 'SHARE ROW EXCLUSIVE', [
+  await ddl(client, `change capture objects for move ${move.moveNo}`, [], [
     `INSERT INTO shardctl.move_captures (tag, plan_id, move_no, tables) VALUES (${quoteLiteral(tag)}, ${quoteLiteral(move.planId)}, ${Math.trunc(move.moveNo)}, ARRAY[${move.shapes.map((s) => quoteLiteral(s.name)).join(', ')}]::text[]) ON CONFLICT (tag) DO NOTHING`,
     `CREATE TABLE IF NOT EXISTS ${changesTable(tag)} (id bigserial PRIMARY KEY, table_name text NOT NULL, pk jsonb)`,
     `CREATE SEQUENCE IF NOT EXISTS ${seq} MINVALUE 0 START 0`,
@@ -228,7 +220,8 @@ export async function installCapture(client: PgClient, move: CaptureTarget, lock
     ...move.shapes.map((s, i) => captureFunction(tag, s, i)),
   ], lock);
   const triggers = move.shapes.flatMap((s, i) => tableTriggers(tag, move.planId, s, move.ranges, i));
-  await ddl(client, `change capture for move ${move.moveNo}`, move.shapes.map((x) => x.name), 'SHARE ROW EXCLUSIVE', triggers, lock, beforeCommit);
+  const locks = move.shapes.map((x): LockNeed => ({ relation: x.name, mode: 'SHARE ROW EXCLUSIVE' }));
+  await ddl(client, `change capture for move ${move.moveNo}`, locks, triggers, lock, beforeCommit);
 }
 
 /** Which of the move's triggers are missing or not ENABLE ALWAYS (empty: capture and fence are intact). */
@@ -267,7 +260,8 @@ export async function removeCapture(client: PgClient, move: { planId: string; mo
   // DROP TRIGGER takes ACCESS EXCLUSIVE (reads wait too): that transaction drops the triggers
   // and nothing else; the functions and the change table go in the next, locking no table.
   const drops = present.flatMap((t) => whats.map((w) => `DROP TRIGGER IF EXISTS ${triggerName(tag, w)} ON ${quoted(t)}`));
-  if (drops.length) await ddl(client, `removing the change capture of move ${move.moveNo}`, present, 'ACCESS EXCLUSIVE', drops, lock);
+  const locks = present.map((relation): LockNeed => ({ relation, mode: 'ACCESS EXCLUSIVE' }));
+  if (drops.length) await ddl(client, `removing the change capture of move ${move.moveNo}`, locks, drops, lock);
   const statements = [
     ...move.tables.map((_, i) => `DROP FUNCTION IF EXISTS ${fn(tag, `capture_${i}`)}()`),
     `DROP FUNCTION IF EXISTS ${fn(tag, 'truncated')}()`,
@@ -280,7 +274,7 @@ export async function removeCapture(client: PgClient, move: { planId: string; mo
         ]
       : []),
   ];
-  await ddl(client, `removing the change capture objects of move ${move.moveNo}`, [], 'ACCESS EXCLUSIVE', statements, lock);
+  await ddl(client, `removing the change capture objects of move ${move.moveNo}`, [], statements, lock);
 }
 
 export interface ChangeRecord {
