@@ -12,7 +12,11 @@
 //     still reported.
 // Peak RSS of the health process from /usr/bin/time (VmHWM), and its CPU time
 // (user + system: steadier than wall time on a shared machine, and what the
-// ratio is made of besides the servers' share). Prints JSON lines.
+// ratio is made of besides the servers' share). The servers' share too, where
+// the PostgreSQL server runs on this machine: the CPU its backends used during
+// each run (the postmaster's reaped children, /proc), and from the two a floor
+// on the ratio: the run's CPU seconds (health + backends) spread over every core,
+// against the slowest single shard's wall time. Prints JSON lines.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -57,6 +61,28 @@ function timed(args) {
   rmSync(rssFile, { force: true });
   if (r.status === null || r.status > 3) throw new Error(`shardctl ${args.join(' ')} exited ${r.status}: ${r.stderr.toString().slice(-2000)}`);
   return { seconds, exitCode: r.status, peakRssKiB, cpuSeconds, stdout: r.stdout.toString() };
+}
+
+/**
+ * CPU seconds (user + system) of the PostgreSQL server's exited backends so far: the postmaster's
+ * cutime + cstime, which grow as it reaps each backend. Null unless the server runs on this
+ * machine and /proc can be read (the postmaster is the parent of `admin`'s backend).
+ */
+async function serverCpuReader(admin) {
+  try {
+    const { rows: [{ pid }] } = await admin.query('SELECT pg_backend_pid() AS pid');
+    const ppid = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+    const tick = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+    const read = () => {
+      const fields = readFileSync(`/proc/${ppid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+      // After "(comm) ": field 3 is the state, so cutime and cstime (stat fields 16, 17) are at 13 and 14.
+      return (Number(fields[13]) + Number(fields[14])) / tick;
+    };
+    read();
+    return read;
+  } catch {
+    return null;
+  }
 }
 
 async function withClient(url, fn) {
@@ -112,37 +138,58 @@ export async function benchHealth() {
     const init = spawnSync('node', [BIN, '-c', config, '-q', 'init'], { stdio: ['ignore', 'ignore', 'pipe'] });
     if (init.status !== 0) throw new Error(`shardctl init exited ${init.status}: ${init.stderr}`);
 
+    const serverCpu = await serverCpuReader(admin);
+    // A run's backends are reaped by the time health has exited and its sessions have closed; a moment more for the postmaster's SIGCHLD.
+    const withServerCpu = async (args) => {
+      const before = serverCpu?.();
+      const run = timed(args);
+      await new Promise((r) => setTimeout(r, 50));
+      return { ...run, serverCpuSeconds: serverCpu ? serverCpu() - before : null };
+    };
     const whole = [];
     const alone = [];
     const wholeCpu = [];
     const aloneCpu = [];
+    const wholeServerCpu = [];
+    const aloneServerCpu = [];
     let rss = [];
     let results = 0;
     for (let round = 0; round < ROUNDS; round++) {
-      const run = timed(['-c', config, '--json', 'health']);
+      const run = await withServerCpu(['-c', config, '--json', 'health']);
       const report = JSON.parse(run.stdout).data;
       results = report.results.length;
       const streamsSeen = new Set(report.results.filter((r) => r.check === 'stream_length').map((r) => r.target)).size;
       if (streamsSeen !== STREAMS) throw new Error(`health reported ${streamsSeen} streams, expected ${STREAMS}`);
       whole.push(run.seconds);
       wholeCpu.push(run.cpuSeconds);
+      wholeServerCpu.push(run.serverCpuSeconds);
       rss.push(run.peakRssKiB);
       let slowest = 0;
       let mostCpu = 0;
+      let mostServerCpu = 0;
       for (let i = 0; i < SHARDS; i++) {
-        const one = timed(['-c', config, '--json', 'health', '--only', 'shards', '--shard', `shard-${i}`]);
+        const one = await withServerCpu(['-c', config, '--json', 'health', '--only', 'shards', '--shard', `shard-${i}`]);
         slowest = Math.max(slowest, one.seconds);
         mostCpu = Math.max(mostCpu, one.cpuSeconds);
+        mostServerCpu = Math.max(mostServerCpu, one.serverCpuSeconds ?? 0);
       }
       alone.push(slowest);
       aloneCpu.push(mostCpu);
+      aloneServerCpu.push(serverCpu ? mostServerCpu : null);
     }
     const ratio = median(whole) / median(alone);
+    const cores = os.cpus().length;
+    // Health's CPU plus its backends', on every core at once with nothing serial: the least the whole run's wall time can be here.
+    const cpuFloorSeconds = serverCpu ? (median(wholeCpu) + median(wholeServerCpu)) / cores : null;
     console.log(JSON.stringify({
       bench: 'health.all', impl: 'shardctl health (every group)', shards: SHARDS, streams: STREAMS, results, runs: ROUNDS,
       seconds: { median: r2(median(whole)), samples: whole.map(r2) }, peakRssMiB: r2(median(rss) / 1024),
       slowestSingleShardSeconds: { median: r2(median(alone)), samples: alone.map(r2) }, ratioVsSlowestShard: r2(ratio), goal: '<= 2x the slowest single shard alone',
       cpuSeconds: { median: r2(median(wholeCpu)), slowestSingleShard: r2(median(aloneCpu)) },
+      serverCpuSeconds: serverCpu ? { median: r2(median(wholeServerCpu)), slowestSingleShard: r2(median(aloneServerCpu)) } : null,
+      cores,
+      cpuFloorSeconds: cpuFloorSeconds === null ? null : r2(cpuFloorSeconds),
+      ratioCpuFloor: cpuFloorSeconds === null ? null : r2(cpuFloorSeconds / median(alone)),
     }));
 
     // (b) one shard hangs.

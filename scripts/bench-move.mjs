@@ -28,6 +28,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { startPostgres } from './bench-servers.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = path.join(ROOT, 'bin/shardctl');
@@ -76,6 +77,24 @@ const CACHE = process.env.BENCH_MOVE_CACHE;
 
 const baseUrl = process.env.SHARDCTL_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const urlOf = (db) => { const u = new URL(baseUrl); u.pathname = `/${db}`; return u.toString(); };
+/**
+ * BENCH_MOVE_SERVERS: `one` (default), every shard a database of the one server at SHARDCTL_BENCH_PG_URL,
+ * so the new shard's copy writes into the WAL the sources' commits flush; or `separate`, shard-1 and the
+ * new shard-2 each on a PostgreSQL server of the run's own (scripts/bench-servers.mjs: the same major
+ * version and settings, the same disk and cores), as shards are deployed. The metadata database and
+ * shard-0 stay on the reference server.
+ */
+const SERVERS = process.env.BENCH_MOVE_SERVERS ?? 'one';
+if (SERVERS !== 'one' && SERVERS !== 'separate') throw new Error(`BENCH_MOVE_SERVERS must be one or separate, not ${SERVERS}`);
+/** Per shard index (0, 1, 2), the server its databases live on: { url(db), admin }; set in benchMove. */
+let shardServers = null;
+const shardUrl = (i, db) => (shardServers ? shardServers[i].url(db) : urlOf(db));
+/** Databases on the reference server, dropped at the end; those on the run's own servers go with them. */
+const onReference = (i) => !shardServers || shardServers[i].reference;
+async function createShardDb(admin, dbs, i, name, template) {
+  if (onReference(i)) dbs.add(name);
+  await (shardServers ? shardServers[i].admin : admin).query(`CREATE DATABASE "${name}"${template ? ` TEMPLATE "${template}" STRATEGY FILE_COPY` : ''}`);
+}
 
 async function withClient(url, fn, options = {}) {
   const c = new pg.Client({ connectionString: url, ...options });
@@ -120,12 +139,14 @@ async function prepareDataset(admin, dbs, dir, rows, tag, suffix) {
   const name = (what) => `bench_mv${tag}_${what}_${suffix}`;
   const tmpl = [0, 1, 2].map((i) => name(`t${i}`));
   const meta = name('tmeta');
-  for (const db of [...tmpl, meta]) { dbs.add(db); await admin.query(`CREATE DATABASE "${db}"`); }
-  await Promise.all(tmpl.map((db) => withClient(urlOf(db), (c) => c.query(SCHEMA_SQL))));
+  for (const [i, db] of tmpl.entries()) await createShardDb(admin, dbs, i, db);
+  dbs.add(meta);
+  await admin.query(`CREATE DATABASE "${meta}"`);
+  await Promise.all(tmpl.map((db, i) => withClient(shardUrl(i, db), (c) => c.query(SCHEMA_SQL))));
   const config = path.join(dir, `template-${tag}.yaml`);
   writeFileSync(config, JSON.stringify({
     metadata: { url: urlOf(meta) },
-    shards: [{ id: 'shard-0', url: urlOf(tmpl[0]) }, { id: 'shard-1', url: urlOf(tmpl[1]) }],
+    shards: [{ id: 'shard-0', url: shardUrl(0, tmpl[0]) }, { id: 'shard-1', url: shardUrl(1, tmpl[1]) }],
     tables: [{ name: 'public.events', key: 'room_id' }],
     migration: MIGRATION,
   }));
@@ -136,7 +157,7 @@ async function prepareDataset(admin, dbs, dir, rows, tag, suffix) {
   const exported = JSON.parse((await shardctl(config, ['shard', 'ring', '--format', 'json'])).text);
   const before = { vnodes: exported.vnodes, members: exported.shards.map((s) => ({ id: s.id, weight: s.weight })) };
   const after = { vnodes: before.vnodes, members: [...before.members, { id: 'shard-2', weight: 1 }] };
-  const plan = (await shardctl(config, ['shard', 'plan', '--add', 'shard-2', '--url', urlOf(tmpl[2])])).plan;
+  const plan = (await shardctl(config, ['shard', 'plan', '--add', 'shard-2', '--url', shardUrl(2, tmpl[2])])).plan;
   const moves = plan.moves.map((m) => ({ source: m.source, target: m.target, literal: multirange(m.ranges), ranges: m.ranges.length }));
   if (moves.length !== 2 || moves.some((m) => m.target !== 'shard-2') || new Set(moves.map((m) => m.source)).size !== 2) {
     throw new Error(`unexpected plan: ${JSON.stringify(plan.moves.map((m) => [m.source, m.target]))}`);
@@ -155,7 +176,7 @@ async function prepareDataset(admin, dbs, dir, rows, tag, suffix) {
 
   const t0 = process.hrtime.bigint();
   // Server-side, each shard its own rooms; rows of a room are stored together (kind to the naive keyset scan).
-  await Promise.all(['shard-0', 'shard-1'].map((id, i) => withClient(urlOf(tmpl[i]), async (c) => {
+  await Promise.all(['shard-0', 'shard-1'].map((id, i) => withClient(shardUrl(i, tmpl[i]), async (c) => {
     await c.query(
       `INSERT INTO public.events (${COLS})
        SELECT r, i, left(repeat(md5(r::text || ':' || i::text), 8), 200 + ((r + i) % 41)::int),
@@ -167,12 +188,12 @@ async function prepareDataset(admin, dbs, dir, rows, tag, suffix) {
     if (HASH_INDEX) await c.query('CREATE INDEX events_shardctl_route_hash ON public.events (shardctl.route_hash((room_id)::text))');
     await c.query('VACUUM (FREEZE, ANALYZE) public.events');
   })));
-  await withClient(urlOf(tmpl[2]), (c) => c.query('VACUUM (FREEZE, ANALYZE) public.events'));
+  await withClient(shardUrl(2, tmpl[2]), (c) => c.query('VACUUM (FREEZE, ANALYZE) public.events'));
   const loadSeconds = seconds(t0);
 
   // What every run must end with: per source, its total and the moved rows' count, checksum and COPY-text bytes.
   const expect = { sources: {}, moved: 0, sum: 0n, bytes: 0 };
-  await Promise.all(moves.map((m) => withClient(urlOf(tmpl[Number(m.source.slice(-1))]), async (c) => {
+  await Promise.all(moves.map((m) => withClient(shardUrl(Number(m.source.slice(-1)), tmpl[Number(m.source.slice(-1))]), async (c) => {
     const { rows: [total] } = await c.query('SELECT count(*)::bigint AS n FROM public.events');
     const { rows: [moved] } = await c.query(
       `SELECT ${CHECKSUM}, coalesce(sum(octet_length(room_id::text) + octet_length(id::text) + octet_length(payload) + octet_length(created_at::text) + 4), 0)::bigint AS bytes
@@ -194,11 +215,8 @@ async function prepareDataset(admin, dbs, dir, rows, tag, suffix) {
 /** Fresh clones of the templates (and, for shardctl, a fresh metadata database with `init` run). */
 async function clone(admin, dbs, dir, ds, runTag, { init = false } = {}) {
   const names = ds.tmpl.map((t, i) => t.replace(/_t\d_/, `_${runTag}${i}_`));
-  for (let i = 0; i < 3; i++) {
-    dbs.add(names[i]);
-    await admin.query(`CREATE DATABASE "${names[i]}" TEMPLATE "${ds.tmpl[i]}" STRATEGY FILE_COPY`);
-  }
-  const urls = { 'shard-0': urlOf(names[0]), 'shard-1': urlOf(names[1]), 'shard-2': urlOf(names[2]) };
+  for (let i = 0; i < 3; i++) await createShardDb(admin, dbs, i, names[i], ds.tmpl[i]);
+  const urls = { 'shard-0': shardUrl(0, names[0]), 'shard-1': shardUrl(1, names[1]), 'shard-2': shardUrl(2, names[2]) };
   let config;
   if (init) {
     const meta = ds.tmpl[0].replace(/_t\d_/, `_${runTag}m_`);
@@ -214,12 +232,16 @@ async function clone(admin, dbs, dir, ds, runTag, { init = false } = {}) {
     }));
     await run('node', [BIN, '-c', config, '-q', 'init']);
   }
-  await admin.query('CHECKPOINT');
+  for (const server of new Set(shardServers ? shardServers.map((s) => s.admin) : [admin])) await server.query('CHECKPOINT');
   return { names, urls, config, metaUrl: init ? urlOf(names[3]) : null };
 }
 
+/** Drops a run's databases: names[0..2] shard-0..2's (each on its shard's server), names[3] the metadata database. */
 async function dropClones(admin, dbs, names) {
-  for (const db of names) { await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`); dbs.delete(db); }
+  for (const [i, db] of names.entries()) {
+    await (i < 3 && shardServers ? shardServers[i].admin : admin).query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`);
+    dbs.delete(db);
+  }
 }
 
 /** The target holds exactly the moved rows (count and checksum); the sources hold everything else and nothing in the moved ranges. */
@@ -433,20 +455,21 @@ async function verifyPipeLoaded(impl, ds, cl, load) {
  * pg_stat_activity every 20 ms until stopped: counts by wait event ("LWLock:WALWrite",
  * "Lock:relation", "CPU" for an active session waiting on nothing). Where a slow write's time goes.
  */
-function sampleLoadWaits(url) {
+function sampleLoadWaits(urls) {
   const counts = {};
   let samples = 0;
   let stopped = false;
-  const client = new pg.Client({ connectionString: url, application_name: 'bench-move-sampler' });
+  // One session per server (pg_stat_activity shows its own server's sessions), read together each tick.
+  const clients = urls.map((url) => new pg.Client({ connectionString: url, application_name: 'bench-move-sampler' }));
   const done = (async () => {
-    await client.connect();
+    await Promise.all(clients.map((c) => c.connect()));
     while (!stopped) {
-      const { rows } = await client.query(`SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS w FROM pg_stat_activity WHERE application_name = 'bench-move-load' AND state = 'active'`);
+      const replies = await Promise.all(clients.map((c) => c.query(`SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS w FROM pg_stat_activity WHERE application_name = 'bench-move-load' AND state = 'active'`)));
       samples++;
-      for (const { w } of rows) counts[w] = (counts[w] ?? 0) + 1;
+      for (const { rows } of replies) for (const { w } of rows) counts[w] = (counts[w] ?? 0) + 1;
       await new Promise((r) => setTimeout(r, 20));
     }
-    await client.end();
+    await Promise.all(clients.map((c) => c.end()));
   })();
   return async () => {
     stopped = true;
@@ -479,12 +502,13 @@ async function underLoad(ds, cl, body, { afterMs, finalRing } = {}) {
       exited.then((code) => { clearTimeout(timer); reject(new Error(`load generator exited ${code}: ${err.slice(-2000)}`)); });
     });
     const before = cpuMark();
-    const stopBefore = sampleLoadWaits(cl.metaUrl);
+    const waitUrls = [cl.metaUrl, ...(shardServers ? [cl.urls['shard-1'], cl.urls['shard-2']] : [])];
+    const stopBefore = sampleLoadWaits(waitUrls);
     await new Promise((r) => setTimeout(r, LOAD_BEFORE_MS));
     const busyCoresLoadAlone = busySince(before);
     const waitsBefore = await stopBefore();
     child.stdin.write(`move-start ${Date.now()}\n`);
-    const stopDuring = sampleLoadWaits(cl.metaUrl);
+    const stopDuring = sampleLoadWaits(waitUrls);
     const result = await body();
     child.stdin.write(`move-end ${Date.now()}\n`);
     const waitsDuring = await stopDuring();
@@ -649,6 +673,7 @@ async function runNaive(ds, urls, { indexOrdered = false } = {}) {
 
 /** The loaded data set: from BENCH_MOVE_CACHE when it names databases that still exist, else loaded now. */
 async function cachedDataset(admin, dbs, dir, suffix) {
+  if (CACHE && shardServers) throw new Error('BENCH_MOVE_CACHE keeps databases of the reference server only: not with BENCH_MOVE_SERVERS=separate');
   if (CACHE && existsSync(CACHE)) {
     const ds = JSON.parse(readFileSync(CACHE, 'utf8'), (k, v) => (k === 'sum' && typeof v === 'string' ? BigInt(v) : v));
     const { rows } = await admin.query('SELECT count(*)::int AS n FROM pg_database WHERE datname = ANY($1)', [ds.tmpl]);
@@ -668,7 +693,12 @@ export async function benchMove() {
   const admin = new pg.Client({ connectionString: baseUrl });
   await admin.connect();
   const dbs = new Set();
+  const own = [];
   try {
+    if (SERVERS === 'separate') {
+      for (let i = 0; i < 2; i++) own.push(await startPostgres(baseUrl));
+      shardServers = [{ url: urlOf, admin, reference: true }, ...own.map((s) => ({ url: s.url, admin: s.admin, reference: false }))];
+    }
     const ds = await cachedDataset(admin, dbs, dir, suffix);
     const wantsLimit = IMPLS.has('limit') || IMPLS.has('limit-seq');
     // The moving keys, once per data set, before any run (not timed).
@@ -763,7 +793,7 @@ export async function benchMove() {
     for (const r of results) {
       const runs = runsOf.get(r) ?? null;
       const line = {
-        bench: 'move', impl: r.impl, ...(r.mode ? { mode: r.mode } : {}), rows, bytes, totalRows: ds.totalRows, sources: 2,
+        bench: 'move', impl: r.impl, ...(r.mode ? { mode: r.mode } : {}), servers: SERVERS, rows, bytes, totalRows: ds.totalRows, sources: 2,
         seconds: +r.seconds.toFixed(2), rowsPerSec: Math.round(rate(r)), mbPerSec: +(bytes / 1e6 / r.seconds).toFixed(2),
         ...(runs && runs.length > 1 ? { runs: runs.length, secondsAll: runs.map((x) => +x.seconds.toFixed(2)) } : {}),
         peakRssMb: r.peakRssMb ?? null, ...(r.sc ? { rssByQuarterMb: r.sc.rssByQuarterMb } : {}),
@@ -819,7 +849,7 @@ export async function benchMove() {
       const fromPipeLoads = (f) => r2(med(pipeLoads.map(f)), 4);
       const pipeP99 = { before: fromPipeLoads((l) => l.nonMovingLatency.before.p99Ms), during: fromPipeLoads((l) => l.nonMovingLatency.during.p99Ms) };
       const line = {
-        bench: 'move.online', impl: 'shardctl shard add', rows, totalRows: ds.totalRows, runsPerMode: REPEAT,
+        bench: 'move.online', impl: 'shardctl shard add', servers: SERVERS, rows, totalRows: ds.totalRows, runsPerMode: REPEAT,
         seconds: t,
         rawPipeUnderLoadSeconds: secs(modes.pipeLoaded),
         // The physical limit (key-list pipe + DELETE, both sources at once) on the same data, median seconds.
@@ -1056,6 +1086,7 @@ export async function benchMove() {
     }
   } finally {
     for (const db of dbs) await admin.query(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`).catch((e) => console.error(`drop ${db}: ${e.message}`));
+    for (const server of own) await server.stop();
     await admin.end();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,10 +1,14 @@
 // Servers the benches start for themselves: a free port, and a private
 // `redis-server --save "" --appendonly no` on it (the shared 6379 is never
-// touched), answered before it is handed over. The caller stops it.
-import { spawn } from 'node:child_process';
+// touched), or a PostgreSQL server of its own, answered before it is handed
+// over. The caller stops it.
+import { execFileSync, spawn } from 'node:child_process';
+import { appendFileSync, chownSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -34,3 +38,68 @@ export async function startRedis(dir) {
     }
   }
 }
+
+/**
+ * The settings a bench's own PostgreSQL server copies from the reference server
+ * (the machine's, at `referenceUrl`), so that a shard on it pays for memory,
+ * WAL and durability what a shard on the reference server pays.
+ */
+const COPIED_SETTINGS = [
+  'shared_buffers', 'wal_buffers', 'max_wal_size', 'min_wal_size', 'checkpoint_timeout', 'checkpoint_completion_target',
+  'fsync', 'synchronous_commit', 'full_page_writes', 'wal_compression', 'wal_level', 'wal_writer_delay', 'commit_delay',
+  'work_mem', 'maintenance_work_mem', 'effective_io_concurrency', 'max_connections', 'random_page_cost', 'jit',
+];
+
+/**
+ * A PostgreSQL server of the bench's own, of the reference server's major version and
+ * with its settings (COPIED_SETTINGS), from that version's binaries (`pg_config --bindir`,
+ * or BENCH_PG_BINDIR): initdb into a fresh directory on the same disk as the temp dir,
+ * owned by the `postgres` OS user when run as root, then `pg_ctl start` on a free port.
+ * { url(db), admin (connected to its `postgres` database), stop() }; stop() stops it and
+ * deletes its directory.
+ */
+export async function startPostgres(referenceUrl) {
+  const ref = new pg.Client({ connectionString: referenceUrl });
+  await ref.connect();
+  let settings;
+  let version;
+  try {
+    ({ rows: settings } = await ref.query('SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1)', [COPIED_SETTINGS]));
+    version = Number((await ref.query('SHOW server_version_num')).rows[0].server_version_num);
+  } finally {
+    await ref.end();
+  }
+  const bindir = process.env.BENCH_PG_BINDIR ?? execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
+  const binVersion = execFileSync(path.join(bindir, 'postgres'), ['--version'], { encoding: 'utf8' });
+  const major = /(\d+)(?:\.\d+)?/.exec(binVersion.replace(/^\D+/, ''))?.[1];
+  if (Number(major) !== Math.floor(version / 10000)) {
+    throw new Error(`the binaries in ${bindir} are ${binVersion.trim()}, the reference server is ${version}: set BENCH_PG_BINDIR to its version's bin directory`);
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'shardctl-bench-pg-'));
+  const asRoot = process.getuid?.() === 0;
+  const user = asRoot ? Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })) : null;
+  const group = asRoot ? Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })) : null;
+  if (asRoot) chownSync(dir, user, group);
+  const as = (cmd, args) => (asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]);
+  const data = path.join(dir, 'data');
+  execFileSync(...as(path.join(bindir, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-locale', '--no-instructions']), { stdio: 'ignore' });
+  // pg_settings' `setting` is in the parameter's base unit, which is also how a bare number in the file is read.
+  const value = (s) => `'${s.setting.replaceAll("'", "''")}'`;
+  appendFileSync(path.join(data, 'postgresql.conf'), `\n# as the reference server (${referenceUrl.replace(/:[^:@/]*@/, ':***@')})\n${settings.map((s) => `${s.name} = ${value(s)}`).join('\n')}\n`);
+  const port = await freePort();
+  execFileSync(...as(path.join(bindir, 'pg_ctl'), ['start', '-w', '-t', '60', '-D', data, '-l', path.join(dir, 'postgres.log'), '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`]), { stdio: 'ignore' });
+  const url = (db) => `postgres://postgres@127.0.0.1:${port}/${db}`;
+  const admin = new pg.Client({ connectionString: url('postgres') });
+  await admin.connect();
+  return {
+    port,
+    url,
+    admin,
+    stop: async () => {
+      await admin.end().catch(() => {});
+      try { execFileSync(...as(path.join(bindir, 'pg_ctl'), ['stop', '-m', 'fast', '-w', '-D', data]), { stdio: 'ignore' }); } catch { /* already stopped */ }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
