@@ -70,8 +70,12 @@ function timed(args) {
  */
 async function serverCpuReader(admin) {
   try {
-    const { rows: [{ pid }] } = await admin.query('SELECT pg_backend_pid() AS pid');
+    const { rows: [{ pid, addr }] } = await admin.query('SELECT pg_backend_pid() AS pid, host(inet_server_addr()) AS addr');
+    // Only a server on this machine: a remote backend's pid may be some local process's.
+    if (addr !== null && addr !== '127.0.0.1' && addr !== '::1') return null;
     const ppid = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+    const comm = (p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+    if (comm(pid) !== 'postgres' || comm(ppid) !== 'postgres') return null;
     const tick = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
     const read = () => {
       const fields = readFileSync(`/proc/${ppid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
