@@ -21,7 +21,10 @@
 // private server. Peak RSS from /usr/bin/time -v's "Maximum resident set size"
 // (VmHWM) of the spawned process. For (a) also the private server's own CPU
 // seconds during each run (INFO cpu, user + sys), a figure a busy box disturbs
-// far less than wall time. Prints JSON lines.
+// far less than wall time, Redis's time per stream in each command (INFO
+// commandstats), and shardctl's fixed cost in each round (a run matching no
+// stream): with Redis's CPU, which starts only after it, a floor on the wall
+// time (floorSeconds, ratioFloor). Prints JSON lines.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -185,8 +188,10 @@ export async function benchStream() {
     const roomDump = await template(c, `${prefix}template`, ENTRIES, ENTRIES - 50);
     const expectRemoved = KEYS * (ENTRIES - MAXLEN);
     for (const approximate of [false, true]) {
-      const samples = { naive: [], shardctl: [] };
+      const samples = { naive: [], shardctl: [], fixed: [] };
       for (let round = 0; round < ROUNDS; round++) {
+        // shardctl's fixed cost in this round: the same command on a pattern no key has (start-up, lock, audit, one SCAN).
+        samples.fixed.push(shardctlTrim(approximate ? configs.approximate : configs.exact, ['--match', `${prefix}none:*`]).seconds);
         await rebuild(c, keys, roomDump);
         const naiveCpu0 = await serverCpu(c);
         const naive = timedSpawn(['node', '--input-type=module', '-e', NAIVE_LOOP, redis.url, roomPattern, String(MAXLEN), approximate ? '1' : '0'], 'naive loop');
@@ -223,6 +228,14 @@ export async function benchStream() {
             ratioVsNaive: +(median(secs) / naiveMedian).toFixed(2), goal: '<= 1.5x the naive loop',
             redisCpuRatioVsNaive: +(median(xs.map((s) => s.redisCpu)) / median(samples.naive.map((s) => s.redisCpu))).toFixed(2),
             redisCalls: Object.fromEntries(Object.entries(last.delta).map(([k, v]) => [k, v.calls])),
+            // Redis's time per stream in each command (INFO commandstats, median over the rounds); evalsha holds the script's
+            // commands, so evalsha minus the four is what running them from Lua costs besides their own work.
+            redisUsecPerStream: Object.fromEntries(Object.keys(last.delta).filter((k) => !['info', 'eval'].includes(k)).map((k) => [k, +(median(xs.map((x) => x.delta[k]?.usec ?? 0)) / KEYS).toFixed(2)])),
+            // The two parts run one after the other (Redis waits while the process starts and takes the lock), so their
+            // sum bounds the wall time from below: the fixed cost (a run matching no stream) plus Redis's CPU.
+            fixedCostSeconds: r3(median(samples.fixed)),
+            floorSeconds: r3(median(samples.fixed) + median(xs.map((x) => x.redisCpu))),
+            ratioFloor: +((median(samples.fixed) + median(xs.map((x) => x.redisCpu))) / naiveMedian).toFixed(2),
           } : {}),
         }));
       }
