@@ -82,24 +82,28 @@ export async function startPostgres(referenceUrl) {
   if (asRoot) chownSync(dir, user, group);
   const as = (cmd, args) => (asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]);
   const data = path.join(dir, 'data');
-  execFileSync(...as(path.join(bindir, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-locale', '--no-instructions']), { stdio: 'ignore' });
-  // pg_settings' `setting` is in the parameter's base unit, which is also how a bare number in the file is read.
-  const value = (s) => `'${s.setting.replaceAll("'", "''")}'`;
-  appendFileSync(path.join(data, 'postgresql.conf'), `\n# as the reference server (${referenceUrl.replace(/:[^:@/]*@/, ':***@')})\n${settings.map((s) => `${s.name} = ${value(s)}`).join('\n')}\n`);
-  const port = await freePort();
-  execFileSync(...as(path.join(bindir, 'pg_ctl'), ['start', '-w', '-t', '60', '-D', data, '-l', path.join(dir, 'postgres.log'), '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`]), { stdio: 'ignore' });
+  let port;
+  let admin;
   const url = (db) => `postgres://postgres@127.0.0.1:${port}/${db}`;
-  const admin = new pg.Client({ connectionString: url('postgres') });
-  await admin.connect();
-  return {
-    port,
-    url,
-    admin,
-    stop: async () => {
-      await admin.end().catch(() => {});
-      try { execFileSync(...as(path.join(bindir, 'pg_ctl'), ['stop', '-m', 'fast', '-w', '-D', data]), { stdio: 'ignore' }); } catch { /* already stopped */ }
-      rmSync(dir, { recursive: true, force: true });
-    },
+  const stop = async () => {
+    await admin?.end().catch(() => {});
+    try { execFileSync(...as(path.join(bindir, 'pg_ctl'), ['stop', '-m', 'fast', '-w', '-D', data]), { stdio: 'ignore' }); } catch { /* not running */ }
+    rmSync(dir, { recursive: true, force: true });
   };
+  try {
+    execFileSync(...as(path.join(bindir, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-locale', '--no-instructions']), { stdio: 'ignore' });
+    // pg_settings' `setting` is in the parameter's base unit, which is also how a bare number in the file is read.
+    const value = (s) => `'${s.setting.replaceAll("'", "''")}'`;
+    appendFileSync(path.join(data, 'postgresql.conf'), `\n# as the reference server (${referenceUrl.replace(/:[^:@/]*@/, ':***@')})\n${settings.map((s) => `${s.name} = ${value(s)}`).join('\n')}\n`);
+    port = await freePort();
+    execFileSync(...as(path.join(bindir, 'pg_ctl'), ['start', '-w', '-t', '60', '-D', data, '-l', path.join(dir, 'postgres.log'), '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`]), { stdio: 'ignore' });
+    admin = new pg.Client({ connectionString: url('postgres') });
+    await admin.connect();
+  } catch (err) {
+    // Nothing of a server that did not come up is left behind.
+    await stop();
+    throw err;
+  }
+  return { port, url, admin, stop };
 }
 
