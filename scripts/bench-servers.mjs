@@ -3,7 +3,7 @@
 // touched), or a PostgreSQL server of its own, answered before it is handed
 // over. The caller stops it.
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -51,20 +51,21 @@ const COPIED_SETTINGS = [
 ];
 
 /**
- * A PostgreSQL server of the bench's own, of the reference server's major version and
- * with its settings (COPIED_SETTINGS), from that version's binaries (`pg_config --bindir`,
- * or BENCH_PG_BINDIR): initdb into a fresh directory on the same disk as the temp dir,
- * owned by the `postgres` OS user when run as root, then `pg_ctl start` on a free port.
- * { url(db), admin (connected to its `postgres` database), stop() }; stop() stops it and
- * deletes its directory.
+ * A PostgreSQL server of the bench's own: the sandbox's initdb and start (src/sandbox/postgres.ts:
+ * its OS user when run as root, trust on 127.0.0.1, pg_ctl), but with the binaries of the reference
+ * server's major version (`pg_config --bindir`, or BENCH_PG_BINDIR) instead of the embedded ones, and
+ * the reference server's settings (COPIED_SETTINGS) written after the sandbox's speed-over-durability
+ * lines, which they override. In a fresh directory under the temp dir (the same disk here).
+ * { url(db), admin (connected to its `postgres` database), stop() }; stop() stops it and deletes its directory.
  */
 export async function startPostgres(referenceUrl) {
+  const { preparePostgresLayout, initCluster, startServer, stopServer, postgresUrl } = await import('../dist/sandbox/postgres.js');
   const ref = new pg.Client({ connectionString: referenceUrl });
   await ref.connect();
   let settings;
   let version;
   try {
-    ({ rows: settings } = await ref.query('SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1)', [COPIED_SETTINGS]));
+    ({ rows: settings } = await ref.query('SELECT name, setting FROM pg_settings WHERE name = ANY($1)', [COPIED_SETTINGS]));
     version = Number((await ref.query('SHOW server_version_num')).rows[0].server_version_num);
   } finally {
     await ref.end();
@@ -76,34 +77,29 @@ export async function startPostgres(referenceUrl) {
     throw new Error(`the binaries in ${bindir} are ${binVersion.trim()}, the reference server is ${version}: set BENCH_PG_BINDIR to its version's bin directory`);
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'shardctl-bench-pg-'));
-  const asRoot = process.getuid?.() === 0;
-  const user = asRoot ? Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })) : null;
-  const group = asRoot ? Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })) : null;
-  if (asRoot) chownSync(dir, user, group);
-  const as = (cmd, args) => (asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]);
-  const data = path.join(dir, 'data');
-  let port;
+  const layout = {
+    ...(await preparePostgresLayout(dir)),
+    binaries: { initdb: path.join(bindir, 'initdb'), pgCtl: path.join(bindir, 'pg_ctl'), postgres: path.join(bindir, 'postgres'), nativeDir: path.dirname(bindir), copied: false },
+  };
   let admin;
-  const url = (db) => `postgres://postgres@127.0.0.1:${port}/${db}`;
   const stop = async () => {
     await admin?.end().catch(() => {});
-    try { execFileSync(...as(path.join(bindir, 'pg_ctl'), ['stop', '-m', 'fast', '-w', '-D', data]), { stdio: 'ignore' }); } catch { /* not running */ }
+    await stopServer(layout).catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    execFileSync(...as(path.join(bindir, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-locale', '--no-instructions']), { stdio: 'ignore' });
+    await initCluster(layout);
     // pg_settings' `setting` is in the parameter's base unit, which is also how a bare number in the file is read.
     const value = (s) => `'${s.setting.replaceAll("'", "''")}'`;
-    appendFileSync(path.join(data, 'postgresql.conf'), `\n# as the reference server (${referenceUrl.replace(/:[^:@/]*@/, ':***@')})\n${settings.map((s) => `${s.name} = ${value(s)}`).join('\n')}\n`);
-    port = await freePort();
-    execFileSync(...as(path.join(bindir, 'pg_ctl'), ['start', '-w', '-t', '60', '-D', data, '-l', path.join(dir, 'postgres.log'), '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1`]), { stdio: 'ignore' });
+    appendFileSync(layout.dataDir + '/postgresql.conf', `\n# as the reference server (${referenceUrl.replace(/:[^:@/]*@/, ':***@')})\n${settings.map((s) => `${s.name} = ${value(s)}`).join('\n')}\n`);
+    const server = await startServer(layout, await freePort());
+    const url = (db) => postgresUrl(server.port, db);
     admin = new pg.Client({ connectionString: url('postgres') });
     await admin.connect();
+    return { port: server.port, url, admin, stop };
   } catch (err) {
     // Nothing of a server that did not come up is left behind.
     await stop();
     throw err;
   }
-  return { port, url, admin, stop };
 }
-
