@@ -1,4 +1,4 @@
-import { copyEscape } from './query-ndjson-copy.js';
+import { copyEscape, unescapeInto } from './query-ndjson-copy.js';
 
 /**
  * COPY text rows (tab-separated fields, `\N` for NULL, COPY's backslash
@@ -67,16 +67,8 @@ export class CopyCsvEncoder {
         }
         if (stop === i) quote = true; // the empty string, told from NULL
         if (quote) out[p++] = QUOTE;
-        while (i < stop) {
-          let c = data[i++]!;
-          if (c === BACKSLASH && i < stop) {
-            const b = copyEscape(data, i, stop);
-            c = b.value;
-            i = b.next;
-          }
-          out[p++] = c;
-          if (c === QUOTE) out[p++] = QUOTE;
-        }
+        // Doubling `"` is right unquoted too: a field with a `"` is quoted.
+        p = unescapeInto(data, i, stop, out, p, 'csv-quoted');
         if (quote) out[p++] = QUOTE;
         i = stop + 1;
         if (data[stop] === NEWLINE) break;

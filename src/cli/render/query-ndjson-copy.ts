@@ -184,7 +184,7 @@ export class CopyNdjsonEncoder {
             out[p++] = 0x65;
           }
         } else if (kind === JSONB || kind === JSON_TEXT) {
-          p = unescapeInto(data, i, stop, out, p, kind === JSON_TEXT);
+          p = unescapeInto(data, i, stop, out, p, kind === JSON_TEXT ? 'line-breaks-as-spaces' : 'bytes');
         } else {
           let text = data.toString('utf8', i, stop);
           if (text.includes('\\')) text = unescapeCopyText(text);
@@ -332,8 +332,15 @@ function shortDecimal(data: Buffer, start: number, stop: number): boolean {
   return digits <= 15 && intDigits > 0 && (!dot || digits > intDigits);
 }
 
-/** COPY's escapes undone, bytes copied (json, jsonb: their text is already JSON); with `lineBreaksAsSpaces`, CR and LF become spaces. */
-function unescapeInto(data: Buffer, start: number, stop: number, out: Buffer, p: number, lineBreaksAsSpaces: boolean): number {
+/**
+ * A COPY text field's bytes from `start` to `stop` written into `out` at `p` with COPY's escapes
+ * undone; returns where the next byte goes. `as`: 'bytes' as they are (jsonb: its text is already
+ * JSON), 'line-breaks-as-spaces' (json text: CR and LF become spaces), 'csv-quoted' (inside a
+ * quoted CSV field: `"` doubled).
+ */
+export function unescapeInto(data: Buffer, start: number, stop: number, out: Buffer, p: number, as: 'bytes' | 'line-breaks-as-spaces' | 'csv-quoted'): number {
+  const spaces = as === 'line-breaks-as-spaces';
+  const quotes = as === 'csv-quoted';
   let i = start;
   while (i < stop) {
     let c = data[i++]!;
@@ -342,7 +349,9 @@ function unescapeInto(data: Buffer, start: number, stop: number, out: Buffer, p:
       c = e.value;
       i = e.next;
     }
-    out[p++] = lineBreaksAsSpaces && (c === NEWLINE || c === 0x0d) ? 0x20 : c;
+    if (spaces && (c === NEWLINE || c === 0x0d)) c = 0x20;
+    out[p++] = c;
+    if (quotes && c === 0x22) out[p++] = 0x22;
   }
   return p;
 }
