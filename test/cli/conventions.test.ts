@@ -1,7 +1,7 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ANSI, runCli, runCliInTty } from '../support/cli.js';
 
 const COMMANDS = [
@@ -25,8 +25,19 @@ const COMMANDS = [
   ['partition', 'setup'],
 ];
 
-async function configFile(text: string): Promise<string> {
+/** The temp dirs these tests make, removed after them. */
+const dirs: string[] = [];
+async function tempDir(): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'shardctl-cli-'));
+  dirs.push(dir);
+  return dir;
+}
+afterAll(async () => {
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function configFile(text: string): Promise<string> {
+  const dir = await tempDir();
   const file = path.join(dir, 'shardctl.config.yaml');
   await writeFile(file, text);
   return file;
@@ -124,7 +135,7 @@ describe('CLI conventions', () => {
   });
 
   it('a destructive command without a TTY and without --yes exits 2 and names the flag', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'shardctl-cli-'));
+    const dir = await tempDir();
     const r = await runCli(['sandbox', 'down', '--dir', dir]);
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toMatch(/--yes/);
